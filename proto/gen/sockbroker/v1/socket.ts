@@ -207,14 +207,14 @@ export interface ShutdownRequest {
 export interface ShutdownResponse {
 }
 
-/** CloseRequest is socket.close(). */
-export interface CloseRequest {
+/** CloseSocketRequest is socket.close(). */
+export interface CloseSocketRequest {
   /** Socket handle. */
   handle: number;
 }
 
-/** CloseResponse is empty on success. */
-export interface CloseResponse {
+/** CloseSocketResponse is empty on success. */
+export interface CloseSocketResponse {
 }
 
 /** GetSockOptRequest is socket.getsockopt(level, optname[, buflen]). */
@@ -353,7 +353,7 @@ export interface CallRequest {
     | undefined;
   /** Close. */
   close?:
-    | CloseRequest
+    | CloseSocketRequest
     | undefined;
   /** GetSockOpt. */
   getSockOpt?:
@@ -425,7 +425,7 @@ export interface CallResponse {
     | undefined;
   /** Close. */
   close?:
-    | CloseResponse
+    | CloseSocketResponse
     | undefined;
   /** GetSockOpt. */
   getSockOpt?:
@@ -2305,19 +2305,19 @@ export const ShutdownResponse: MessageFns<ShutdownResponse> = {
   },
 };
 
-function createBaseCloseRequest(): CloseRequest {
+function createBaseCloseSocketRequest(): CloseSocketRequest {
   return { handle: 0 };
 }
 
-export const CloseRequest: MessageFns<CloseRequest> = {
-  encode(message: CloseRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const CloseSocketRequest: MessageFns<CloseSocketRequest> = {
+  encode(message: CloseSocketRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.handle !== 0) {
       writer.uint32(8).int32(message.handle);
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): CloseRequest {
+  decode(input: BinaryReader | Uint8Array, length?: number): CloseSocketRequest {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -2326,7 +2326,7 @@ export const CloseRequest: MessageFns<CloseRequest> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseCloseRequest();
+      const message = createBaseCloseSocketRequest();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -2350,11 +2350,11 @@ export const CloseRequest: MessageFns<CloseRequest> = {
     }
   },
 
-  fromJSON(object: any): CloseRequest {
+  fromJSON(object: any): CloseSocketRequest {
     return { handle: isSet(object.handle) ? globalThis.Number(object.handle) : 0 };
   },
 
-  toJSON(message: CloseRequest): unknown {
+  toJSON(message: CloseSocketRequest): unknown {
     const obj: any = {};
     if (message.handle !== 0) {
       obj.handle = Math.round(message.handle);
@@ -2362,26 +2362,26 @@ export const CloseRequest: MessageFns<CloseRequest> = {
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<CloseRequest>, I>>(base?: I): CloseRequest {
-    return CloseRequest.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<CloseSocketRequest>, I>>(base?: I): CloseSocketRequest {
+    return CloseSocketRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<CloseRequest>, I>>(object: I): CloseRequest {
-    const message = createBaseCloseRequest();
+  fromPartial<I extends Exact<DeepPartial<CloseSocketRequest>, I>>(object: I): CloseSocketRequest {
+    const message = createBaseCloseSocketRequest();
     message.handle = object.handle ?? 0;
     return message;
   },
 };
 
-function createBaseCloseResponse(): CloseResponse {
+function createBaseCloseSocketResponse(): CloseSocketResponse {
   return {};
 }
 
-export const CloseResponse: MessageFns<CloseResponse> = {
-  encode(_: CloseResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const CloseSocketResponse: MessageFns<CloseSocketResponse> = {
+  encode(_: CloseSocketResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): CloseResponse {
+  decode(input: BinaryReader | Uint8Array, length?: number): CloseSocketResponse {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -2390,7 +2390,7 @@ export const CloseResponse: MessageFns<CloseResponse> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseCloseResponse();
+      const message = createBaseCloseSocketResponse();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -2406,20 +2406,20 @@ export const CloseResponse: MessageFns<CloseResponse> = {
     }
   },
 
-  fromJSON(_: any): CloseResponse {
+  fromJSON(_: any): CloseSocketResponse {
     return {};
   },
 
-  toJSON(_: CloseResponse): unknown {
+  toJSON(_: CloseSocketResponse): unknown {
     const obj: any = {};
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<CloseResponse>, I>>(base?: I): CloseResponse {
-    return CloseResponse.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<CloseSocketResponse>, I>>(base?: I): CloseSocketResponse {
+    return CloseSocketResponse.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<CloseResponse>, I>>(_: I): CloseResponse {
-    const message = createBaseCloseResponse();
+  fromPartial<I extends Exact<DeepPartial<CloseSocketResponse>, I>>(_: I): CloseSocketResponse {
+    const message = createBaseCloseSocketResponse();
     return message;
   },
 };
@@ -3441,7 +3441,7 @@ export const CallRequest: MessageFns<CallRequest> = {
       ShutdownRequest.encode(message.shutdown, writer.uint32(154).fork()).join();
     }
     if (message.close !== undefined) {
-      CloseRequest.encode(message.close, writer.uint32(162).fork()).join();
+      CloseSocketRequest.encode(message.close, writer.uint32(162).fork()).join();
     }
     if (message.getSockOpt !== undefined) {
       GetSockOptRequest.encode(message.getSockOpt, writer.uint32(170).fork()).join();
@@ -3570,7 +3570,7 @@ export const CallRequest: MessageFns<CallRequest> = {
               break;
             }
 
-            message.close = CloseRequest.decode(reader, reader.uint32());
+            message.close = CloseSocketRequest.decode(reader, reader.uint32());
             continue;
           }
           case 21: {
@@ -3654,7 +3654,7 @@ export const CallRequest: MessageFns<CallRequest> = {
         : undefined,
       recv: isSet(object.recv) ? RecvRequest.fromJSON(object.recv) : undefined,
       shutdown: isSet(object.shutdown) ? ShutdownRequest.fromJSON(object.shutdown) : undefined,
-      close: isSet(object.close) ? CloseRequest.fromJSON(object.close) : undefined,
+      close: isSet(object.close) ? CloseSocketRequest.fromJSON(object.close) : undefined,
       getSockOpt: isSet(object.getSockOpt)
         ? GetSockOptRequest.fromJSON(object.getSockOpt)
         : isSet(object.get_sock_opt)
@@ -3716,7 +3716,7 @@ export const CallRequest: MessageFns<CallRequest> = {
       obj.shutdown = ShutdownRequest.toJSON(message.shutdown);
     }
     if (message.close !== undefined) {
-      obj.close = CloseRequest.toJSON(message.close);
+      obj.close = CloseSocketRequest.toJSON(message.close);
     }
     if (message.getSockOpt !== undefined) {
       obj.getSockOpt = GetSockOptRequest.toJSON(message.getSockOpt);
@@ -3776,7 +3776,7 @@ export const CallRequest: MessageFns<CallRequest> = {
       ? ShutdownRequest.fromPartial(object.shutdown)
       : undefined;
     message.close = (object.close !== undefined && object.close !== null)
-      ? CloseRequest.fromPartial(object.close)
+      ? CloseSocketRequest.fromPartial(object.close)
       : undefined;
     message.getSockOpt = (object.getSockOpt !== undefined && object.getSockOpt !== null)
       ? GetSockOptRequest.fromPartial(object.getSockOpt)
@@ -3859,7 +3859,7 @@ export const CallResponse: MessageFns<CallResponse> = {
       ShutdownResponse.encode(message.shutdown, writer.uint32(154).fork()).join();
     }
     if (message.close !== undefined) {
-      CloseResponse.encode(message.close, writer.uint32(162).fork()).join();
+      CloseSocketResponse.encode(message.close, writer.uint32(162).fork()).join();
     }
     if (message.getSockOpt !== undefined) {
       GetSockOptResponse.encode(message.getSockOpt, writer.uint32(170).fork()).join();
@@ -3988,7 +3988,7 @@ export const CallResponse: MessageFns<CallResponse> = {
               break;
             }
 
-            message.close = CloseResponse.decode(reader, reader.uint32());
+            message.close = CloseSocketResponse.decode(reader, reader.uint32());
             continue;
           }
           case 21: {
@@ -4072,7 +4072,7 @@ export const CallResponse: MessageFns<CallResponse> = {
         : undefined,
       recv: isSet(object.recv) ? RecvResponse.fromJSON(object.recv) : undefined,
       shutdown: isSet(object.shutdown) ? ShutdownResponse.fromJSON(object.shutdown) : undefined,
-      close: isSet(object.close) ? CloseResponse.fromJSON(object.close) : undefined,
+      close: isSet(object.close) ? CloseSocketResponse.fromJSON(object.close) : undefined,
       getSockOpt: isSet(object.getSockOpt)
         ? GetSockOptResponse.fromJSON(object.getSockOpt)
         : isSet(object.get_sock_opt)
@@ -4134,7 +4134,7 @@ export const CallResponse: MessageFns<CallResponse> = {
       obj.shutdown = ShutdownResponse.toJSON(message.shutdown);
     }
     if (message.close !== undefined) {
-      obj.close = CloseResponse.toJSON(message.close);
+      obj.close = CloseSocketResponse.toJSON(message.close);
     }
     if (message.getSockOpt !== undefined) {
       obj.getSockOpt = GetSockOptResponse.toJSON(message.getSockOpt);
@@ -4194,7 +4194,7 @@ export const CallResponse: MessageFns<CallResponse> = {
       ? ShutdownResponse.fromPartial(object.shutdown)
       : undefined;
     message.close = (object.close !== undefined && object.close !== null)
-      ? CloseResponse.fromPartial(object.close)
+      ? CloseSocketResponse.fromPartial(object.close)
       : undefined;
     message.getSockOpt = (object.getSockOpt !== undefined && object.getSockOpt !== null)
       ? GetSockOptResponse.fromPartial(object.getSockOpt)
@@ -4326,15 +4326,15 @@ export const SocketServiceService = {
     responseSerialize: (value: ShutdownResponse): Buffer => Buffer.from(ShutdownResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ShutdownResponse => ShutdownResponse.decode(value),
   },
-  /** Close is socket.close(); closing a closed or unknown handle is EBADF. */
-  close: {
-    path: "/sockbroker.v1.SocketService/Close" as const,
+  /** CloseSocket is socket.close(); closing a closed or unknown handle is EBADF. */
+  closeSocket: {
+    path: "/sockbroker.v1.SocketService/CloseSocket" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: CloseRequest): Buffer => Buffer.from(CloseRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): CloseRequest => CloseRequest.decode(value),
-    responseSerialize: (value: CloseResponse): Buffer => Buffer.from(CloseResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): CloseResponse => CloseResponse.decode(value),
+    requestSerialize: (value: CloseSocketRequest): Buffer => Buffer.from(CloseSocketRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CloseSocketRequest => CloseSocketRequest.decode(value),
+    responseSerialize: (value: CloseSocketResponse): Buffer => Buffer.from(CloseSocketResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CloseSocketResponse => CloseSocketResponse.decode(value),
   },
   /** GetSockOpt is socket.getsockopt(level, optname[, buflen]). */
   getSockOpt: {
@@ -4422,8 +4422,8 @@ export interface SocketServiceServer extends UntypedServiceImplementation {
   recv: handleUnaryCall<RecvRequest, RecvResponse>;
   /** Shutdown is socket.shutdown(how). */
   shutdown: handleUnaryCall<ShutdownRequest, ShutdownResponse>;
-  /** Close is socket.close(); closing a closed or unknown handle is EBADF. */
-  close: handleUnaryCall<CloseRequest, CloseResponse>;
+  /** CloseSocket is socket.close(); closing a closed or unknown handle is EBADF. */
+  closeSocket: handleUnaryCall<CloseSocketRequest, CloseSocketResponse>;
   /** GetSockOpt is socket.getsockopt(level, optname[, buflen]). */
   getSockOpt: handleUnaryCall<GetSockOptRequest, GetSockOptResponse>;
   /** SetSockOpt is socket.setsockopt(level, optname, value). */
@@ -4593,21 +4593,21 @@ export interface SocketServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ShutdownResponse) => void,
   ): ClientUnaryCall;
-  /** Close is socket.close(); closing a closed or unknown handle is EBADF. */
-  close(
-    request: CloseRequest,
-    callback: (error: ServiceError | null, response: CloseResponse) => void,
+  /** CloseSocket is socket.close(); closing a closed or unknown handle is EBADF. */
+  closeSocket(
+    request: CloseSocketRequest,
+    callback: (error: ServiceError | null, response: CloseSocketResponse) => void,
   ): ClientUnaryCall;
-  close(
-    request: CloseRequest,
+  closeSocket(
+    request: CloseSocketRequest,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: CloseResponse) => void,
+    callback: (error: ServiceError | null, response: CloseSocketResponse) => void,
   ): ClientUnaryCall;
-  close(
-    request: CloseRequest,
+  closeSocket(
+    request: CloseSocketRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: CloseResponse) => void,
+    callback: (error: ServiceError | null, response: CloseSocketResponse) => void,
   ): ClientUnaryCall;
   /** GetSockOpt is socket.getsockopt(level, optname[, buflen]). */
   getSockOpt(

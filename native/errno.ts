@@ -1,0 +1,46 @@
+import { errnos } from './constants.js';
+
+// First entry per number wins: the generated table lists the canonical name
+// first (EAGAIN before EWOULDBLOCK).
+const names = new Map<number, string>();
+const texts = new Map<number, string>();
+for (const [n, name, text] of errnos) {
+  if (!names.has(n)) {
+    names.set(n, name);
+    texts.set(n, text);
+  }
+}
+
+/** Errno name for a number ('ECONNREFUSED'); 'UNKNOWN' if glibc defines none, like libuv. */
+export function errnoName(errno: number): string {
+  return names.get(errno) ?? 'UNKNOWN';
+}
+
+/** The C strerror() text ('Connection refused'); glibc's 'Unknown error N' for unknown numbers. */
+export function strerror(errno: number): string {
+  return texts.get(errno) ?? `Unknown error ${errno}`;
+}
+
+/** A failed system call: errno (positive), its name, the syscall, and strerror text. */
+export class ErrnoError extends Error {
+  readonly errno: number;
+  readonly code: string;
+  readonly syscall: string;
+  readonly strerror: string;
+
+  constructor(errno: number, syscall: string) {
+    const code = errnoName(errno);
+    const text = strerror(errno);
+    super(`${syscall} ${code}: ${text}`);
+    this.name = 'ErrnoError';
+    this.errno = errno;
+    this.code = code;
+    this.syscall = syscall;
+    this.strerror = text;
+  }
+}
+
+/** The one place system errors are built; pass errno as read from the same FFI call. */
+export function errnoException(errno: number, syscall: string): ErrnoError {
+  return new ErrnoError(errno, syscall);
+}

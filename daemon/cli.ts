@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+// sockbroker CLI: `sockbroker serve` runs the daemon.
+// The reactor keeps one epoll_wait on the libuv threadpool for the daemon's life, and SO_LINGER
+// closes and getaddrinfo run there too: give the pool room before anything uses it.
+process.env.UV_THREADPOOL_SIZE ??= '16';
+
+import { Command, InvalidArgumentError } from 'commander';
+import { createLogger } from './log.js';
+import { defaultListenAddress, parseListenAddress } from './listen-address.js';
+
+const program = new Command();
+program.name('sockbroker').description('Lends privileged Linux sockets to unprivileged programs over gRPC');
+
+function seconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('must be a number of seconds >= 0');
+  return n;
+}
+
+program
+  .command('serve')
+  .description('run the broker daemon')
+  .option('--listen <address>', 'where to listen: unix:PATH (default: see README)')
+  .option('--grace-period <seconds>', 'how long a session outlives its last stream', seconds, 30)
+  .option('--log-level <level>', 'pino log level', process.env.SOCKBROKER_LOG_LEVEL ?? 'info')
+  .action(async (opts: { listen?: string; gracePeriod: number; logLevel: string }) => {
+    const log = createLogger(opts.logLevel);
+    const { serve } = await import('./server.js');
+    const address = parseListenAddress(opts.listen ?? process.env.SOCKBROKER_ADDRESS ?? defaultListenAddress());
+    const mode = process.getuid?.() === 0 ? 0o666 : 0o600;
+    const server = await serve({ path: address.path, graceSeconds: opts.gracePeriod, mode, log });
+    const stop = (signal: string): void => {
+      log.info({ event: 'signal', signal });
+      server.shutdown().then(() => process.exit(0));
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+
+program.parseAsync().catch((err: Error) => {
+  process.stderr.write(`sockbroker: ${err.message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,97 @@
+// The one I/O driver for readiness + deadline, as CPython's sock_call_ex:
+//   try the syscall; EINTR → retry; EAGAIN → non-blocking mode (timeout 0) raises it at once,
+//   otherwise wait for readiness on the reactor until the deadline and retry. EAGAIN after
+//   readiness is a false alarm: wait again with the time left, recomputed from a monotonic
+//   deadline. The deadline passing raises socket.timeout('timed out'); a closed handle EBADF.
+import { FdClosedError, type Direction, type Reactor } from './reactor.js';
+import type { SocketEntry } from './handles.js';
+import { osErrorNamed, timeoutError } from './errors.js';
+
+/** Timeout in seconds: undefined = blocking, 0 = non-blocking, > 0 = timeout mode. */
+export type Timeout = number | undefined;
+
+const TIMED_OUT = Symbol('timed out');
+
+export function isAgain(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code === 'EAGAIN' || code === 'EWOULDBLOCK';
+}
+
+function isIntr(err: unknown): boolean {
+  return (err as { code?: string }).code === 'EINTR';
+}
+
+/**
+ * Waits until `entry` is ready in `dir` or the deadline (ms, performance.now() clock) passes.
+ * Throws socket.timeout, EBADF if the handle closes meanwhile, or the signal's reason.
+ */
+export async function waitReady(
+  reactor: Reactor,
+  entry: SocketEntry,
+  dir: Direction,
+  deadline: number,
+  signal: AbortSignal,
+  syscall: string,
+): Promise<void> {
+  const remaining = deadline - performance.now();
+  if (remaining <= 0) throw timeoutError(syscall);
+  let timer: NodeJS.Timeout | undefined;
+  let waitSignal = signal;
+  if (deadline !== Infinity) {
+    const ctl = new AbortController();
+    const onAbort = (): void => ctl.abort(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    timer = setTimeout(() => ctl.abort(TIMED_OUT), Math.ceil(remaining));
+    waitSignal = ctl.signal;
+    try {
+      await reactor.wait(entry.fd, dir, waitSignal);
+    } catch (err) {
+      throw translate(err, syscall);
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+    }
+    return;
+  }
+  try {
+    await reactor.wait(entry.fd, dir, waitSignal);
+  } catch (err) {
+    throw translate(err, syscall);
+  }
+}
+
+function translate(err: unknown, syscall: string): unknown {
+  if (err === TIMED_OUT) return timeoutError(syscall);
+  if (err instanceof FdClosedError) return osErrorNamed('EBADF', syscall);
+  return err;
+}
+
+/** Monotonic deadline in ms for a timeout in seconds (Infinity when blocking). */
+export function deadlineFor(timeout: Timeout): number {
+  return timeout === undefined ? Infinity : performance.now() + timeout * 1000;
+}
+
+/** Runs `attempt` under the socket's mode (see the contract at the top of this file); a call
+ * made of several syscalls (sendall) passes one deadline for all of them. */
+export async function drive<T>(
+  reactor: Reactor,
+  entry: SocketEntry,
+  dir: Direction,
+  timeout: Timeout,
+  signal: AbortSignal,
+  syscall: string,
+  attempt: () => T,
+  deadline = deadlineFor(timeout),
+): Promise<T> {
+  for (;;) {
+    if (entry.closed) throw osErrorNamed('EBADF', syscall);
+    if (signal.aborted) throw signal.reason;
+    try {
+      return attempt();
+    } catch (err) {
+      if (isIntr(err)) continue;
+      if (!isAgain(err) || timeout === 0) throw err;
+    }
+    await waitReady(reactor, entry, dir, deadline, signal, syscall);
+  }
+}

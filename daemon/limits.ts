@@ -1,0 +1,31 @@
+// Every size a client controls is bounded here; the values are documented in README.md and
+// given to clients by GetModuleInfo.
+export interface Limits {
+  /** Largest data of one send/sendto/sendall call, bytes. */
+  maxSendBytes: number;
+  /** Largest bufsize of one recv/recvfrom call, bytes. */
+  maxRecvBytes: number;
+  /** Largest getsockopt buflen / setsockopt bytes value. */
+  maxOptBytes: number;
+  /** Most handles in one poll call. */
+  maxPollHandles: number;
+  /** Sockets per session. */
+  maxSockets: number;
+  /** Sessions per identity. */
+  maxSessionsPerIdentity: number;
+  /** Calls pending at once on one Call stream. */
+  maxPendingCalls: number;
+  /** Largest gRPC message, bytes (a send of maxSendBytes fits with room for the envelope). */
+  maxMessageBytes: number;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  maxSendBytes: 4 << 20,
+  maxRecvBytes: 4 << 20,
+  maxOptBytes: 1024,
+  maxPollHandles: 4096,
+  maxSockets: 4096,
+  maxSessionsPerIdentity: 64,
+  maxPendingCalls: 8192,
+  maxMessageBytes: (4 << 20) + 64 * 1024,
+};

@@ -1,0 +1,139 @@
+// Glue between grpc-js calls and the handlers: resolving the caller's session, running one
+// handler for a unary call or for an envelope on the Call stream, and turning failures into
+// rich statuses. One handler per operation serves both paths.
+import type { Metadata, ServerUnaryCall, sendUnaryData, ServerDuplexStream } from '@grpc/grpc-js';
+import { status as Code } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { BrokerError, sessionError, toBrokerError, toServiceError, toStatus } from './errors.js';
+import type { Identity } from './identity.js';
+import type { Session, Sessions } from './sessions.js';
+import type { CallContext } from './socket-ops.js';
+import type { CallRequest, CallResponse } from '../proto/gen/sockbroker/v1/socket.js';
+
+export const SESSION_METADATA = 'sockbroker-session';
+
+/** Maps a connection tag (what call.getPeer() returns) to the identity read at accept. */
+export type PeerTable = Map<string, Identity>;
+
+export class CancelledError extends BrokerError {
+  constructor(why = 'call cancelled') {
+    super(Code.CANCELLED, 'CANCELLED', why, { kind: 'cancelled' });
+  }
+}
+
+export function identityOf(peers: PeerTable, call: { getPeer(): string }): Identity {
+  const identity = peers.get(call.getPeer());
+  if (!identity) throw sessionError('caller identity unknown', Code.UNAUTHENTICATED);
+  return identity;
+}
+
+export function sessionOf(sessions: Sessions, peers: PeerTable, call: { getPeer(): string; metadata: Metadata }): Session {
+  const identity = identityOf(peers, call);
+  const id = call.metadata.get(SESSION_METADATA)[0];
+  if (typeof id !== 'string' || !/^[0-9a-f]{32}$/.test(id)) {
+    throw sessionError(`missing or malformed ${SESSION_METADATA} metadata`, Code.UNAUTHENTICATED);
+  }
+  return sessions.get(id, identity);
+}
+
+type Handler<Req, Res> = (ctx: CallContext, req: Req) => Promise<Res>;
+
+function logUnexpected(log: Logger, err: unknown, op: string): void {
+  if (!(err instanceof BrokerError) && !(err as { errno?: unknown }).errno) log.error({ event: 'internal', op, err: String((err as Error)?.stack ?? err) });
+}
+
+/** A grpc-js unary handler running `handler` in the caller's session. */
+export function unary<Req, Res>(
+  sessions: Sessions,
+  peers: PeerTable,
+  log: Logger,
+  op: string,
+  handler: Handler<Req, Res>,
+): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
+  return (call, callback) => {
+    let ctx: CallContext;
+    try {
+      const ac = new AbortController();
+      call.on('cancelled', () => ac.abort(new CancelledError()));
+      ctx = { session: sessionOf(sessions, peers, call), signal: ac.signal };
+    } catch (err) {
+      callback(toServiceError(toBrokerError(err)));
+      return;
+    }
+    handler(ctx, call.request).then(
+      (res) => {
+        if (call.cancelled) ctx.onUndelivered?.();
+        else callback(null, res);
+      },
+      (err) => {
+        logUnexpected(log, err, op);
+        callback(toServiceError(toBrokerError(err)));
+      },
+    );
+  };
+}
+
+/** The Call stream: envelopes in, results out in completion order, per-call cancellation. */
+export function callStream(
+  sessions: Sessions,
+  peers: PeerTable,
+  log: Logger,
+  maxPending: number,
+  handlers: Record<string, Handler<any, any>>,
+): (stream: ServerDuplexStream<CallRequest, CallResponse>) => void {
+  const ops = Object.keys(handlers);
+  return (stream) => {
+    let session: Session;
+    try {
+      session = sessionOf(sessions, peers, stream);
+    } catch (err) {
+      stream.emit('error', toServiceError(toBrokerError(err)));
+      return;
+    }
+    sessions.attach(session);
+    const pending = new Map<number, { ac: AbortController; ctx: CallContext }>();
+    let open = true;
+    const finish = (): void => {
+      if (!open) return;
+      open = false;
+      for (const { ac } of pending.values()) ac.abort(new CancelledError('stream ended'));
+      sessions.detach(session);
+    };
+    const deliver = (callId: number, ctx: CallContext | undefined, res: Partial<CallResponse>): void => {
+      pending.delete(callId);
+      if (!open || stream.cancelled || stream.destroyed) {
+        ctx?.onUndelivered?.();
+        return;
+      }
+      stream.write({ callId, ...res } as CallResponse);
+    };
+    stream.on('data', (req: CallRequest) => {
+      const callId = req.callId;
+      if (req.cancel) {
+        pending.get(callId)?.ac.abort(new CancelledError());
+        return;
+      }
+      const op = ops.find((name) => (req as any)[name] !== undefined);
+      if (!op) return deliver(callId, undefined, { error: toStatus(new BrokerError(Code.INVALID_ARGUMENT, 'EMPTY_CALL', 'call names no operation', { kind: 'value' })) });
+      if (pending.has(callId)) return deliver(callId, undefined, { error: toStatus(new BrokerError(Code.INVALID_ARGUMENT, 'DUPLICATE_CALL_ID', `call_id ${callId} is already pending`, { kind: 'value' })) });
+      if (pending.size >= maxPending) return deliver(callId, undefined, { error: toStatus(new BrokerError(Code.RESOURCE_EXHAUSTED, 'TOO_MANY_CALLS', `at most ${maxPending} calls may be pending on one stream`, { kind: 'os' })) });
+      const ac = new AbortController();
+      const ctx: CallContext = { session, signal: ac.signal };
+      pending.set(callId, { ac, ctx });
+      handlers[op]!(ctx, (req as any)[op]).then(
+        (res) => deliver(callId, ctx, { [op]: res }),
+        (err) => {
+          logUnexpected(log, err, op);
+          deliver(callId, ctx, { error: toStatus(toBrokerError(err)) });
+        },
+      );
+    });
+    stream.on('end', () => {
+      finish();
+      stream.end();
+    });
+    stream.on('cancelled', finish);
+    stream.on('error', finish);
+    stream.on('close', finish);
+  };
+}

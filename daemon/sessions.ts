@@ -1,0 +1,101 @@
+// Sessions: a random 128-bit id bound to the caller's identity, a handle table, and a grace
+// timer that runs while no stream is attached (a client that exited, was killed or lost its
+// network can resume within it; after it the session's sockets are closed).
+import { randomBytes } from 'node:crypto';
+import { status as Code } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { HandleTable, type SocketEntry } from './handles.js';
+import { sessionError } from './errors.js';
+import { describe, type Identity } from './identity.js';
+
+export class Session {
+  readonly table: HandleTable;
+  attached = 0;
+  ended = false;
+  graceTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly id: string,
+    readonly identity: Identity,
+    maxSockets: number,
+  ) {
+    this.table = new HandleTable(maxSockets);
+  }
+}
+
+export interface SessionOptions {
+  graceMs: number;
+  maxSockets: number;
+  maxSessionsPerIdentity: number;
+  log: Logger;
+  /** Closes one socket of an ending session (never throws). */
+  closeEntry: (table: HandleTable, entry: SocketEntry) => Promise<void>;
+}
+
+export class Sessions {
+  readonly #byId = new Map<string, Session>();
+
+  constructor(readonly opts: SessionOptions) {}
+
+  get size(): number {
+    return this.#byId.size;
+  }
+
+  /** A new session for `identity`, unattached (its grace timer runs until a stream attaches). */
+  open(identity: Identity): Session {
+    let count = 0;
+    for (const s of this.#byId.values()) if (s.identity.key === identity.key) count++;
+    if (count >= this.opts.maxSessionsPerIdentity) {
+      throw sessionError(`too many sessions for this identity (limit ${this.opts.maxSessionsPerIdentity})`, Code.RESOURCE_EXHAUSTED);
+    }
+    const session = new Session(randomBytes(16).toString('hex'), identity, this.opts.maxSockets);
+    this.#byId.set(session.id, session);
+    this.#startGrace(session);
+    this.opts.log.info({ event: 'session.open', session: session.id.slice(0, 8), ...describe(identity) });
+    return session;
+  }
+
+  /** The session `id` if it exists and belongs to `identity`; else a clear error. */
+  get(id: string, identity: Identity): Session {
+    const session = this.#byId.get(id);
+    if (!session || session.ended) throw sessionError('session lost: unknown or expired session id');
+    if (session.identity.key !== identity.key) {
+      this.opts.log.warn({ event: 'session.refused', session: id.slice(0, 8), ...describe(identity) });
+      throw sessionError('session belongs to another identity', Code.PERMISSION_DENIED);
+    }
+    return session;
+  }
+
+  attach(session: Session): void {
+    session.attached++;
+    clearTimeout(session.graceTimer);
+    session.graceTimer = undefined;
+  }
+
+  detach(session: Session): void {
+    session.attached = Math.max(0, session.attached - 1);
+    if (session.attached === 0 && !session.ended) this.#startGrace(session);
+  }
+
+  /** Ends a session now and closes its sockets; returns how many were closed. */
+  async end(session: Session, why: string): Promise<number> {
+    if (session.ended) return 0;
+    session.ended = true;
+    clearTimeout(session.graceTimer);
+    this.#byId.delete(session.id);
+    const entries = session.table.entries();
+    await Promise.all(entries.map((e) => this.opts.closeEntry(session.table, e)));
+    this.opts.log.info({ event: 'session.end', session: session.id.slice(0, 8), why, closed: entries.length });
+    return entries.length;
+  }
+
+  async endAll(why: string): Promise<void> {
+    await Promise.all([...this.#byId.values()].map((s) => this.end(s, why)));
+  }
+
+  #startGrace(session: Session): void {
+    clearTimeout(session.graceTimer);
+    session.graceTimer = setTimeout(() => void this.end(session, 'grace period over'), this.opts.graceMs);
+    session.graceTimer.unref();
+  }
+}

@@ -1,0 +1,397 @@
+// One handler per SocketService operation. Each takes the call's context and the decoded
+// request, validates it (the wire is never trusted), asks the policy before any syscall, and
+// returns the response message. Both the unary RPCs and the Call stream run these.
+import type { Logger } from 'pino';
+import { status as Code } from '@grpc/grpc-js';
+import * as libc from '../native/libc.js';
+import { linux as C, os } from '../native/constants.js';
+import type * as pb from '../proto/gen/sockbroker/v1/socket.js';
+import { argumentError, BrokerError, osError, osErrorNamed } from './errors.js';
+import { deadlineFor, drive, isAgain, waitReady, type Timeout } from './io-driver.js';
+import type { Reactor } from './reactor.js';
+import type { HandleTable, SocketEntry, SocketInfo } from './handles.js';
+import type { Session, Sessions } from './sessions.js';
+import type { Limits } from './limits.js';
+import { decide, type Action } from './policy.js';
+import { describe } from './identity.js';
+import { fromSockaddr, portOf, toSockaddr } from './addresses.js';
+
+export interface Broker {
+  reactor: Reactor;
+  sessions: Sessions;
+  limits: Limits;
+  log: Logger;
+}
+
+export interface CallContext {
+  session: Session;
+  /** Aborted when the client cancels the call or its stream ends. */
+  signal: AbortSignal;
+  /** Set by a handler that consumed data: called when its reply cannot be delivered. */
+  onUndelivered?: () => void;
+}
+
+const TYPE_FLAGS = C.SOCK_NONBLOCK | C.SOCK_CLOEXEC;
+const INT_MIN = -0x80000000;
+const INT_MAX = 0x7fffffff;
+
+// ---- validators: tiny, named, each throws the Python-shaped error ----
+
+function validateInt(value: unknown, name: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value)) throw argumentError('type', `${name} must be an integer`, name);
+  if (value < INT_MIN) throw argumentError('overflow', `${name}: signed integer is less than minimum`, name);
+  if (value > INT_MAX) throw argumentError('overflow', `${name}: signed integer is greater than maximum`, name);
+  return value;
+}
+
+/** Seconds: undefined = blocking, 0 = non-blocking, > 0 = timeout; negative or NaN is refused. */
+function validateTimeout(value: number | undefined): Timeout {
+  if (value === undefined) return undefined;
+  if (!Number.isFinite(value) || value < 0) throw argumentError('value', 'Timeout value out of range', 'timeout');
+  return value;
+}
+
+function validateSize(value: number, max: number, syscall: string): number {
+  if (!Number.isInteger(value) || value < 0) throw argumentError('value', `negative buffersize in ${syscall}`, 'bufsize');
+  if (value > max) throw argumentError('value', `${syscall}: bufsize ${value} is above the broker's limit of ${max} bytes`, 'bufsize');
+  return value;
+}
+
+function validateData(data: Buffer, max: number, syscall: string): Buffer {
+  if (data.length > max) throw argumentError('value', `${syscall}: ${data.length} bytes is above the broker's limit of ${max} bytes per call`, 'data');
+  return data;
+}
+
+// ---- the broker-wide pieces every handler uses ----
+
+export class SocketOps {
+  constructor(readonly broker: Broker) {}
+
+  #enforce(ctx: CallContext, action: Action, syscall: string): void {
+    const decision = decide(ctx.session.identity, action);
+    const who = describe(ctx.session.identity);
+    if (!decision.allowed) {
+      this.broker.log.warn({ event: 'policy.deny', ...who, action: { ...action, value: undefined }, what: decision.what });
+      const strerror = decision.errno === 'EPERM' ? 'Operation not permitted' : 'Permission denied';
+      throw osErrorNamed(decision.errno, syscall, `${strerror} (sockbroker policy: ${decision.what})`);
+    }
+  }
+
+  /** Runs `fn` with the caller's fsuid/fsgid, so the kernel attributes new sockets to it. */
+  #asCaller<T>(ctx: CallContext, fn: () => T): T {
+    const { uid, gid, hostRoot } = ctx.session.identity;
+    if (hostRoot) return fn();
+    const oldGid = libc.setfsgid(gid);
+    const oldUid = libc.setfsuid(uid);
+    try {
+      return fn();
+    } finally {
+      libc.setfsuid(oldUid);
+      libc.setfsgid(oldGid);
+    }
+  }
+
+  #audit(ctx: CallContext, event: string, fields: Record<string, unknown>): void {
+    this.broker.log.info({ event, session: ctx.session.id.slice(0, 8), ...describe(ctx.session.identity), ...fields });
+  }
+
+  /** Closes one socket: off the reactor first, then the fd (off the event loop if SO_LINGER may block). */
+  async closeEntry(table: HandleTable, entry: SocketEntry): Promise<void> {
+    if (entry.closed) return;
+    entry.closed = true;
+    table.remove(entry);
+    this.broker.reactor.forget(entry.fd);
+    let lingers = false;
+    try {
+      const l = libc.getsockopt(entry.fd, C.SOL_SOCKET, C.SO_LINGER, 8);
+      lingers = l.length >= 8 && l.readInt32LE(0) !== 0 && l.readInt32LE(4) > 0;
+    } catch {
+      // Not every family has SO_LINGER; such a close never blocks.
+    }
+    try {
+      if (lingers) await libc.closeOffThread(entry.fd);
+      else libc.close(entry.fd);
+    } catch (err) {
+      this.broker.log.warn({ event: 'close.error', fd: entry.fd, err: String(err) });
+    }
+  }
+
+  #entry(ctx: CallContext, handle: number, syscall: string): SocketEntry {
+    return ctx.session.table.get(validateInt(handle, 'handle'), syscall);
+  }
+
+  #register(ctx: CallContext, fd: number, info: SocketInfo): SocketEntry {
+    if (ctx.session.ended) {
+      libc.close(fd);
+      throw osErrorNamed('EBADF', 'socket', 'Bad file descriptor (session ended)');
+    }
+    return ctx.session.table.add(fd, info);
+  }
+
+  // ---- operations ----
+
+  create = async (ctx: CallContext, req: pb.CreateRequest): Promise<pb.CreateResponse> => {
+    const family = validateInt(req.family, 'family');
+    const type = validateInt(req.type, 'type');
+    const protocol = validateInt(req.protocol, 'proto');
+    const info = { family, type: type & ~TYPE_FLAGS, protocol };
+    this.#enforce(ctx, { op: 'socket', ...info, pair: false }, 'socket');
+    ctx.session.table.reserve(1);
+    const fd = this.#asCaller(ctx, () => libc.socket(family, info.type | TYPE_FLAGS, protocol));
+    const entry = this.#register(ctx, fd, info);
+    if (info.type === C.SOCK_RAW || ctx.session.identity.hostRoot) this.#audit(ctx, 'socket.create', { handle: entry.handle, ...info });
+    return { handle: entry.handle, info };
+  };
+
+  socketpair = async (ctx: CallContext, req: pb.SocketpairRequest): Promise<pb.SocketpairResponse> => {
+    const family = validateInt(req.family, 'family');
+    const type = validateInt(req.type, 'type');
+    const protocol = validateInt(req.protocol, 'proto');
+    const info = { family, type: type & ~TYPE_FLAGS, protocol };
+    this.#enforce(ctx, { op: 'socket', ...info, pair: true }, 'socketpair');
+    ctx.session.table.reserve(2);
+    const [a, b] = this.#asCaller(ctx, () => libc.socketpair(family, info.type | TYPE_FLAGS, protocol));
+    const ea = this.#register(ctx, a, info);
+    const eb = this.#register(ctx, b, info);
+    return { handleA: ea.handle, handleB: eb.handle, info };
+  };
+
+  bind = async (ctx: CallContext, req: pb.BindRequest): Promise<pb.BindResponse> => {
+    const entry = this.#entry(ctx, req.handle, 'bind');
+    const sa = await toSockaddr(req.address, entry.info.family, 'bind');
+    if (entry.info.family === C.AF_UNIX) {
+      this.#enforce(ctx, { op: 'socket', ...entry.info, pair: false }, 'bind');
+    }
+    this.#enforce(ctx, { op: 'bind', family: entry.info.family, port: portOf(req.address) }, 'bind');
+    this.#live(entry, 'bind');
+    libc.bind(entry.fd, sa);
+    if (portOf(req.address) !== 0 && portOf(req.address) < 1024) this.#audit(ctx, 'socket.bind', { handle: entry.handle, port: portOf(req.address) });
+    return {};
+  };
+
+  listen = async (ctx: CallContext, req: pb.ListenRequest): Promise<pb.ListenResponse> => {
+    const entry = this.#entry(ctx, req.handle, 'listen');
+    // Python >= 3.5: default min(SOMAXCONN, 128); a negative backlog is taken as 0.
+    const backlog = Math.max(0, req.backlog === undefined ? Math.min(C.SOMAXCONN, 128) : validateInt(req.backlog, 'backlog'));
+    libc.listen(entry.fd, backlog);
+    return {};
+  };
+
+  accept = async (ctx: CallContext, req: pb.AcceptRequest): Promise<pb.AcceptResponse> => {
+    const entry = this.#entry(ctx, req.handle, 'accept');
+    const timeout = validateTimeout(req.timeout);
+    ctx.session.table.reserve(1);
+    const { fd, addr } = await drive(this.broker.reactor, entry, 'read', timeout, ctx.signal, 'accept', () =>
+      this.#asCaller(ctx, () => libc.accept4(entry.fd, TYPE_FLAGS)),
+    );
+    if (ctx.signal.aborted) {
+      // The caller is gone: nobody will ever learn this handle.
+      libc.close(fd);
+      throw ctx.signal.reason;
+    }
+    const child = this.#register(ctx, fd, entry.info);
+    return { handle: child.handle, info: entry.info, address: fromSockaddr(addr, entry.info.family) };
+  };
+
+  connect = async (ctx: CallContext, req: pb.ConnectRequest): Promise<pb.ConnectResponse> => {
+    const entry = this.#entry(ctx, req.handle, 'connect');
+    const timeout = validateTimeout(req.timeout);
+    const sa = await toSockaddr(req.address, entry.info.family, 'connect');
+    if (entry.info.family === C.AF_UNIX) this.#enforce(ctx, { op: 'socket', ...entry.info, pair: false }, 'connect');
+    const deadline = deadlineFor(timeout);
+    this.#live(entry, 'connect');
+    try {
+      libc.connect(entry.fd, sa);
+      return {};
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code !== 'EINPROGRESS' && !isAgain(err) && code !== 'EINTR') throw err;
+      if (timeout === 0) throw err;
+    }
+    // In progress: wait for writability, then the outcome is in SO_ERROR.
+    await waitReady(this.broker.reactor, entry, 'write', deadline, ctx.signal, 'connect');
+    this.#live(entry, 'connect');
+    const soError = libc.getsockopt(entry.fd, C.SOL_SOCKET, C.SO_ERROR, 4).readInt32LE(0);
+    if (soError !== 0) throw osError(soError, 'connect');
+    return {};
+  };
+
+  send = async (ctx: CallContext, req: pb.SendRequest): Promise<pb.SendResponse> => {
+    const syscall = req.address ? 'sendto' : 'send';
+    const entry = this.#entry(ctx, req.handle, syscall);
+    const data = validateData(req.data, this.broker.limits.maxSendBytes, syscall);
+    const flags = validateInt(req.flags, 'flags');
+    const timeout = validateTimeout(req.timeout);
+    const sa = req.address ? await toSockaddr(req.address, entry.info.family, syscall) : null;
+    const sent = await drive(this.broker.reactor, entry, 'write', timeout, ctx.signal, syscall, () =>
+      sa ? libc.sendto(entry.fd, data, flags | C.MSG_NOSIGNAL, sa) : libc.send(entry.fd, data, flags | C.MSG_NOSIGNAL),
+    );
+    return { sent };
+  };
+
+  sendAll = async (ctx: CallContext, req: pb.SendAllRequest): Promise<pb.SendAllResponse> => {
+    const entry = this.#entry(ctx, req.handle, 'sendall');
+    const data = validateData(req.data, this.broker.limits.maxSendBytes, 'sendall');
+    const flags = validateInt(req.flags, 'flags') | C.MSG_NOSIGNAL;
+    const timeout = validateTimeout(req.timeout);
+    const deadline = deadlineFor(timeout);
+    let offset = 0;
+    do {
+      offset += await drive(this.broker.reactor, entry, 'write', timeout, ctx.signal, 'sendall', () =>
+        libc.send(entry.fd, data.subarray(offset), flags), deadline,
+      );
+    } while (offset < data.length);
+    return {};
+  };
+
+  recv = async (ctx: CallContext, req: pb.RecvRequest): Promise<pb.RecvResponse> => {
+    const syscall = req.wantAddress ? 'recvfrom' : 'recv';
+    const entry = this.#entry(ctx, req.handle, syscall);
+    const bufsize = validateSize(req.bufsize, this.broker.limits.maxRecvBytes, syscall);
+    const flags = validateInt(req.flags, 'flags');
+    const timeout = validateTimeout(req.timeout);
+    const buffered = entry.take(bufsize, (flags & C.MSG_PEEK) !== 0);
+    let data: Buffer;
+    let address;
+    if (buffered) {
+      data = buffered;
+      if (req.wantAddress) address = fromSockaddr(libc.getpeername(entry.fd), entry.info.family);
+    } else {
+      const buf = Buffer.allocUnsafe(bufsize);
+      const r = await drive(this.broker.reactor, entry, 'read', timeout, ctx.signal, syscall, () =>
+        req.wantAddress ? libc.recvfrom(entry.fd, buf, flags) : { n: libc.recv(entry.fd, buf, flags), addr: null },
+      );
+      data = buf.subarray(0, Math.min(r.n, bufsize));
+      if (r.addr && r.addr.length > 0) address = fromSockaddr(r.addr, entry.info.family);
+      else if (req.wantAddress && entry.info.family === C.AF_UNIX) address = fromSockaddr(Buffer.alloc(0), C.AF_UNIX);
+    }
+    if ((flags & C.MSG_PEEK) === 0) {
+      ctx.onUndelivered = () => entry.unshift(data);
+      if (ctx.signal.aborted) {
+        ctx.onUndelivered();
+        throw ctx.signal.reason;
+      }
+    }
+    return { data, address };
+  };
+
+  shutdown = async (ctx: CallContext, req: pb.ShutdownRequest): Promise<pb.ShutdownResponse> => {
+    const entry = this.#entry(ctx, req.handle, 'shutdown');
+    libc.shutdown(entry.fd, validateInt(req.how, 'how'));
+    return {};
+  };
+
+  close = async (ctx: CallContext, req: pb.CloseSocketRequest): Promise<pb.CloseSocketResponse> => {
+    const entry = this.#entry(ctx, req.handle, 'close');
+    await this.closeEntry(ctx.session.table, entry);
+    return {};
+  };
+
+  getSockOpt = async (ctx: CallContext, req: pb.GetSockOptRequest): Promise<pb.GetSockOptResponse> => {
+    const entry = this.#entry(ctx, req.handle, 'getsockopt');
+    const level = validateInt(req.level, 'level');
+    const name = validateInt(req.name, 'optname');
+    if (req.buflen === undefined) {
+      const v = libc.getsockopt(entry.fd, level, name, 4);
+      return { value: v.length >= 4 ? v.readInt32LE(0) : v.length ? v.readInt8(0) : 0, data: Buffer.alloc(0) };
+    }
+    if (!Number.isInteger(req.buflen) || req.buflen <= 0 || req.buflen > this.broker.limits.maxOptBytes) {
+      throw new BrokerError(Code.INVALID_ARGUMENT, 'OS_ERROR', 'getsockopt buflen out of range', { kind: 'os' });
+    }
+    return { value: 0, data: libc.getsockopt(entry.fd, level, name, req.buflen) };
+  };
+
+  setSockOpt = async (ctx: CallContext, req: pb.SetSockOptRequest): Promise<pb.SetSockOptResponse> => {
+    const entry = this.#entry(ctx, req.handle, 'setsockopt');
+    const level = validateInt(req.level, 'level');
+    const name = validateInt(req.name, 'optname');
+    let value: Buffer;
+    let policyValue: number | Buffer;
+    if (req.bytesValue !== undefined) {
+      value = validateData(req.bytesValue, this.broker.limits.maxOptBytes, 'setsockopt');
+      policyValue = value;
+    } else if (req.intValue !== undefined) {
+      policyValue = validateInt(req.intValue, 'value');
+      value = Buffer.alloc(4);
+      value.writeInt32LE(policyValue);
+    } else {
+      throw argumentError('type', 'setsockopt() takes a value: an int or a bytes-like object', 'value');
+    }
+    this.#enforce(ctx, { op: 'setsockopt', level, name, value: policyValue }, 'setsockopt');
+    libc.setsockopt(entry.fd, level, name, value);
+    return {};
+  };
+
+  getSockName = async (ctx: CallContext, req: pb.GetSockNameRequest): Promise<pb.GetSockNameResponse> => {
+    const entry = this.#entry(ctx, req.handle, 'getsockname');
+    return { address: fromSockaddr(libc.getsockname(entry.fd), entry.info.family) };
+  };
+
+  getPeerName = async (ctx: CallContext, req: pb.GetPeerNameRequest): Promise<pb.GetPeerNameResponse> => {
+    const entry = this.#entry(ctx, req.handle, 'getpeername');
+    return { address: fromSockaddr(libc.getpeername(entry.fd), entry.info.family) };
+  };
+
+  /**
+   * The broker's select: poll(2) semantics over handles. Checks at once; if nothing is ready
+   * and time is left, waits on the reactor for any of the handles, then checks again.
+   */
+  poll = async (ctx: CallContext, req: pb.PollRequest): Promise<pb.PollResponse> => {
+    if (req.entries.length > this.broker.limits.maxPollHandles) {
+      throw argumentError('value', `poll: at most ${this.broker.limits.maxPollHandles} handles`, 'entries');
+    }
+    const timeout = validateTimeout(req.timeout);
+    const deadline = deadlineFor(timeout);
+    const wanted = req.entries.map((e) => ({ handle: validateInt(e.handle, 'handle'), events: validateInt(e.events, 'events') }));
+    for (;;) {
+      const ready = this.#pollOnce(ctx, wanted);
+      if (ready.length > 0 || timeout === 0) return { ready };
+      if (performance.now() >= deadline) return { ready: [] };
+      const ac = new AbortController();
+      const onAbort = (): void => ac.abort(ctx.signal.reason);
+      ctx.signal.addEventListener('abort', onAbort, { once: true });
+      try {
+        const waits = wanted.flatMap(({ handle, events }) => {
+          const entry = ctx.session.table.find(handle);
+          if (!entry) return [];
+          const dirs: Array<'read' | 'write'> = [];
+          if (events & (os.POLLIN | os.POLLPRI)) dirs.push('read');
+          if (events & os.POLLOUT) dirs.push('write');
+          if (dirs.length === 0) dirs.push('read'); // errors and hangups are always reported
+          return dirs.map((dir) => waitReady(this.broker.reactor, entry, dir, deadline, ac.signal, 'poll'));
+        });
+        if (waits.length === 0) throw argumentError('value', 'poll: no valid handles to wait on', 'entries');
+        await Promise.any(waits).catch((err: AggregateError) => {
+          const first = err.errors[0];
+          if ((first as BrokerError)?.reason === 'TIMEOUT') return;
+          throw first;
+        });
+      } finally {
+        ac.abort();
+        ctx.signal.removeEventListener('abort', onAbort);
+      }
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+    }
+  };
+
+  #pollOnce(ctx: CallContext, wanted: Array<{ handle: number; events: number }>): pb.PollEntry[] {
+    const live: Array<{ handle: number; events: number; entry: SocketEntry }> = [];
+    const ready: pb.PollEntry[] = [];
+    for (const w of wanted) {
+      const entry = ctx.session.table.find(w.handle);
+      if (!entry || entry.closed) ready.push({ handle: w.handle, events: os.POLLNVAL });
+      else live.push({ ...w, entry });
+    }
+    const revents = live.length ? libc.poll(live.map((l) => ({ fd: l.entry.fd, events: l.events })), 0) : [];
+    live.forEach((l, i) => {
+      let ev = revents[i] ?? 0;
+      if (l.entry.unreadBytes > 0 && l.events & os.POLLIN) ev |= os.POLLIN;
+      if (ev) ready.push({ handle: l.handle, events: ev });
+    });
+    return ready;
+  }
+
+  #live(entry: SocketEntry, syscall: string): void {
+    if (entry.closed) throw osErrorNamed('EBADF', syscall);
+  }
+}

@@ -166,7 +166,7 @@ export class SocketOps {
     this.#live(entry, 'bind');
     libc.bind(entry.fd, sa);
     if (portOf(req.address) !== 0 && portOf(req.address) < 1024) this.#audit(ctx, 'socket.bind', { handle: entry.handle, port: portOf(req.address) });
-    return {};
+    return { local: this.#name(entry, libc.getsockname) };
   };
 
   listen = async (ctx: CallContext, req: pb.ListenRequest): Promise<pb.ListenResponse> => {
@@ -190,7 +190,12 @@ export class SocketOps {
       throw ctx.signal.reason;
     }
     const child = this.#register(ctx, fd, entry.info);
-    return { handle: child.handle, info: entry.info, address: fromSockaddr(addr, entry.info.family) };
+    return {
+      handle: child.handle,
+      info: entry.info,
+      address: fromSockaddr(addr, entry.info.family),
+      local: this.#name(child, libc.getsockname),
+    };
   };
 
   connect = async (ctx: CallContext, req: pb.ConnectRequest): Promise<pb.ConnectResponse> => {
@@ -202,7 +207,7 @@ export class SocketOps {
     this.#live(entry, 'connect');
     try {
       libc.connect(entry.fd, sa);
-      return {};
+      return this.#ends(entry);
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (code !== 'EINPROGRESS' && !isAgain(err) && code !== 'EINTR') throw err;
@@ -213,7 +218,7 @@ export class SocketOps {
     this.#live(entry, 'connect');
     const soError = libc.getsockopt(entry.fd, C.SOL_SOCKET, C.SO_ERROR, 4).readInt32LE(0);
     if (soError !== 0) throw osError(soError, 'connect');
-    return {};
+    return this.#ends(entry);
   };
 
   send = async (ctx: CallContext, req: pb.SendRequest): Promise<pb.SendResponse> => {
@@ -389,6 +394,19 @@ export class SocketOps {
       if (ev) ready.push({ handle: l.handle, events: ev });
     });
     return ready;
+  }
+
+  /** getsockname/getpeername for a reply's repr fields; undefined when the kernel has none. */
+  #name(entry: SocketEntry, get: (fd: number) => Buffer): pb.GetSockNameResponse['address'] {
+    try {
+      return fromSockaddr(get(entry.fd), entry.info.family);
+    } catch {
+      return undefined;
+    }
+  }
+
+  #ends(entry: SocketEntry): pb.ConnectResponse {
+    return { local: this.#name(entry, libc.getsockname), peer: this.#name(entry, libc.getpeername) };
   }
 
   #live(entry: SocketEntry, syscall: string): void {

@@ -83,8 +83,10 @@ export interface BindRequest {
   address?: Address | undefined;
 }
 
-/** BindResponse is empty on success. */
+/** BindResponse gives the bound address (for repr). */
 export interface BindResponse {
+  /** Local address after bind. */
+  local?: Address | undefined;
 }
 
 /** ListenRequest is socket.listen([backlog]). */
@@ -116,7 +118,11 @@ export interface AcceptResponse {
     | SocketInfo
     | undefined;
   /** Peer address. */
-  address?: Address | undefined;
+  address?:
+    | Address
+    | undefined;
+  /** Local address of the new connection. */
+  local?: Address | undefined;
 }
 
 /** ConnectRequest is socket.connect(address). */
@@ -131,8 +137,14 @@ export interface ConnectRequest {
   timeout?: number | undefined;
 }
 
-/** ConnectResponse is empty on success. */
+/** ConnectResponse gives both ends' addresses (for repr). */
 export interface ConnectResponse {
+  /** Local address after connect. */
+  local?:
+    | Address
+    | undefined;
+  /** Remote address. */
+  peer?: Address | undefined;
 }
 
 /** SendRequest is socket.send(data[, flags]) or socket.sendto(data[, flags], address). */
@@ -1040,11 +1052,14 @@ export const BindRequest: MessageFns<BindRequest> = {
 };
 
 function createBaseBindResponse(): BindResponse {
-  return {};
+  return { local: undefined };
 }
 
 export const BindResponse: MessageFns<BindResponse> = {
-  encode(_: BindResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: BindResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.local !== undefined) {
+      Address.encode(message.local, writer.uint32(10).fork()).join();
+    }
     return writer;
   },
 
@@ -1061,6 +1076,14 @@ export const BindResponse: MessageFns<BindResponse> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.local = Address.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1073,20 +1096,26 @@ export const BindResponse: MessageFns<BindResponse> = {
     }
   },
 
-  fromJSON(_: any): BindResponse {
-    return {};
+  fromJSON(object: any): BindResponse {
+    return { local: isSet(object.local) ? Address.fromJSON(object.local) : undefined };
   },
 
-  toJSON(_: BindResponse): unknown {
+  toJSON(message: BindResponse): unknown {
     const obj: any = {};
+    if (message.local !== undefined) {
+      obj.local = Address.toJSON(message.local);
+    }
     return obj;
   },
 
   create<I extends Exact<DeepPartial<BindResponse>, I>>(base?: I): BindResponse {
     return BindResponse.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<BindResponse>, I>>(_: I): BindResponse {
+  fromPartial<I extends Exact<DeepPartial<BindResponse>, I>>(object: I): BindResponse {
     const message = createBaseBindResponse();
+    message.local = (object.local !== undefined && object.local !== null)
+      ? Address.fromPartial(object.local)
+      : undefined;
     return message;
   },
 };
@@ -1314,7 +1343,7 @@ export const AcceptRequest: MessageFns<AcceptRequest> = {
 };
 
 function createBaseAcceptResponse(): AcceptResponse {
-  return { handle: 0, info: undefined, address: undefined };
+  return { handle: 0, info: undefined, address: undefined, local: undefined };
 }
 
 export const AcceptResponse: MessageFns<AcceptResponse> = {
@@ -1327,6 +1356,9 @@ export const AcceptResponse: MessageFns<AcceptResponse> = {
     }
     if (message.address !== undefined) {
       Address.encode(message.address, writer.uint32(26).fork()).join();
+    }
+    if (message.local !== undefined) {
+      Address.encode(message.local, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -1368,6 +1400,14 @@ export const AcceptResponse: MessageFns<AcceptResponse> = {
             message.address = Address.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.local = Address.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1385,6 +1425,7 @@ export const AcceptResponse: MessageFns<AcceptResponse> = {
       handle: isSet(object.handle) ? globalThis.Number(object.handle) : 0,
       info: isSet(object.info) ? SocketInfo.fromJSON(object.info) : undefined,
       address: isSet(object.address) ? Address.fromJSON(object.address) : undefined,
+      local: isSet(object.local) ? Address.fromJSON(object.local) : undefined,
     };
   },
 
@@ -1398,6 +1439,9 @@ export const AcceptResponse: MessageFns<AcceptResponse> = {
     }
     if (message.address !== undefined) {
       obj.address = Address.toJSON(message.address);
+    }
+    if (message.local !== undefined) {
+      obj.local = Address.toJSON(message.local);
     }
     return obj;
   },
@@ -1413,6 +1457,9 @@ export const AcceptResponse: MessageFns<AcceptResponse> = {
       : undefined;
     message.address = (object.address !== undefined && object.address !== null)
       ? Address.fromPartial(object.address)
+      : undefined;
+    message.local = (object.local !== undefined && object.local !== null)
+      ? Address.fromPartial(object.local)
       : undefined;
     return message;
   },
@@ -1522,11 +1569,17 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
 };
 
 function createBaseConnectResponse(): ConnectResponse {
-  return {};
+  return { local: undefined, peer: undefined };
 }
 
 export const ConnectResponse: MessageFns<ConnectResponse> = {
-  encode(_: ConnectResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: ConnectResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.local !== undefined) {
+      Address.encode(message.local, writer.uint32(10).fork()).join();
+    }
+    if (message.peer !== undefined) {
+      Address.encode(message.peer, writer.uint32(18).fork()).join();
+    }
     return writer;
   },
 
@@ -1543,6 +1596,22 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.local = Address.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.peer = Address.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1555,20 +1624,33 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
     }
   },
 
-  fromJSON(_: any): ConnectResponse {
-    return {};
+  fromJSON(object: any): ConnectResponse {
+    return {
+      local: isSet(object.local) ? Address.fromJSON(object.local) : undefined,
+      peer: isSet(object.peer) ? Address.fromJSON(object.peer) : undefined,
+    };
   },
 
-  toJSON(_: ConnectResponse): unknown {
+  toJSON(message: ConnectResponse): unknown {
     const obj: any = {};
+    if (message.local !== undefined) {
+      obj.local = Address.toJSON(message.local);
+    }
+    if (message.peer !== undefined) {
+      obj.peer = Address.toJSON(message.peer);
+    }
     return obj;
   },
 
   create<I extends Exact<DeepPartial<ConnectResponse>, I>>(base?: I): ConnectResponse {
     return ConnectResponse.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<ConnectResponse>, I>>(_: I): ConnectResponse {
+  fromPartial<I extends Exact<DeepPartial<ConnectResponse>, I>>(object: I): ConnectResponse {
     const message = createBaseConnectResponse();
+    message.local = (object.local !== undefined && object.local !== null)
+      ? Address.fromPartial(object.local)
+      : undefined;
+    message.peer = (object.peer !== undefined && object.peer !== null) ? Address.fromPartial(object.peer) : undefined;
     return message;
   },
 };

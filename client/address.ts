@@ -1,0 +1,76 @@
+// Address tuples <-> the contract's Address, checked as CPython's getsockaddrarg checks them.
+// AF_INET: [host, port]; AF_INET6: [host, port, flowinfo?, scope_id?]; AF_UNIX: a path string,
+// or a Buffer (an abstract name when it starts with NUL).
+import type { Address } from '../proto/gen/sockbroker/v1/address.js';
+import { OverflowError } from './errors.js';
+import { pyType, toInt } from './pytypes.js';
+
+/** What the SDK accepts and returns as an address. */
+export type AddressTuple = [string, number] | [string, number, number, number] | string | Buffer | [number, Buffer];
+
+export interface Families {
+  AF_INET: number;
+  AF_INET6: number;
+  AF_UNIX: number;
+}
+
+function host(v: unknown): string {
+  if (typeof v === 'string') return v;
+  if (v instanceof Uint8Array) return Buffer.from(v).toString('latin1');
+  throw new TypeError(`str, bytes or bytearray expected, not ${pyType(v)}`);
+}
+
+function port(v: unknown, fn: string): number {
+  const p = toInt(v);
+  if (p < 0 || p > 0xffff) throw new OverflowError(`${fn}(): port must be 0-65535.`);
+  return p;
+}
+
+/** The contract Address for a tuple given to `fn` on a socket of `family`. */
+export function toAddress(addr: unknown, family: number, fam: Families, fn: string): Address {
+  if (family === fam.AF_INET) {
+    if (!Array.isArray(addr)) throw new TypeError(`${fn}(): AF_INET address must be tuple, not ${pyType(addr)}`);
+    if (addr.length !== 2) throw new TypeError('AF_INET address must be a pair (host, port)');
+    return { inet: { host: host(addr[0]), port: port(addr[1], fn) } };
+  }
+  if (family === fam.AF_INET6) {
+    if (!Array.isArray(addr)) throw new TypeError(`${fn}(): AF_INET6 address must be tuple, not ${pyType(addr)}`);
+    if (addr.length < 2 || addr.length > 4) {
+      throw new TypeError('AF_INET6 address must be a tuple (host, port[, flowinfo[, scopeid]])');
+    }
+    const flowinfo = addr.length > 2 ? toInt(addr[2]) : 0;
+    if (flowinfo < 0 || flowinfo > 0xfffff) throw new OverflowError(`${fn}(): flowinfo must be 0-1048575.`);
+    const scopeId = addr.length > 3 ? toInt(addr[3]) : 0;
+    if (scopeId < 0 || scopeId > 0xffffffff) throw new OverflowError(`${fn}(): scope_id must be 0-4294967295.`);
+    return { inet6: { host: host(addr[0]), port: port(addr[1], fn), flowinfo, scopeId } };
+  }
+  if (family === fam.AF_UNIX) {
+    if (typeof addr === 'string') return { unix: { path: Buffer.from(addr, 'utf8') } };
+    if (addr instanceof Uint8Array) return { unix: { path: Buffer.from(addr) } };
+    throw new TypeError(`${fn}(): AF_UNIX address must be str or bytes, not ${pyType(addr)}`);
+  }
+  if (Array.isArray(addr) && addr.length === 2 && addr[1] instanceof Uint8Array) {
+    return { raw: { family: toInt(addr[0]), data: Buffer.from(addr[1]) } };
+  }
+  throw new TypeError(`${fn}(): address of family ${family} is not supported by this SDK yet`);
+}
+
+/** The tuple for a contract Address, as CPython's makesockaddr returns it (null for none). */
+export function fromAddress(a: Address | undefined): AddressTuple | null {
+  if (!a) return null;
+  if (a.inet) return [a.inet.host, a.inet.port];
+  if (a.inet6) return [a.inet6.host, a.inet6.port, a.inet6.flowinfo, a.inet6.scopeId];
+  if (a.unix) {
+    const p = Buffer.from(a.unix.path);
+    return p.length > 0 && p[0] === 0 ? p : p.toString('utf8');
+  }
+  if (a.raw) return [a.raw.family, Buffer.from(a.raw.data)];
+  return null;
+}
+
+/** Python's repr of an address tuple, for Socket.toString(). */
+export function reprAddress(t: AddressTuple): string {
+  if (typeof t === 'string') return `'${t}'`;
+  if (Buffer.isBuffer(t)) return `b'${[...t].map((c) => (c >= 32 && c < 127 ? String.fromCharCode(c) : `\\x${c.toString(16).padStart(2, '0')}`)).join('')}'`;
+  return `(${t.map((v) => (typeof v === 'string' ? `'${v}'` : Buffer.isBuffer(v) ? reprAddress(v) : String(v))).join(', ')})`;
+}

@@ -1,0 +1,220 @@
+// The socket module over a broker: what `import socket` gives a Python program. Constants come
+// from the broker host at connect; pure helpers run locally; everything else goes to the broker.
+import { domainToASCII } from 'node:url';
+import { Transport } from './transport.js';
+import { brokerTarget } from './broker-address.js';
+import * as errors from './errors.js';
+import { fromAddress, toAddress, type AddressTuple, type Families } from './address.js';
+import { Socket, type ModuleContext } from './socket.js';
+import { toInt, toTimeout } from './pytypes.js';
+
+/** poll(2) event bits, the same on every Linux architecture. */
+export const POLL = { POLLIN: 0x1, POLLPRI: 0x2, POLLOUT: 0x4, POLLERR: 0x8, POLLHUP: 0x10, POLLNVAL: 0x20 } as const;
+
+/** Module constants by name: socket.AF_INET and friends, as the broker host defines them. */
+export type ModuleConstants = {
+  readonly [K in `${'AF' | 'PF' | 'SOCK' | 'SOL' | 'SO' | 'SCM' | 'IPPROTO' | 'IPPORT' | 'MSG' | 'SHUT' | 'INADDR' | 'IP' | 'IPV6' | 'TCP' | 'EAI' | 'AI' | 'NI' | 'CAN' | 'TIPC' | 'RDS' | 'PACKET' | 'NETLINK' | 'ETH' | 'BDADDR' | 'HCI' | 'SIO' | 'RCVALL' | 'ALG' | 'BTPROTO' | 'UDPLITE' | 'VMADDR' | 'IOCTL'}_${string}`]: number;
+} & { readonly SOMAXCONN: number };
+
+/** getaddrinfo's 5-tuples: [family, type, proto, canonname, sockaddr]. */
+export type AddrInfo = [number, number, number, string, AddressTuple];
+
+/** Argument for create_connection's timeout meaning "use getdefaulttimeout()". */
+const DEFAULT = Symbol('GLOBAL_DEFAULT_TIMEOUT');
+
+class SocketModuleImpl {
+  readonly #t: Transport;
+  readonly #ctx: ModuleContext;
+  #defaultTimeout: number | null = null;
+  /** socket.has_ipv6 of the broker host. */
+  readonly has_ipv6: boolean;
+  /** Limits the broker enforces (max_send_bytes, ...), from GetModuleInfo. */
+  readonly limits: Readonly<Record<string, number>>;
+  /** ABI sizes of the broker host (sizeof_cmsghdr, ...). */
+  readonly abi: Readonly<Record<string, number>>;
+  readonly POLLIN = POLL.POLLIN;
+  readonly POLLPRI = POLL.POLLPRI;
+  readonly POLLOUT = POLL.POLLOUT;
+  readonly POLLERR = POLL.POLLERR;
+  readonly POLLHUP = POLL.POLLHUP;
+  readonly POLLNVAL = POLL.POLLNVAL;
+  readonly _GLOBAL_DEFAULT_TIMEOUT = DEFAULT;
+
+  // Exceptions, under Python's names.
+  readonly error = errors.OSError;
+  readonly OSError = errors.OSError;
+  readonly herror = errors.herror;
+  readonly gaierror = errors.gaierror;
+  readonly timeout = errors.timeout;
+  readonly ValueError = errors.ValueError;
+  readonly OverflowError = errors.OverflowError;
+  readonly BlockingIOError = errors.BlockingIOError;
+  readonly ConnectionError = errors.ConnectionError;
+  readonly ConnectionRefusedError = errors.ConnectionRefusedError;
+  readonly ConnectionResetError = errors.ConnectionResetError;
+  readonly ConnectionAbortedError = errors.ConnectionAbortedError;
+  readonly BrokenPipeError = errors.BrokenPipeError;
+  readonly PermissionError = errors.PermissionError;
+  readonly TimeoutError = errors.TimeoutError;
+  readonly SessionLostError = errors.SessionLostError;
+  /** The socket class, for instanceof checks (create sockets with socket()). */
+  readonly SocketType = Socket;
+
+  constructor(t: Transport, info: Awaited<ReturnType<Transport['moduleInfo']>>) {
+    this.#t = t;
+    const c = info.constants;
+    Object.assign(this, c);
+    this.has_ipv6 = info.hasIpv6;
+    this.limits = info.limits;
+    this.abi = info.abi;
+    const names = (prefix: string, exclude: RegExp) =>
+      new Map(
+        Object.entries(c)
+          .filter(([k]) => k.startsWith(prefix) && !exclude.test(k))
+          .map(([k, v]) => [v, k] as [number, string]),
+      );
+    const families: Families = { AF_INET: c.AF_INET!, AF_INET6: c.AF_INET6!, AF_UNIX: c.AF_UNIX! };
+    this.#ctx = {
+      transport: t,
+      families,
+      familyNames: names('AF_', /^AF_(LOCAL|FILE|ROUTE)$/),
+      typeNames: names('SOCK_', /^SOCK_(NONBLOCK|CLOEXEC)$/),
+      maxSendBytes: info.limits.maxSendBytes ?? 4 << 20,
+      maxRecvBytes: info.limits.maxRecvBytes ?? 4 << 20,
+      getdefaulttimeout: () => this.#defaultTimeout,
+    };
+  }
+
+  #const(name: string): number {
+    return (this as unknown as Record<string, number>)[name]!;
+  }
+
+  /** socket(family=AF_INET, type=SOCK_STREAM, proto=0, fileno=null). */
+  async socket(family?: number, type?: number, proto = 0, fileno: number | null = null): Promise<Socket> {
+    const fam = family === undefined ? this.#const('AF_INET') : toInt(family);
+    const typ = type === undefined ? this.#const('SOCK_STREAM') : toInt(type);
+    const pro = toInt(proto);
+    const flags = this.#const('SOCK_NONBLOCK') | this.#const('SOCK_CLOEXEC');
+    // SOCK_NONBLOCK in type makes the socket non-blocking, as in CPython.
+    const timeout = typ & this.#const('SOCK_NONBLOCK') ? 0 : this.#defaultTimeout;
+    if (fileno !== null) {
+      // Python 3.4: wrap an existing descriptor (here: a handle of this session) as given.
+      return new Socket(this.#ctx, toInt(fileno), fam, typ & ~flags, pro, timeout);
+    }
+    const res = await this.#t.call('create', { family: fam, type: typ, protocol: pro });
+    return new Socket(this.#ctx, res.handle, res.info!.family, res.info!.type, res.info!.protocol, timeout);
+  }
+
+  /** socketpair(family=AF_UNIX, type=SOCK_STREAM, proto=0). */
+  async socketpair(family?: number, type?: number, proto = 0): Promise<[Socket, Socket]> {
+    const fam = family === undefined ? this.#const('AF_UNIX') : toInt(family);
+    const typ = type === undefined ? this.#const('SOCK_STREAM') : toInt(type);
+    const res = await this.#t.call('socketpair', { family: fam, type: typ, protocol: toInt(proto) });
+    const i = res.info!;
+    const timeout = typ & this.#const('SOCK_NONBLOCK') ? 0 : this.#defaultTimeout;
+    return [
+      new Socket(this.#ctx, res.handleA, i.family, i.type, i.protocol, timeout),
+      new Socket(this.#ctx, res.handleB, i.family, i.type, i.protocol, timeout),
+    ];
+  }
+
+  /**
+   * create_connection(address, timeout?, source_address?): tries each getaddrinfo result in
+   * turn and returns the first socket that connects; raises the last error otherwise.
+   * `timeout` undefined = getdefaulttimeout(), null = blocking.
+   */
+  async createConnection(address: [string, number | string], timeout?: number | null | typeof DEFAULT, sourceAddress?: AddressTuple | null): Promise<Socket> {
+    if (!Array.isArray(address) || address.length !== 2) throw new TypeError('create_connection() address must be a (host, port) pair');
+    const [host, port] = address;
+    let err: Error | undefined;
+    for (const [af, socktype, proto, , sa] of await this.getaddrinfo(host, port, 0, this.#const('SOCK_STREAM'))) {
+      let sock: Socket | undefined;
+      try {
+        sock = await this.socket(af, socktype, proto);
+        if (timeout !== undefined && timeout !== DEFAULT) sock.settimeout(timeout);
+        if (sourceAddress) await sock.bind(sourceAddress);
+        await sock.connect(sa);
+        return sock;
+      } catch (e) {
+        if (!(e instanceof errors.OSError)) throw e;
+        err = e;
+        await sock?.close();
+      }
+    }
+    throw err ?? new errors.OSError('getaddrinfo returns an empty list');
+  }
+
+  /** getaddrinfo(host, port, family=0, type=0, proto=0, flags=0), resolved on the broker host. */
+  async getaddrinfo(host: string | Buffer | null, port: string | number | Buffer | null, family = 0, type = 0, proto = 0, flags = 0): Promise<AddrInfo[]> {
+    let h: string | undefined;
+    if (host === null || host === undefined) h = undefined;
+    else if (typeof host === 'string') h = /^[\x00-\x7f]*$/.test(host) ? host : domainToASCII(host) || host;
+    else if (host instanceof Uint8Array) h = Buffer.from(host).toString('latin1');
+    else throw new TypeError('getaddrinfo() argument 1 must be string or None');
+    let p: string | undefined;
+    if (port === null || port === undefined) p = undefined;
+    else if (typeof port === 'number') p = String(toInt(port));
+    else if (typeof port === 'string') p = port;
+    else if (port instanceof Uint8Array) p = Buffer.from(port).toString('latin1');
+    else throw new errors.OSError('Int or String expected');
+    const res = await this.#t.getAddrInfo({ host: h, port: p, family: toInt(family), type: toInt(type), protocol: toInt(proto), flags: toInt(flags) });
+    return res.results.map((r) => [r.family, r.type, r.protocol, r.canonname, fromAddress(r.address)!]);
+  }
+
+  getdefaulttimeout(): number | null {
+    return this.#defaultTimeout;
+  }
+
+  /** Sets the timeout new sockets start with: null = blocking. */
+  setdefaulttimeout(timeout: number | null): void {
+    this.#defaultTimeout = toTimeout(timeout);
+  }
+
+  /**
+   * The broker's select: waits until one of `sockets` is ready for `events` (POLLIN by default;
+   * one value for all or one per socket), or `timeout` seconds pass (null = forever, 0 = check).
+   * Resolves to [socket, revents] pairs of the ready ones (empty on timeout).
+   */
+  async poll(sockets: Array<Socket | number>, events: number | number[] = POLL.POLLIN, timeout: number | null = null): Promise<Array<[Socket | number, number]>> {
+    const t = toTimeout(timeout);
+    const entries = sockets.map((s, i) => ({
+      handle: typeof s === 'number' ? toInt(s) : s.fileno(),
+      events: toInt(Array.isArray(events) ? events[i] : events),
+    }));
+    const res = await this.#t.call('poll', { entries, timeout: t ?? undefined }, t);
+    return res.ready.map((r) => [sockets[entries.findIndex((e) => e.handle === r.handle)]!, r.events]);
+  }
+
+  /** Ends the session: every socket of it closes, then the connection to the broker. */
+  async disconnect(): Promise<void> {
+    await this.#t.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.disconnect();
+  }
+
+  /** @internal For tests: the session id. */
+  get sessionId(): string {
+    return this.#t.sessionId;
+  }
+
+  /** @internal toAddress with this module's families (used by helpers). */
+  toAddress(addr: unknown, family: number, fn: string) {
+    return toAddress(addr, family, this.#ctx.families, fn);
+  }
+}
+
+export type SocketModule = SocketModuleImpl & ModuleConstants;
+export { Socket };
+
+/** The analog of `import socket`: connects to a broker (unix:PATH; see README for defaults). */
+export async function connect(address?: string): Promise<SocketModule> {
+  const t = await Transport.open(brokerTarget(address));
+  try {
+    return new SocketModuleImpl(t, await t.moduleInfo()) as SocketModule;
+  } catch (err) {
+    await t.close();
+    throw err;
+  }
+}

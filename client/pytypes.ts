@@ -1,0 +1,51 @@
+// Python-shaped argument checks for the SDK's API: the same exception classes and messages
+// CPython's socket module raises for the same bad input.
+import { OverflowError, ValueError } from './errors.js';
+
+/** The Python type name of a JS value, as it appears in CPython's messages. */
+export function pyType(v: unknown): string {
+  if (v === null || v === undefined) return 'NoneType';
+  if (typeof v === 'string') return 'str';
+  if (typeof v === 'boolean') return 'bool';
+  if (typeof v === 'number') return Number.isInteger(v) ? 'int' : 'float';
+  if (typeof v === 'bigint') return 'int';
+  if (Buffer.isBuffer(v) || v instanceof Uint8Array) return 'bytes';
+  if (Array.isArray(v)) return 'tuple';
+  return 'object';
+}
+
+/** An integer argument: TypeError for non-integers, exactly as PyNumber_Index words it. */
+export function toInt(v: unknown): number {
+  if (typeof v === 'number' && Number.isInteger(v)) return v;
+  if (typeof v === 'boolean') return v ? 1 : 0;
+  throw new TypeError(`'${pyType(v)}' object cannot be interpreted as an integer`);
+}
+
+/** A C int argument (setsockopt value, flags): OverflowError outside 32-bit signed range. */
+export function toCInt(v: unknown): number {
+  const n = toInt(v);
+  if (n > 0x7fffffff) throw new OverflowError('signed integer is greater than maximum');
+  if (n < -0x80000000) throw new OverflowError('signed integer is less than minimum');
+  return n;
+}
+
+/** A bytes-like argument (Buffer or any Uint8Array view), returned as a Buffer without copying. */
+export function toBytes(v: unknown): Buffer {
+  if (Buffer.isBuffer(v)) return v;
+  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  throw new TypeError(`a bytes-like object is required, not '${pyType(v)}'`);
+}
+
+/** A writable buffer argument (recv_into). */
+export function toWritable(v: unknown): Buffer {
+  if (v instanceof Uint8Array) return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  throw new TypeError(`recv_into() argument 'buffer' must be read-write bytes-like object, not ${pyType(v)}`);
+}
+
+/** A timeout: null = blocking, a number >= 0 in seconds. */
+export function toTimeout(v: unknown): number | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v !== 'number') throw new TypeError(`'${pyType(v)}' object cannot be interpreted as an integer`);
+  if (!(v >= 0) || !Number.isFinite(v)) throw new ValueError('Timeout value out of range');
+  return v;
+}

@@ -1,0 +1,271 @@
+// The socket object: Python's socket.socket over a broker handle. State is private; every
+// method starts with one health check (EBADF after close); close is idempotent. I/O methods
+// return Promises; the socket's mode (blocking / non-blocking / timeout) travels with each
+// blocking call and the broker enforces it.
+import type { Transport } from './transport.js';
+import { fromAddress, reprAddress, toAddress, type AddressTuple, type Families } from './address.js';
+import { gaierror, herror, makeOSError, OSError, timeout as TimeoutExc, ValueError } from './errors.js';
+import { pyType, toBytes, toCInt, toInt, toTimeout, toWritable } from './pytypes.js';
+
+/** What a socket needs from its module. */
+export interface ModuleContext {
+  transport: Transport;
+  families: Families;
+  /** Names for repr: AddressFamily / SocketType members by value. */
+  familyNames: Map<number, string>;
+  typeNames: Map<number, string>;
+  maxSendBytes: number;
+  maxRecvBytes: number;
+  getdefaulttimeout(): number | null;
+}
+
+const EBADF = 9;
+const EWOULDBLOCK = 11; // what connect_ex returns on a timeout, as CPython does
+
+function badf(): OSError {
+  return makeOSError(EBADF, 'Bad file descriptor', 'EBADF');
+}
+
+export class Socket {
+  readonly #m: ModuleContext;
+  #handle: number;
+  #timeout: number | null;
+  #closed = false;
+  #laddr: AddressTuple | null = null;
+  #raddr: AddressTuple | null = null;
+  readonly family: number;
+  readonly type: number;
+  readonly proto: number;
+
+  /** @internal Built by the module's socket()/socketpair()/accept(). */
+  constructor(m: ModuleContext, handle: number, family: number, type: number, proto: number, timeout: number | null) {
+    this.#m = m;
+    this.#handle = handle;
+    this.family = family;
+    this.type = type;
+    this.proto = proto;
+    this.#timeout = timeout;
+  }
+
+  #check(): number {
+    if (this.#closed) throw badf();
+    return this.#handle;
+  }
+
+  /** The timeout sent with blocking calls: undefined = blocking, 0 = non-blocking. */
+  get #mode(): number | undefined {
+    return this.#timeout ?? undefined;
+  }
+
+  #addr(address: unknown, fn: string) {
+    return toAddress(address, this.family, this.#m.families, fn);
+  }
+
+  /** The handle number (Python's fileno()); -1 once closed. */
+  fileno(): number {
+    return this.#closed ? -1 : this.#handle;
+  }
+
+  gettimeout(): number | null {
+    return this.#timeout;
+  }
+
+  /** null = blocking, 0 = non-blocking, > 0 = timeout in seconds. */
+  settimeout(value: number | null): void {
+    this.#timeout = toTimeout(value);
+  }
+
+  setblocking(flag: boolean): void {
+    this.#timeout = flag ? null : 0;
+  }
+
+  async bind(address: AddressTuple): Promise<void> {
+    const handle = this.#check();
+    const res = await this.#m.transport.call('bind', { handle, address: this.#addr(address, 'bind') });
+    this.#laddr = fromAddress(res.local);
+  }
+
+  async listen(backlog?: number): Promise<void> {
+    const handle = this.#check();
+    await this.#m.transport.call('listen', { handle, backlog: backlog === undefined ? undefined : toCInt(backlog) });
+  }
+
+  /** Resolves to [connection, address]; the new socket's mode follows the seed's accept rules. */
+  async accept(): Promise<[Socket, AddressTuple | null]> {
+    const handle = this.#check();
+    const res = await this.#m.transport.call('accept', { handle, timeout: this.#mode }, this.#timeout);
+    const def = this.#m.getdefaulttimeout();
+    // Python: the new socket gets the default timeout; if there is none and the listening socket
+    // has a timeout, it is blocking.
+    const mode = def === null && this.#timeout ? null : def;
+    const info = res.info!;
+    const sock = new Socket(this.#m, res.handle, info.family, info.type, info.protocol, mode);
+    sock.#laddr = fromAddress(res.local);
+    sock.#raddr = fromAddress(res.address);
+    return [sock, fromAddress(res.address)];
+  }
+
+  async connect(address: AddressTuple): Promise<void> {
+    const handle = this.#check();
+    const res = await this.#m.transport.call('connect', { handle, address: this.#addr(address, 'connect'), timeout: this.#mode }, this.#timeout);
+    this.#laddr = fromAddress(res.local);
+    this.#raddr = fromAddress(res.peer);
+  }
+
+  /** connect() that returns the errno (0 on success) instead of raising it. */
+  async connectEx(address: AddressTuple): Promise<number> {
+    try {
+      await this.connect(address);
+      return 0;
+    } catch (err) {
+      if (err instanceof TimeoutExc) return EWOULDBLOCK;
+      // Errors of the connect itself come back as errno; name resolution and bad arguments raise.
+      if (err instanceof OSError && err.errno !== null && !(err instanceof gaierror) && !(err instanceof herror)) return err.errno;
+      throw err;
+    }
+  }
+
+  async send(data: Uint8Array, flags = 0): Promise<number> {
+    const handle = this.#check();
+    const buf = toBytes(data);
+    const res = await this.#m.transport.call('send', { handle, data: buf, flags: toCInt(flags), timeout: this.#mode }, this.#timeout);
+    return res.sent;
+  }
+
+  /** sendto(data, address) or sendto(data, flags, address). */
+  async sendto(data: Uint8Array, flagsOrAddress: number | AddressTuple, address?: AddressTuple): Promise<number> {
+    const handle = this.#check();
+    const buf = toBytes(data);
+    const [flags, addr] = address === undefined ? [0, flagsOrAddress] : [toCInt(flagsOrAddress), address];
+    const res = await this.#m.transport.call(
+      'send',
+      { handle, data: buf, flags, address: this.#addr(addr, 'sendto'), timeout: this.#mode },
+      this.#timeout,
+    );
+    return res.sent;
+  }
+
+  /** Sends all of data (in calls of at most the broker's max_send_bytes). */
+  async sendall(data: Uint8Array, flags = 0): Promise<void> {
+    const handle = this.#check();
+    const buf = toBytes(data);
+    const f = toCInt(flags);
+    const step = this.#m.maxSendBytes;
+    let offset = 0;
+    do {
+      const chunk = buf.subarray(offset, offset + step);
+      await this.#m.transport.call('sendAll', { handle, data: chunk, flags: f, timeout: this.#mode }, this.#timeout);
+      offset += chunk.length;
+    } while (offset < buf.length);
+  }
+
+  async recv(bufsize: number, flags = 0): Promise<Buffer> {
+    const handle = this.#check();
+    const n = this.#bufsize(bufsize, 'recv');
+    const res = await this.#m.transport.call('recv', { handle, bufsize: n, flags: toCInt(flags), wantAddress: false, timeout: this.#mode }, this.#timeout);
+    return res.data;
+  }
+
+  async recvfrom(bufsize: number, flags = 0): Promise<[Buffer, AddressTuple | null]> {
+    const handle = this.#check();
+    const n = this.#bufsize(bufsize, 'recvfrom');
+    const res = await this.#m.transport.call('recv', { handle, bufsize: n, flags: toCInt(flags), wantAddress: true, timeout: this.#mode }, this.#timeout);
+    return [res.data, fromAddress(res.address)];
+  }
+
+  /** Receives into `buffer` (up to nbytes, 0 = its length); resolves to the count received. */
+  async recvInto(buffer: Uint8Array, nbytes = 0, flags = 0): Promise<number> {
+    const [n] = await this.#into(buffer, nbytes, flags, 'recv_into', false);
+    return n;
+  }
+
+  async recvfromInto(buffer: Uint8Array, nbytes = 0, flags = 0): Promise<[number, AddressTuple | null]> {
+    return this.#into(buffer, nbytes, flags, 'recvfrom_into', true);
+  }
+
+  async #into(buffer: Uint8Array, nbytes: number, flags: number, fn: string, wantAddress: boolean): Promise<[number, AddressTuple | null]> {
+    const handle = this.#check();
+    const target = toWritable(buffer);
+    let n = toInt(nbytes);
+    if (n < 0) throw new ValueError(`negative buffersize in ${fn}`);
+    if (n === 0) n = target.length;
+    else if (n > target.length) {
+      throw new ValueError(fn === 'recv_into' ? 'buffer too small for requested bytes' : 'nbytes is greater than the length of the buffer');
+    }
+    n = Math.min(n, this.#m.maxRecvBytes);
+    const res = await this.#m.transport.call('recv', { handle, bufsize: n, flags: toCInt(flags), wantAddress, timeout: this.#mode }, this.#timeout);
+    res.data.copy(target, 0);
+    return [res.data.length, fromAddress(res.address)];
+  }
+
+  #bufsize(bufsize: number, fn: string): number {
+    const n = toInt(bufsize);
+    if (n < 0) throw new ValueError(`negative buffersize in ${fn}`);
+    return n;
+  }
+
+  async shutdown(how: number): Promise<void> {
+    const handle = this.#check();
+    await this.#m.transport.call('shutdown', { handle, how: toCInt(how) });
+  }
+
+  /** Closes the socket; closing twice is a no-op, as in Python. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#m.transport.call('close', { handle: this.#handle });
+  }
+
+  async getsockname(): Promise<AddressTuple | null> {
+    const handle = this.#check();
+    const res = await this.#m.transport.call('getSockName', { handle });
+    return (this.#laddr = fromAddress(res.address));
+  }
+
+  async getpeername(): Promise<AddressTuple | null> {
+    const handle = this.#check();
+    const res = await this.#m.transport.call('getPeerName', { handle });
+    return (this.#raddr = fromAddress(res.address));
+  }
+
+  /** getsockopt(level, optname) → int; getsockopt(level, optname, buflen) → bytes. */
+  async getsockopt(level: number, optname: number): Promise<number>;
+  async getsockopt(level: number, optname: number, buflen: number): Promise<Buffer>;
+  async getsockopt(level: number, optname: number, buflen?: number): Promise<number | Buffer> {
+    const handle = this.#check();
+    const req = { handle, level: toCInt(level), name: toCInt(optname), buflen: buflen === undefined ? undefined : toInt(buflen) };
+    if (req.buflen !== undefined && (req.buflen <= 0 || req.buflen > 1024)) throw new OSError('getsockopt buflen out of range');
+    const res = await this.#m.transport.call('getSockOpt', req);
+    return buflen === undefined ? res.value : res.data;
+  }
+
+  /** setsockopt(level, optname, value): value is an int (a C int) or a bytes-like object. */
+  async setsockopt(level: number, optname: number, value: number | Uint8Array): Promise<void> {
+    const handle = this.#check();
+    const isInt = typeof value === 'number' || typeof value === 'boolean';
+    if (!isInt && !(value instanceof Uint8Array)) throw new TypeError(`a bytes-like object is required, not '${pyType(value)}'`);
+    await this.#m.transport.call('setSockOpt', {
+      handle,
+      level: toCInt(level),
+      name: toCInt(optname),
+      ...(isInt ? { intValue: toCInt(value) } : { bytesValue: toBytes(value) }),
+    });
+  }
+
+  /** Python's repr: <socket.socket fd=3, family=AddressFamily.AF_INET, type=SocketType.SOCK_STREAM, proto=0, laddr=...>. */
+  toString(): string {
+    const fam = this.#m.familyNames.get(this.family);
+    const typ = this.#m.typeNames.get(this.type);
+    let s = `<socket.socket${this.#closed ? ' [closed]' : ''} fd=${this.fileno()}, family=${fam ? `AddressFamily.${fam}` : this.family}, type=${typ ? `SocketType.${typ}` : this.type}, proto=${this.proto}`;
+    if (!this.#closed) {
+      if (this.#laddr !== null && this.#laddr !== '') s += `, laddr=${reprAddress(this.#laddr)}`;
+      if (this.#raddr !== null && this.#raddr !== '') s += `, raddr=${reprAddress(this.#raddr)}`;
+    }
+    return `${s}>`;
+  }
+
+  /** `await using s = socket.socket()` closes it, like Python's `with`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

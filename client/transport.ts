@@ -1,0 +1,161 @@
+// The SDK's thin RPC layer: one session, one long-lived Call stream carrying every socket
+// operation in envelopes (matched by call_id, so calls pipeline freely), unary calls for the
+// rest. Deals in plain request/response messages; the socket module is built on top.
+import * as grpc from '@grpc/grpc-js';
+import { SessionServiceClient, type GetModuleInfoResponse } from '../proto/gen/sockbroker/v1/session.js';
+import { SocketServiceClient, type CallRequest, type CallResponse } from '../proto/gen/sockbroker/v1/socket.js';
+import { NetdbServiceClient, type GetAddrInfoRequest, type GetAddrInfoResponse } from '../proto/gen/sockbroker/v1/netdb.js';
+import { fromServiceError, fromStatus, SessionLostError, timeout as TimeoutExc } from './errors.js';
+
+const SESSION_METADATA = 'sockbroker-session';
+/** Added to a socket's timeout to make the client-side deadline: the broker enforces the timeout. */
+const DEADLINE_MARGIN_MS = 5000;
+
+/** Operation names: the fields of the CallRequest/CallResponse oneofs. */
+export type Op = Exclude<keyof CallRequest, 'callId' | 'cancel'>;
+type Req<K extends Op> = NonNullable<CallRequest[K]>;
+type Res<K extends Op> = NonNullable<CallResponse[K & keyof CallResponse]>;
+
+interface Pending {
+  resolve: (res: any) => void;
+  reject: (err: Error) => void;
+  op: Op;
+  timer?: NodeJS.Timeout;
+}
+
+export class Transport {
+  readonly #sessionClient: SessionServiceClient;
+  readonly #socketClient: SocketServiceClient;
+  readonly #netdbClient: NetdbServiceClient;
+  readonly #metadata = new grpc.Metadata();
+  readonly #pending = new Map<number, Pending>();
+  #stream!: grpc.ClientDuplexStream<CallRequest, CallResponse>;
+  #nextId = 1;
+  #lost: Error | undefined;
+  #closed = false;
+  sessionId = '';
+
+  private constructor(target: string) {
+    const options: grpc.ChannelOptions = {
+      'grpc.max_receive_message_length': -1,
+      'grpc.max_send_message_length': -1,
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc-node.flow_control_window': 4 << 20,
+    };
+    const creds = grpc.credentials.createInsecure();
+    this.#sessionClient = new SessionServiceClient(target, creds, options);
+    // One channel for all three services: the same connection, so the same identity.
+    const channelOverride = this.#sessionClient.getChannel();
+    this.#socketClient = new SocketServiceClient(target, creds, { ...options, channelOverride });
+    this.#netdbClient = new NetdbServiceClient(target, creds, { ...options, channelOverride });
+  }
+
+  /** Connects, opens a session and its Call stream. */
+  static async open(target: string): Promise<Transport> {
+    const t = new Transport(target);
+    try {
+      const res = await t.#unary<{ sessionId: string }>((cb) => t.#sessionClient.openSession({ resumeSessionId: '' }, cb));
+      t.sessionId = res.sessionId;
+      t.#metadata.set(SESSION_METADATA, res.sessionId);
+      t.#openStream();
+    } catch (err) {
+      t.#sessionClient.close();
+      throw err;
+    }
+    return t;
+  }
+
+  #openStream(): void {
+    const stream = this.#socketClient.call(this.#metadata);
+    stream.on('data', (res: CallResponse) => this.#settle(res));
+    stream.on('error', (err: grpc.ServiceError) => this.#fail(err));
+    stream.on('end', () => this.#fail(undefined));
+    this.#stream = stream;
+  }
+
+  #settle(res: CallResponse): void {
+    const p = this.#pending.get(res.callId);
+    if (!p) return;
+    this.#pending.delete(res.callId);
+    clearTimeout(p.timer);
+    if (res.error) p.reject(fromStatus(res.error));
+    else p.resolve((res as any)[p.op]);
+  }
+
+  #fail(err: grpc.ServiceError | undefined): void {
+    if (this.#closed) return;
+    this.#lost =
+      err && err.code !== grpc.status.CANCELLED
+        ? fromServiceError(err)
+        : new SessionLostError('sockbroker: the broker ended the session stream');
+    if (!(this.#lost instanceof SessionLostError)) this.#lost = new SessionLostError(`sockbroker: session lost: ${this.#lost.message}`);
+    for (const p of this.#pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(this.#lost);
+    }
+    this.#pending.clear();
+  }
+
+  /**
+   * Runs one operation on the Call stream. `timeoutS` is the socket timeout sent with it (the
+   * broker enforces it); the client gives up only after it plus a margin. An aborted `signal`
+   * cancels the call on the broker too.
+   */
+  call<K extends Op>(op: K, req: Req<K>, timeoutS?: number | null, signal?: AbortSignal): Promise<Res<K>> {
+    if (this.#lost) return Promise.reject(this.#lost);
+    if (this.#closed) return Promise.reject(new SessionLostError('sockbroker: connection closed'));
+    const callId = this.#nextId++;
+    return new Promise<Res<K>>((resolve, reject) => {
+      const p: Pending = { resolve, reject, op };
+      if (typeof timeoutS === 'number' && timeoutS > 0) {
+        p.timer = setTimeout(() => this.#cancel(callId, new TimeoutExc('timed out')), timeoutS * 1000 + DEADLINE_MARGIN_MS);
+      }
+      if (signal) {
+        if (signal.aborted) return reject(signal.reason);
+        signal.addEventListener('abort', () => this.#cancel(callId, signal.reason), { once: true });
+      }
+      this.#pending.set(callId, p);
+      this.#stream.write({ callId, [op]: req } as CallRequest);
+    });
+  }
+
+  #cancel(callId: number, reason: Error): void {
+    const p = this.#pending.get(callId);
+    if (!p) return;
+    this.#pending.delete(callId);
+    clearTimeout(p.timer);
+    if (!this.#lost && !this.#closed) this.#stream.write({ callId, cancel: {} } as CallRequest);
+    p.reject(reason);
+  }
+
+  #unary<T>(start: (cb: (err: grpc.ServiceError | null, res: T) => void) => void): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      start((err, res) => (err ? reject(fromServiceError(err)) : resolve(res)));
+    });
+  }
+
+  moduleInfo(): Promise<GetModuleInfoResponse> {
+    return this.#unary((cb) => this.#sessionClient.getModuleInfo({}, this.#metadata, cb));
+  }
+
+  getAddrInfo(req: GetAddrInfoRequest): Promise<GetAddrInfoResponse> {
+    return this.#unary((cb) => this.#netdbClient.getAddrInfo(req, this.#metadata, cb));
+  }
+
+  /** Ends the session (its sockets close) and the connection. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    if (!this.#lost) {
+      await this.#unary((cb) => this.#sessionClient.closeSession({}, this.#metadata, cb)).catch(() => undefined);
+    }
+    this.#closed = true;
+    this.#stream.end();
+    for (const p of this.#pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new SessionLostError('sockbroker: connection closed'));
+    }
+    this.#pending.clear();
+    this.#sessionClient.close();
+  }
+}

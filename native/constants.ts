@@ -428,6 +428,8 @@ export const os: Readonly<Record<string, number>> = Object.freeze({
   F_GETFL: 3,
   F_SETFD: 2,
   F_SETFL: 4,
+  IP_MTU: 14,
+  IP_MTU_DISCOVER: 10,
   O_CLOEXEC: 524288,
   O_NONBLOCK: 2048,
   POLLERR: 8,
@@ -442,6 +444,8 @@ export const os: Readonly<Record<string, number>> = Object.freeze({
   SO_PEERCRED: 17,
   SO_PEERGROUPS: 59,
   SO_PEERPIDFD: 77,
+  SO_TIMESTAMP: 29,
+  SO_TIMESTAMPNS: 35,
 });
 
 /** [errno, NAME, strerror text]; by number, the canonical name first (EAGAIN before EWOULDBLOCK). */

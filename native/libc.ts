@@ -26,8 +26,8 @@ interface Result {
 
 const { I32, I64, U32, U64, U8Array } = DataType;
 
-// A function made once: each call builds a fresh params object because
-// ffi-rs rewrites params.paramsType in place (array lengths) on every call.
+// A function made once. Each call still needs a fresh params object: ffi-rs
+// replaces params.paramsType with one sized to that call's buffers.
 function fn(funcName: string, retType: DataType, paramsType: DataType[]) {
   return (...paramsValue: unknown[]): Result =>
     load({ library: 'libc', funcName, retType, paramsType, paramsValue, errno: true }) as unknown as Result;

@@ -97,7 +97,6 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     'grpc.keepalive_timeout_ms': 20_000,
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
-    'grpc.max_connection_idle_ms': 0,
   });
   const handlers = {
     create: ops.create,

@@ -3,7 +3,7 @@
 // of unprivileged socket options, AF_UNIX through socketpair only. A refusal carries the errno
 // the kernel gives an unprivileged caller for the same thing. The policy file (a later issue)
 // adds grants as more rules here; the call sites stay as they are.
-import { linux as C } from '../native/constants.js';
+import { linux as C, os as O } from '../native/constants.js';
 import type { Identity } from './identity.js';
 
 /** A request the policy rules on, checked before its syscall. */
@@ -26,13 +26,13 @@ const UNPRIVILEGED_OPTIONS = new Set(
   [
     ...opt(C.SOL_SOCKET, C.SO_REUSEADDR, C.SO_REUSEPORT, C.SO_KEEPALIVE, C.SO_LINGER, C.SO_RCVBUF,
       C.SO_SNDBUF, C.SO_BROADCAST, C.SO_OOBINLINE, C.SO_RCVLOWAT, C.SO_SNDLOWAT, C.SO_RCVTIMEO,
-      C.SO_SNDTIMEO, C.SO_PRIORITY, C.SO_PASSCRED, C.SO_TIMESTAMP, C.SO_TIMESTAMPNS, C.SO_DONTROUTE),
+      C.SO_SNDTIMEO, C.SO_PRIORITY, C.SO_PASSCRED, O.SO_TIMESTAMP, O.SO_TIMESTAMPNS, C.SO_DONTROUTE),
     ...opt(C.IPPROTO_TCP, C.TCP_NODELAY, C.TCP_MAXSEG, C.TCP_CORK, C.TCP_KEEPIDLE, C.TCP_KEEPINTVL,
       C.TCP_KEEPCNT, C.TCP_SYNCNT, C.TCP_LINGER2, C.TCP_DEFER_ACCEPT, C.TCP_WINDOW_CLAMP,
       C.TCP_QUICKACK, C.TCP_USER_TIMEOUT, C.TCP_FASTOPEN, C.TCP_NOTSENT_LOWAT),
     ...opt(C.IPPROTO_IP, C.IP_TOS, C.IP_TTL, C.IP_MULTICAST_TTL, C.IP_MULTICAST_LOOP, C.IP_MULTICAST_IF,
       C.IP_ADD_MEMBERSHIP, C.IP_DROP_MEMBERSHIP, C.IP_RECVTOS, C.IP_RECVTTL, C.IP_PKTINFO,
-      C.IP_RECVERR, C.IP_MTU_DISCOVER, C.IP_RECVOPTS, C.IP_RETOPTS),
+      C.IP_RECVERR, O.IP_MTU_DISCOVER, C.IP_RECVOPTS, C.IP_RETOPTS),
     ...opt(C.IPPROTO_IPV6, C.IPV6_V6ONLY, C.IPV6_UNICAST_HOPS, C.IPV6_MULTICAST_HOPS,
       C.IPV6_MULTICAST_LOOP, C.IPV6_MULTICAST_IF, C.IPV6_JOIN_GROUP, C.IPV6_LEAVE_GROUP,
       C.IPV6_RECVPKTINFO, C.IPV6_TCLASS, C.IPV6_RECVTCLASS, C.IPV6_RECVHOPLIMIT, C.IPV6_RECVERR),

@@ -1,0 +1,147 @@
+// Test fixtures: a live root daemon on a private socket (optionally in its own mount namespace
+// with a hosts file the test controls, never real DNS), clients run as `nobody`, and fd counts.
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, chmodSync, readdirSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { once } from 'node:events';
+
+/** dist/ of this build (the tests run compiled). */
+export const DIST = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const ROOT = resolve(DIST, '..');
+
+export interface Daemon {
+  address: string;
+  path: string;
+  pid: number;
+  proc: ChildProcess;
+  /** Lines the daemon logged so far (pino JSON). */
+  logs: string[];
+  /** Number of open fds of the daemon process. */
+  fdCount(): number;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export interface DaemonOptions {
+  graceSeconds?: number;
+  /** Contents of /etc/hosts as the daemon sees it (private mount namespace). */
+  hosts?: string;
+  logLevel?: string;
+}
+
+/** A world-readable temp dir (so `nobody` can reach sockets and files in it). */
+export function publicTempDir(prefix = 'sb-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  chmodSync(dir, 0o755);
+  return dir;
+}
+
+export async function startDaemon(opts: DaemonOptions = {}): Promise<Daemon> {
+  const dir = publicTempDir();
+  const path = join(dir, 'sb.sock');
+  const args = [join(DIST, 'daemon', 'cli.js'), 'serve', '--listen', `unix:${path}`, '--grace-period', String(opts.graceSeconds ?? 2), '--log-level', opts.logLevel ?? 'info'];
+  let proc: ChildProcess;
+  if (opts.hosts !== undefined) {
+    const hostsFile = join(dir, 'hosts');
+    writeFileSync(hostsFile, opts.hosts);
+    chmodSync(hostsFile, 0o644);
+    // A private mount namespace: /etc/hosts is ours for this daemon only.
+    proc = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `mount --bind "$0" /etc/hosts && exec "$@"`, hostsFile, process.execPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } else {
+    proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  }
+  const logs: string[] = [];
+  let buf = '';
+  let ready: () => void;
+  const readyP = new Promise<void>((r) => (ready = r));
+  proc.stderr!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      logs.push(line);
+      if (line.includes('"event":"listening"')) ready();
+    }
+  });
+  const exited = once(proc, 'exit');
+  await Promise.race([readyP, exited.then(() => { throw new Error(`daemon exited early:\n${logs.join('\n')}`); })]);
+  const pid = daemonPid(proc.pid!);
+  return {
+    address: `unix:${path}`,
+    path,
+    pid,
+    proc,
+    logs,
+    fdCount: () => readdirSync(`/proc/${pid}/fd`).length,
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      if (proc.exitCode !== null) return proc.exitCode;
+      proc.kill(signal);
+      const [code] = (await exited) as [number | null];
+      rmSync(dir, { recursive: true, force: true });
+      return code;
+    },
+  };
+}
+
+/** The node process itself (unshare execs into sh, which execs node: same pid). */
+function daemonPid(pid: number): number {
+  return pid;
+}
+
+/** Runs `fn` with a fresh daemon and always stops it. */
+export async function withDaemon<T>(fn: (d: Daemon) => Promise<T>, opts?: DaemonOptions): Promise<T> {
+  const d = await startDaemon(opts);
+  try {
+    return await fn(d);
+  } finally {
+    await d.stop();
+  }
+}
+
+/** Where the world-readable copy of the build lives (made by scripts/test.mjs). */
+export function worldCopy(): string {
+  const dir = process.env.SOCKBROKER_WORLD_COPY;
+  if (!dir || !existsSync(dir)) throw new Error('SOCKBROKER_WORLD_COPY is not set: run the tests through `npm test`');
+  return dir;
+}
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs an ES module source as `nobody` (setpriv) from the world-readable copy of the build,
+ * so `import { connect } from 'sockbroker'` resolves to this build. Resolves when it exits.
+ */
+export async function runAsNobody(source: string, env: Record<string, string> = {}, timeoutMs = 60_000): Promise<RunResult> {
+  const world = worldCopy();
+  const file = join(world, `nobody-${process.pid}-${Math.random().toString(36).slice(2)}.mjs`);
+  writeFileSync(file, source);
+  chmodSync(file, 0o644);
+  try {
+    const proc = spawn('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, file], {
+      cwd: world,
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/tmp', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout!.on('data', (d) => (stdout += d));
+    proc.stderr!.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+    const [code] = (await once(proc, 'exit')) as [number | null];
+    clearTimeout(timer);
+    return { code, stdout, stderr };
+  } finally {
+    rmSync(file, { force: true });
+  }
+}
+
+/** Runs python3 code and returns its stdout (the living reference for socket behaviour). */
+export function python(code: string): string {
+  return execFileSync('python3', ['-c', code], { encoding: 'utf8' });
+}

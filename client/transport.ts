@@ -21,6 +21,8 @@ interface Pending {
   reject: (err: Error) => void;
   op: Op;
   timer?: NodeJS.Timeout;
+  /** Set when the caller aborted: the reason to reject with once the broker confirms. */
+  cancelReason?: Error;
 }
 
 export class Transport {
@@ -79,7 +81,7 @@ export class Transport {
     if (!p) return;
     this.#pending.delete(res.callId);
     clearTimeout(p.timer);
-    if (res.error) p.reject(fromStatus(res.error));
+    if (res.error) p.reject(p.cancelReason && res.error.code === grpc.status.CANCELLED ? p.cancelReason : fromStatus(res.error));
     else p.resolve((res as any)[p.op]);
   }
 
@@ -113,13 +115,23 @@ export class Transport {
       }
       if (signal) {
         if (signal.aborted) return reject(signal.reason);
-        signal.addEventListener('abort', () => this.#cancel(callId, signal.reason), { once: true });
+        // Cancellation is a request: the broker answers either CANCELLED or, if the call had
+        // already completed, its result, which is then delivered (nothing read is lost).
+        signal.addEventListener('abort', () => this.#requestCancel(callId, signal.reason), { once: true });
       }
       this.#pending.set(callId, p);
       this.#stream.write({ callId, [op]: req } as CallRequest);
     });
   }
 
+  #requestCancel(callId: number, reason: Error): void {
+    const p = this.#pending.get(callId);
+    if (!p) return;
+    p.cancelReason = reason;
+    if (!this.#lost && !this.#closed) this.#stream.write({ callId, cancel: {} } as CallRequest);
+  }
+
+  /** Gives up on a call the broker does not answer (its deadline passed): rejects at once. */
   #cancel(callId: number, reason: Error): void {
     const p = this.#pending.get(callId);
     if (!p) return;

@@ -1,0 +1,89 @@
+// Lifecycle: a killed client's sockets close after the grace period (the daemon's fd count
+// returns to its baseline), and data read for a cancelled recv is delivered by the next one.
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Transport } from '../../client/transport.js';
+import { connect } from '../../client/index.js';
+import { withDaemon, publicTempDir, DIST } from '../helpers/daemon.js';
+
+async function until(cond: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await sleep(50);
+  }
+  return cond();
+}
+
+test('a client killed with SIGKILL has its sockets closed after the grace period', async (t) => {
+  await withDaemon(async (d) => {
+    // Warm the daemon's lazily opened fds (threadpool, epoll) before taking the baseline.
+    const warm = await connect(d.address);
+    await (await warm.socket()).close();
+    await warm.disconnect();
+    await sleep(200);
+    const baseline = d.fdCount();
+    const dir = publicTempDir();
+    const file = join(dir, 'client.mjs');
+    writeFileSync(file, `
+      import { connect } from ${JSON.stringify(join(DIST, 'client', 'index.js'))};
+      const socket = await connect(process.env.ADDR);
+      const srv = await socket.socket();
+      await srv.bind(['127.0.0.1', 0]);
+      await srv.listen();
+      for (let i = 0; i < 10; i++) await socket.socketpair();
+      srv.accept().catch(() => {});
+      console.log('ready');
+      setInterval(() => {}, 1000);
+    `);
+    const child = spawn(process.execPath, [file], { env: { ...process.env, ADDR: d.address }, stdio: ['ignore', 'pipe', 'inherit'] });
+    await once(child.stdout!, 'data');
+    t.true(d.fdCount() >= baseline + 21, 'the client holds 21 daemon sockets');
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    // Still there during the grace period (2 s in the fixture)...
+    await sleep(300);
+    t.true(d.fdCount() >= baseline + 21, 'sockets survive while the session may resume');
+    // ...and gone after it.
+    t.true(await until(() => d.fdCount() <= baseline, 10_000), `fd count back to ${baseline}, is ${d.fdCount()}`);
+    t.true(d.logs.some((l) => l.includes('"why":"grace period over"')));
+  });
+});
+
+test('data read for a cancelled recv is delivered by the next recv', async (t) => {
+  await withDaemon(async (d) => {
+    const tr = await Transport.open(d.address);
+    const pair = await tr.call('socketpair', { family: 1, type: 1, protocol: 0 });
+    const [a, b] = [pair.handleA, pair.handleB];
+    const N = 300;
+    let delivered = 0;
+    let cancelled = 0;
+    for (let i = 0; i < N; i++) {
+      // A blocked recv, cancelled in the same tick as the byte that satisfies it arrives:
+      // whichever wins, the byte must not be lost.
+      const ac = new AbortController();
+      const pending = tr.call('recv', { handle: a, bufsize: 1, flags: 0, wantAddress: false }, null, ac.signal);
+      await tr.call('send', { handle: b, data: Buffer.from([i & 0xff]), flags: 0 });
+      ac.abort(new Error('cancelled by test'));
+      try {
+        await pending;
+        delivered++;
+      } catch {
+        cancelled++;
+      }
+    }
+    // Drain: everything not delivered above must come now, in order.
+    let rest = Buffer.alloc(0);
+    while (delivered + rest.length < N) {
+      const r = await tr.call('recv', { handle: a, bufsize: 4096, flags: 0, wantAddress: false, timeout: 2 });
+      rest = Buffer.concat([rest, r.data]);
+    }
+    t.is(delivered + rest.length, N, `delivered ${delivered}, cancelled ${cancelled}, drained ${rest.length}`);
+    t.true(cancelled > 0, 'some recvs were cancelled');
+    await tr.close();
+  });
+});

@@ -218,6 +218,13 @@ export class SocketOps {
     this.#live(entry, 'connect');
     const soError = libc.getsockopt(entry.fd, C.SOL_SOCKET, C.SO_ERROR, 4).readInt32LE(0);
     if (soError !== 0) throw osError(soError, 'connect');
+    // Linux leaves the socket "connecting" until connect() is called again (that call returns 0
+    // once); without it, the user's next connect() would succeed instead of raising EISCONN.
+    try {
+      libc.connect(entry.fd, sa);
+    } catch {
+      // EISCONN (or a later failure that the next I/O call reports): the connect itself succeeded.
+    }
     return this.#ends(entry);
   };
 

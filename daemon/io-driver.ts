@@ -11,6 +11,7 @@ import { osErrorNamed, timeoutError } from './errors.js';
 export type Timeout = number | undefined;
 
 const TIMED_OUT = Symbol('timed out');
+const MAX_TIMER_MS = 0x7fffffff;
 
 export function isAgain(err: unknown): boolean {
   const code = (err as { code?: string }).code;
@@ -41,7 +42,12 @@ export async function waitReady(
     const ctl = new AbortController();
     const onAbort = (): void => ctl.abort(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
-    timer = setTimeout(() => ctl.abort(TIMED_OUT), Math.ceil(remaining));
+    // Node's timers hold at most 2^31-1 ms (a longer delay fires after 1 ms): re-arm until due.
+    const arm = (): void => {
+      const left = deadline - performance.now();
+      timer = left > MAX_TIMER_MS ? setTimeout(arm, MAX_TIMER_MS) : setTimeout(() => ctl.abort(TIMED_OUT), Math.max(0, Math.ceil(left)));
+    };
+    arm();
     waitSignal = ctl.signal;
     try {
       await reactor.wait(entry.fd, dir, waitSignal);

@@ -5,7 +5,7 @@ import { Transport } from './transport.js';
 import { brokerTarget } from './broker-address.js';
 import * as errors from './errors.js';
 import { fromAddress, toAddress, type AddressTuple, type Families } from './address.js';
-import { Socket, type ModuleContext } from './socket.js';
+import { clientTimeout, Socket, type ModuleContext } from './socket.js';
 import { toInt, toTimeout } from './pytypes.js';
 
 /** poll(2) event bits, the same on every Linux architecture. */
@@ -181,7 +181,7 @@ class SocketModuleImpl {
       handle: typeof s === 'number' ? toInt(s) : s.fileno(),
       events: toInt(Array.isArray(events) ? events[i] : events),
     }));
-    const res = await this.#t.call('poll', { entries, timeout: t ?? undefined }, t);
+    const res = await this.#t.call('poll', { entries, timeout: t ?? undefined }, clientTimeout(t));
     return res.ready.map((r) => [sockets[entries.findIndex((e) => e.handle === r.handle)]!, r.events]);
   }
 

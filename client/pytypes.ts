@@ -42,10 +42,16 @@ export function toWritable(v: unknown): Buffer {
   throw new TypeError(`recv_into() argument 'buffer' must be read-write bytes-like object, not ${pyType(v)}`);
 }
 
-/** A timeout: null = blocking, a number >= 0 in seconds. */
+/** Longest timeout CPython takes: its clock is int64 nanoseconds. */
+const MAX_TIMEOUT_S = 9223372036.854775807;
+
+/** A timeout: null = blocking, a number >= 0 in seconds (booleans count as 1/0, as in Python). */
 export function toTimeout(v: unknown): number | null {
   if (v === null || v === undefined) return null;
+  if (typeof v === 'boolean') return v ? 1 : 0;
   if (typeof v !== 'number') throw new TypeError(`'${pyType(v)}' object cannot be interpreted as an integer`);
-  if (!(v >= 0) || !Number.isFinite(v)) throw new ValueError('Timeout value out of range');
-  return v;
+  if (Number.isNaN(v)) throw new ValueError('Invalid value NaN (not a number)');
+  if (!(Math.abs(v) <= MAX_TIMEOUT_S)) throw new OverflowError('timestamp out of range for platform time_t');
+  if (v < 0) throw new ValueError('Timeout value out of range');
+  return v === 0 ? 0 : v; // -0 is 0
 }

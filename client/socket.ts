@@ -22,6 +22,15 @@ export interface ModuleContext {
 const EBADF = 9;
 const EWOULDBLOCK = 11; // what connect_ex returns on a timeout, as CPython does
 
+/** The longest socket timeout (s) whose client deadline (timeout + margin) fits a Node timer;
+ * beyond it the client sets no deadline of its own and relies on the broker's. */
+const MAX_CLIENT_TIMEOUT_S = 2_000_000;
+
+/** @internal A socket timeout as the transport's deadline argument. */
+export function clientTimeout(t: number | null): number | null {
+  return t !== null && t > MAX_CLIENT_TIMEOUT_S ? null : t;
+}
+
 function badf(): OSError {
   return makeOSError(EBADF, 'Bad file descriptor', 'EBADF');
 }
@@ -45,6 +54,9 @@ export class Socket {
     this.type = type;
     this.proto = proto;
     this.#timeout = timeout;
+    // What getsockname() gives before bind/connect, so repr shows laddr as Python's does.
+    if (family === m.families.AF_INET) this.#laddr = ['0.0.0.0', 0];
+    else if (family === m.families.AF_INET6) this.#laddr = ['::', 0, 0, 0];
   }
 
   #check(): number {
@@ -55,6 +67,11 @@ export class Socket {
   /** The timeout sent with blocking calls: undefined = blocking, 0 = non-blocking. */
   get #mode(): number | undefined {
     return this.#timeout ?? undefined;
+  }
+
+  /** The timeout for the client-side deadline: none when beyond what a Node timer holds. */
+  get #deadline(): number | null {
+    return clientTimeout(this.#timeout);
   }
 
   #addr(address: unknown, fn: string) {
@@ -93,7 +110,7 @@ export class Socket {
   /** Resolves to [connection, address]; the new socket's mode follows the seed's accept rules. */
   async accept(): Promise<[Socket, AddressTuple | null]> {
     const handle = this.#check();
-    const res = await this.#m.transport.call('accept', { handle, timeout: this.#mode }, this.#timeout);
+    const res = await this.#m.transport.call('accept', { handle, timeout: this.#mode }, this.#deadline);
     const def = this.#m.getdefaulttimeout();
     // Python: the new socket gets the default timeout; if there is none and the listening socket
     // has a timeout, it is blocking.
@@ -107,7 +124,7 @@ export class Socket {
 
   async connect(address: AddressTuple): Promise<void> {
     const handle = this.#check();
-    const res = await this.#m.transport.call('connect', { handle, address: this.#addr(address, 'connect'), timeout: this.#mode }, this.#timeout);
+    const res = await this.#m.transport.call('connect', { handle, address: this.#addr(address, 'connect'), timeout: this.#mode }, this.#deadline);
     this.#laddr = fromAddress(res.local);
     this.#raddr = fromAddress(res.peer);
   }
@@ -128,7 +145,7 @@ export class Socket {
   async send(data: Uint8Array, flags = 0): Promise<number> {
     const handle = this.#check();
     const buf = toBytes(data);
-    const res = await this.#m.transport.call('send', { handle, data: buf, flags: toCInt(flags), timeout: this.#mode }, this.#timeout);
+    const res = await this.#m.transport.call('send', { handle, data: buf, flags: toCInt(flags), timeout: this.#mode }, this.#deadline);
     return res.sent;
   }
 
@@ -140,7 +157,7 @@ export class Socket {
     const res = await this.#m.transport.call(
       'send',
       { handle, data: buf, flags, address: this.#addr(addr, 'sendto'), timeout: this.#mode },
-      this.#timeout,
+      this.#deadline,
     );
     return res.sent;
   }
@@ -154,7 +171,7 @@ export class Socket {
     let offset = 0;
     do {
       const chunk = buf.subarray(offset, offset + step);
-      await this.#m.transport.call('sendAll', { handle, data: chunk, flags: f, timeout: this.#mode }, this.#timeout);
+      await this.#m.transport.call('sendAll', { handle, data: chunk, flags: f, timeout: this.#mode }, this.#deadline);
       offset += chunk.length;
     } while (offset < buf.length);
   }
@@ -162,14 +179,14 @@ export class Socket {
   async recv(bufsize: number, flags = 0): Promise<Buffer> {
     const handle = this.#check();
     const n = this.#bufsize(bufsize, 'recv');
-    const res = await this.#m.transport.call('recv', { handle, bufsize: n, flags: toCInt(flags), wantAddress: false, timeout: this.#mode }, this.#timeout);
+    const res = await this.#m.transport.call('recv', { handle, bufsize: n, flags: toCInt(flags), wantAddress: false, timeout: this.#mode }, this.#deadline);
     return res.data;
   }
 
   async recvfrom(bufsize: number, flags = 0): Promise<[Buffer, AddressTuple | null]> {
     const handle = this.#check();
     const n = this.#bufsize(bufsize, 'recvfrom');
-    const res = await this.#m.transport.call('recv', { handle, bufsize: n, flags: toCInt(flags), wantAddress: true, timeout: this.#mode }, this.#timeout);
+    const res = await this.#m.transport.call('recv', { handle, bufsize: n, flags: toCInt(flags), wantAddress: true, timeout: this.#mode }, this.#deadline);
     return [res.data, fromAddress(res.address)];
   }
 
@@ -193,7 +210,7 @@ export class Socket {
       throw new ValueError(fn === 'recv_into' ? 'buffer too small for requested bytes' : 'nbytes is greater than the length of the buffer');
     }
     n = Math.min(n, this.#m.maxRecvBytes);
-    const res = await this.#m.transport.call('recv', { handle, bufsize: n, flags: toCInt(flags), wantAddress, timeout: this.#mode }, this.#timeout);
+    const res = await this.#m.transport.call('recv', { handle, bufsize: n, flags: toCInt(flags), wantAddress, timeout: this.#mode }, this.#deadline);
     res.data.copy(target, 0);
     return [res.data.length, fromAddress(res.address)];
   }
@@ -233,16 +250,20 @@ export class Socket {
   async getsockopt(level: number, optname: number, buflen: number): Promise<Buffer>;
   async getsockopt(level: number, optname: number, buflen?: number): Promise<number | Buffer> {
     const handle = this.#check();
-    const req = { handle, level: toCInt(level), name: toCInt(optname), buflen: buflen === undefined ? undefined : toInt(buflen) };
-    if (req.buflen !== undefined && (req.buflen <= 0 || req.buflen > 1024)) throw new OSError('getsockopt buflen out of range');
+    // As in CPython, buflen 0 (the default) asks for the int form.
+    const n = buflen === undefined ? 0 : toCInt(buflen);
+    const req = { handle, level: toCInt(level), name: toCInt(optname), buflen: n === 0 ? undefined : n };
+    if (n < 0 || n > 1024) throw new OSError('getsockopt buflen out of range');
     const res = await this.#m.transport.call('getSockOpt', req);
-    return buflen === undefined ? res.value : res.data;
+    return n === 0 ? res.value : res.data;
   }
 
   /** setsockopt(level, optname, value): value is an int (a C int) or a bytes-like object. */
   async setsockopt(level: number, optname: number, value: number | Uint8Array): Promise<void> {
     const handle = this.#check();
-    const isInt = typeof value === 'number' || typeof value === 'boolean';
+    // CPython tries the value as a C int, then as a bytes-like object: a float or an int out of
+    // C int range fails the second parse and is reported as not bytes-like.
+    const isInt = (typeof value === 'number' && Number.isInteger(value) && value >= -0x80000000 && value <= 0x7fffffff) || typeof value === 'boolean';
     if (!isInt && !(value instanceof Uint8Array)) throw new TypeError(`a bytes-like object is required, not '${pyType(value)}'`);
     await this.#m.transport.call('setSockOpt', {
       handle,

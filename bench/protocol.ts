@@ -1,0 +1,49 @@
+// What the bench processes agree on: sizes, the peers' tiny wire protocol, and how a child
+// process reports to the runner (one JSON line on stdout).
+//
+// Peer protocol (TCP, 127.0.0.1):
+//   echo   — every byte received is written back.
+//   sink   — the client sends an 8-byte big-endian length N, then N bytes; the sink answers one
+//            byte once all N arrived. Repeats on the same connection.
+//   source — the client sends an 8-byte big-endian length N; the source writes N bytes as fast
+//            as the socket takes them. Repeats on the same connection.
+
+/** Bytes of one echo round trip. */
+export const ECHO_BYTES = 64;
+/** Bytes of one send/recv call in the bulk runs. */
+export const CHUNK_BYTES = 1 << 20;
+/** Bytes of one measured bulk transfer. */
+export const BULK_BYTES = 64 << 20;
+/** Bytes of the warm-up transfer before the measured ones. */
+export const BULK_WARMUP_BYTES = 16 << 20;
+/** Measured transfers per bulk figure (the median is reported). */
+export const BULK_REPS = 5;
+/** Round trips before measuring, then measured. */
+export const ECHO_WARMUP = 1000;
+export const ECHO_ITERATIONS = 5000;
+
+/** The 8-byte length prefix of the sink and source protocols. */
+export function lengthHeader(n: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(BigInt(n));
+  return b;
+}
+
+/** Ports of the TCP peers, as the peer process reports them. */
+export interface PeerPorts {
+  echo: number;
+  sink: number;
+  source: number;
+}
+
+/** Writes the one line a child reports to the runner. */
+export function report(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value)}\n`);
+}
+
+/** A Unix socket path or port the runner passes a child, from argv or the environment. */
+export function arg(name: string): string {
+  const v = process.env[name];
+  if (v === undefined || v === '') throw new Error(`bench: ${name} is not set`);
+  return v;
+}

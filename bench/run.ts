@@ -1,0 +1,196 @@
+// `npm run bench`: end-to-end figures of the broker against baselines measured in the same run.
+// Processes are placed as users run them, each its own and none pinned: the daemon (started
+// here, as the current user, on a temp socket), the TCP peers (echo / sink / source on
+// 127.0.0.1), a bare grpc-js server (the gRPC floor), and a fresh client process per scenario.
+// Prints a table and writes it as JSON to bench/results/latest.json.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { reportWithin, start, stopAll, waitListening, type Child } from './children.js';
+import { median, type Latency } from './stats.js';
+import { BULK_BYTES, BULK_REPS, CHUNK_BYTES, ECHO_BYTES, ECHO_ITERATIONS, ECHO_WARMUP, type PeerPorts } from './protocol.js';
+import type { BulkResult, EchoResult } from './client.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
+const ROOT = resolve(HERE, '..', '..');
+const RESULTS = join(ROOT, 'bench', 'results', 'latest.json');
+/** Longest a single scenario may take before it is killed. */
+const SCENARIO_TIMEOUT_MS = 60_000;
+
+function machine() {
+  const cpu = cpus();
+  const grpcVersion = (createRequire(import.meta.url)('@grpc/grpc-js/package.json') as { version: string }).version;
+  let commit = 'unknown';
+  try {
+    commit = execFileSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    // not a checkout
+  }
+  return {
+    cpuModel: cpu[0]?.model.trim() ?? 'unknown',
+    cores: cpu.length,
+    memGiB: Math.round(totalmem() / 2 ** 30),
+    kernel: release(),
+    node: process.version,
+    grpcJs: grpcVersion,
+    uid: process.getuid?.() ?? -1,
+    commit,
+  };
+}
+
+function clockTicks(): number {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+}
+
+const LATENCY_ROWS = [
+  ['echo-native', 'native net, TCP loopback'],
+  ['echo-grpc', 'bare grpc-js bidi message, Unix socket'],
+  ['echo-broker', 'broker: sendall, then recv until 64 B'],
+  ['echo-broker-pipelined', 'broker: sendall and recv issued together'],
+  ['op-broker', 'broker: getsockname (no socket I/O)'],
+] as const;
+
+const BULK_ROWS = [
+  ['send-native', 'send: native net → TCP sink'],
+  ['send-broker', 'send: broker sendall → TCP sink'],
+  ['send-grpc', 'send: bare grpc-js stream → sink'],
+  ['recv-native', 'recv: TCP source → native net'],
+  ['recv-broker', 'recv: TCP source → broker recv(1 MiB)'],
+] as const;
+
+type Results = Record<string, EchoResult | BulkResult>;
+
+const f1 = (v: number): string => v.toFixed(1);
+const fx = (v: number): string => `${v.toFixed(2)}×`;
+const pad = (s: string, n: number): string => s.padEnd(n);
+const num = (s: string, n = 8): string => s.padStart(n);
+
+function cpuCell(cpu: Record<string, number>, fmt: (v: number) => string): string {
+  return Object.entries(cpu)
+    .filter(([, v]) => v > 0)
+    .map(([k, v]) => `${k} ${fmt(v)}`)
+    .join(', ');
+}
+
+function render(m: ReturnType<typeof machine>, r: Results, elapsedS: number): { text: string; ratios: Record<string, number> } {
+  const out: string[] = [];
+  const lat = (k: string): Latency => (r[k] as EchoResult).latency;
+  const bulk = (k: string): number => median((r[k] as BulkResult).mibps);
+  out.push(`sockbroker bench — ${new Date().toISOString()} — commit ${m.commit}`);
+  out.push(`machine: ${m.cpuModel}, ${m.cores} cores, ${m.memGiB} GiB, Linux ${m.kernel}; Node ${m.node}, grpc-js ${m.grpcJs}; uid ${m.uid}`);
+  out.push('processes: daemon, TCP peer, bare gRPC server, one client per scenario; none pinned');
+  out.push('');
+  out.push(`${ECHO_BYTES}-byte echo round trip, µs (${ECHO_ITERATIONS} measured after ${ECHO_WARMUP} warm-up)`);
+  out.push(`  ${pad('', 44)}${num('p50')}${num('p90')}${num('p99')}${num('mean')}   CPU µs per round trip`);
+  for (const [k, label] of LATENCY_ROWS) {
+    const e = r[k] as EchoResult;
+    const l = e.latency;
+    out.push(`  ${pad(label, 44)}${num(f1(l.p50))}${num(f1(l.p90))}${num(f1(l.p99))}${num(f1(l.mean))}   ${cpuCell(e.cpuUsPerOp, (v) => v.toFixed(0))}`);
+    if (e.parts) {
+      for (const [part, pl] of Object.entries(e.parts)) {
+        out.push(`  ${pad(`  of which ${part}`, 44)}${num(f1(pl.p50))}${num(f1(pl.p90))}${num(f1(pl.p99))}${num(f1(pl.mean))}`);
+      }
+    }
+  }
+  const ratios: Record<string, number> = {
+    'echo.p50.broker/native': lat('echo-broker').p50 / lat('echo-native').p50,
+    'echo.p99.broker/native': lat('echo-broker').p99 / lat('echo-native').p99,
+    'echo.p50.broker/grpc': lat('echo-broker').p50 / lat('echo-grpc').p50,
+    'echo.p99.broker/grpc': lat('echo-broker').p99 / lat('echo-grpc').p99,
+    'echo.p50.grpc/native': lat('echo-grpc').p50 / lat('echo-native').p50,
+    'echo.p50.pipelined/native': lat('echo-broker-pipelined').p50 / lat('echo-native').p50,
+    'send.broker/native': bulk('send-broker') / bulk('send-native'),
+    'recv.broker/native': bulk('recv-broker') / bulk('recv-native'),
+    'send.grpc/native': bulk('send-grpc') / bulk('send-native'),
+  };
+  out.push('');
+  out.push(`  ${pad('ratios', 44)}${num('p50')}${num('p99')}`);
+  out.push(`  ${pad('broker / native', 44)}${num(fx(ratios['echo.p50.broker/native']!))}${num(fx(ratios['echo.p99.broker/native']!))}`);
+  out.push(`  ${pad('broker / bare gRPC', 44)}${num(fx(ratios['echo.p50.broker/grpc']!))}${num(fx(ratios['echo.p99.broker/grpc']!))}`);
+  out.push(`  ${pad('bare gRPC / native', 44)}${num(fx(ratios['echo.p50.grpc/native']!))}${num(fx(lat('echo-grpc').p99 / lat('echo-native').p99))}`);
+  out.push(`  ${pad('broker pipelined / native', 44)}${num(fx(ratios['echo.p50.pipelined/native']!))}${num(fx(lat('echo-broker-pipelined').p99 / lat('echo-native').p99))}`);
+  out.push('');
+  out.push(`Bulk: ${BULK_BYTES >> 20} MiB in ${CHUNK_BYTES >> 20} MiB calls, MiB/s (median of ${BULK_REPS} after a warm-up transfer)`);
+  out.push(`  ${pad('', 44)}${num('median')}${num('min')}${num('max')}   CPU, cores busy`);
+  for (const [k, label] of BULK_ROWS) {
+    const b = r[k] as BulkResult;
+    out.push(`  ${pad(label, 44)}${num(median(b.mibps).toFixed(0))}${num(Math.min(...b.mibps).toFixed(0))}${num(Math.max(...b.mibps).toFixed(0))}   ${cpuCell(b.cores, (v) => v.toFixed(2))}`);
+  }
+  out.push('');
+  out.push(`  ${pad('broker / native, send', 44)}${num(fx(ratios['send.broker/native']!))}`);
+  out.push(`  ${pad('broker / native, recv', 44)}${num(fx(ratios['recv.broker/native']!))}`);
+  out.push(`  ${pad('bare gRPC / native, send', 44)}${num(fx(ratios['send.grpc/native']!))}`);
+  out.push('');
+  out.push(`total ${elapsedS.toFixed(1)} s`);
+  return { text: out.join('\n'), ratios };
+}
+
+async function main(): Promise<void> {
+  const t0 = Date.now();
+  const m = machine();
+  const dir = mkdtempSync(join(tmpdir(), 'sb-bench-'));
+  const brokerPath = join(dir, 'sb.sock');
+  const grpcPath = join(dir, 'grpc.sock');
+  const children: Child[] = [];
+  const onSignal = (sig: NodeJS.Signals): void => {
+    void stopAll(children).finally(() => {
+      rmSync(dir, { recursive: true, force: true });
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    });
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const daemon = start('daemon', [join(ROOT, 'dist', 'daemon', 'cli.js'), 'serve', '--listen', `unix:${brokerPath}`, '--log-level', 'warn']);
+    children.push(daemon);
+    const peer = start('peer', [join(HERE, 'peer-server.js')]);
+    children.push(peer);
+    const grpcServer = start('grpc server', [join(HERE, 'grpc-echo-server.js')], { BENCH_GRPC_PATH: grpcPath });
+    children.push(grpcServer);
+    const [peerInfo, grpcInfo] = await Promise.all([
+      reportWithin<{ pid: number; ports: PeerPorts }>(peer, 10_000, 'peer'),
+      reportWithin<{ pid: number }>(grpcServer, 10_000, 'grpc server'),
+      waitListening(brokerPath, daemon, 10_000, 'daemon'),
+    ]);
+    const env = {
+      BENCH_BROKER: `unix:${brokerPath}`,
+      BENCH_GRPC_PATH: grpcPath,
+      BENCH_PEERS: JSON.stringify(peerInfo.ports),
+      BENCH_PIDS: JSON.stringify({ daemon: daemon.proc.pid, peer: peerInfo.pid, grpc: grpcInfo.pid }),
+      BENCH_CLK_TCK: String(clockTicks()),
+    };
+    const results: Results = {};
+    for (const [name, label] of [...LATENCY_ROWS, ...BULK_ROWS]) {
+      process.stderr.write(`bench: ${label} …\n`);
+      const client = start(`client ${name}`, [join(HERE, 'client.js'), name], env);
+      children.push(client);
+      results[name] = await reportWithin<EchoResult | BulkResult>(client, SCENARIO_TIMEOUT_MS, `client ${name}`);
+      await client.stop();
+    }
+    const daemonWarnings = daemon.stderr.slice();
+    const { text, ratios } = render(m, results, (Date.now() - t0) / 1000);
+    process.stdout.write(`\n${text}\n`);
+    if (daemonWarnings.length) process.stdout.write(`\ndaemon logged:\n  ${daemonWarnings.join('\n  ')}\n`);
+    mkdirSync(dirname(RESULTS), { recursive: true });
+    writeFileSync(
+      RESULTS,
+      `${JSON.stringify({ date: new Date().toISOString(), machine: m, config: { ECHO_BYTES, ECHO_WARMUP, ECHO_ITERATIONS, CHUNK_BYTES, BULK_BYTES, BULK_REPS }, results, ratios }, null, 2)}\n`,
+    );
+    process.stdout.write(`\nresults: ${RESULTS}\n`);
+  } finally {
+    await stopAll(children);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`bench: ${err.stack ?? err.message}\n`);
+  process.exitCode = 1;
+});

@@ -99,10 +99,15 @@ export function callStream(
       for (const { ac } of pending.values()) ac.abort(new CancelledError('stream ended'));
       sessions.detach(session);
     };
-    const deliver = (callId: number, ctx: CallContext | undefined, res: Partial<CallResponse>): void => {
+    const write = (res: CallResponse): void => {
+      if (open && !stream.cancelled && !stream.destroyed) stream.write(res);
+    };
+    const refuse = (callId: number, code: Code, reason: string, message: string): void =>
+      write({ callId, error: toStatus(new BrokerError(code, reason, message, { kind: 'value' })) } as CallResponse);
+    const deliver = (callId: number, ctx: CallContext, res: Partial<CallResponse>): void => {
       pending.delete(callId);
       if (!open || stream.cancelled || stream.destroyed) {
-        ctx?.onUndelivered?.();
+        ctx.onUndelivered?.();
         return;
       }
       stream.write({ callId, ...res } as CallResponse);
@@ -114,9 +119,11 @@ export function callStream(
         return;
       }
       const op = ops.find((name) => (req as any)[name] !== undefined);
-      if (!op) return deliver(callId, undefined, { error: toStatus(new BrokerError(Code.INVALID_ARGUMENT, 'EMPTY_CALL', 'call names no operation', { kind: 'value' })) });
-      if (pending.has(callId)) return deliver(callId, undefined, { error: toStatus(new BrokerError(Code.INVALID_ARGUMENT, 'DUPLICATE_CALL_ID', `call_id ${callId} is already pending`, { kind: 'value' })) });
-      if (pending.size >= maxPending) return deliver(callId, undefined, { error: toStatus(new BrokerError(Code.RESOURCE_EXHAUSTED, 'TOO_MANY_CALLS', `at most ${maxPending} calls may be pending on one stream`, { kind: 'os' })) });
+      if (!op) return refuse(callId, Code.INVALID_ARGUMENT, 'EMPTY_CALL', 'call names no operation');
+      if (pending.has(callId)) return refuse(callId, Code.INVALID_ARGUMENT, 'DUPLICATE_CALL_ID', `call_id ${callId} is already pending`);
+      if (pending.size >= maxPending) {
+        return refuse(callId, Code.RESOURCE_EXHAUSTED, 'TOO_MANY_CALLS', `at most ${maxPending} calls may be pending on one stream`);
+      }
       const ac = new AbortController();
       const ctx: CallContext = { session, signal: ac.signal };
       pending.set(callId, { ac, ctx });

@@ -62,6 +62,18 @@ function validateData(data: Buffer, max: number, syscall: string): Buffer {
   return data;
 }
 
+/** Resolves at `deadline` (never when Infinity); rejects with the signal's reason on abort. */
+function sleepUntil(deadline: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    // Node timers top out at 2^31-1 ms; the caller loops until the deadline really passed.
+    const timer = deadline === Infinity ? undefined : setTimeout(resolve, Math.min(2 ** 31 - 1, Math.max(0, deadline - performance.now())));
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    }, { once: true });
+  });
+}
+
 // ---- the broker-wide pieces every handler uses ----
 
 export class SocketOps {
@@ -372,7 +384,8 @@ export class SocketOps {
           if (dirs.length === 0) dirs.push('read'); // errors and hangups are always reported
           return dirs.map((dir) => waitReady(this.broker.reactor, entry, dir, deadline, ac.signal, 'poll'));
         });
-        if (waits.length === 0) throw argumentError('value', 'poll: no valid handles to wait on', 'entries');
+        // Nothing to watch: like poll(2) with nfds 0, just wait out the timeout (or a cancel).
+        if (waits.length === 0) waits.push(sleepUntil(deadline, ac.signal));
         await Promise.any(waits).catch((err: AggregateError) => {
           const first = err.errors[0];
           if ((first as BrokerError)?.reason === 'TIMEOUT') return;

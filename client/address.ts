@@ -40,8 +40,8 @@ export function toAddress(addr: unknown, family: number, fam: Families, fn: stri
     }
     const flowinfo = addr.length > 2 ? toInt(addr[2]) : 0;
     if (flowinfo < 0 || flowinfo > 0xfffff) throw new OverflowError(`${fn}(): flowinfo must be 0-1048575.`);
-    const scopeId = addr.length > 3 ? toInt(addr[3]) : 0;
-    if (scopeId < 0 || scopeId > 0xffffffff) throw new OverflowError(`${fn}(): scope_id must be 0-4294967295.`);
+    // CPython parses scope_id with "I": an unsigned int taken modulo 2**32, never an error.
+    const scopeId = addr.length > 3 ? ((toInt(addr[3]) % 0x100000000) + 0x100000000) % 0x100000000 : 0;
     return { inet6: { host: host(addr[0]), port: port(addr[1], fn), flowinfo, scopeId } };
   }
   if (family === fam.AF_UNIX) {

@@ -36,10 +36,10 @@ export function toBytes(v: unknown): Buffer {
   throw new TypeError(`a bytes-like object is required, not '${pyType(v)}'`);
 }
 
-/** A writable buffer argument (recv_into). */
-export function toWritable(v: unknown): Buffer {
+/** A writable buffer argument (argument 1 of recv_into / recvfrom_into, named by `fn`). */
+export function toWritable(v: unknown, fn = 'recv_into'): Buffer {
   if (v instanceof Uint8Array) return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
-  throw new TypeError(`recv_into() argument 'buffer' must be read-write bytes-like object, not ${pyType(v)}`);
+  throw new TypeError(`${fn}() argument 1 must be read-write bytes-like object, not ${pyType(v)}`);
 }
 
 /** Longest timeout CPython takes: its clock is int64 nanoseconds. */

@@ -202,7 +202,7 @@ export class Socket {
 
   async #into(buffer: Uint8Array, nbytes: number, flags: number, fn: string, wantAddress: boolean): Promise<[number, AddressTuple | null]> {
     const handle = this.#check();
-    const target = toWritable(buffer);
+    const target = toWritable(buffer, fn);
     let n = toInt(nbytes);
     if (n < 0) throw new ValueError(`negative buffersize in ${fn}`);
     if (n === 0) n = target.length;

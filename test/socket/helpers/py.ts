@@ -1,0 +1,86 @@
+// python3 as the living reference: run snippets of Python socket code and get back the values
+// they compute or the exception they raise, in a shape the SDK's results can be compared with.
+import { execFileSync } from 'node:child_process';
+import type { ExecutionContext } from 'ava';
+
+/** An exception as both sides report it: class name, errno (null if none) and str(e). */
+export interface Raised {
+  cls: string;
+  errno: number | null;
+  message: string;
+}
+
+// Each case runs in a fresh namespace with `socket` imported. Python >= 3.10 made socket.timeout
+// an alias of TimeoutError; the seed (3.4) names it socket.timeout, and so does the SDK (a
+// subclass of OSError and TimeoutError): reported here as 'timeout'.
+const RUNNER = `
+import json, socket, sys
+def run(code):
+    g = {'socket': socket}
+    try:
+        exec(code, g)
+    except BaseException as e:
+        cls = 'timeout' if isinstance(e, socket.timeout) else type(e).__name__
+        return {'raised': {'cls': cls, 'errno': getattr(e, 'errno', None), 'message': str(e)}}
+    return {'value': g.get('result')}
+print(json.dumps({k: run(v) for k, v in json.loads(sys.stdin.read()).items()}))
+`;
+
+type Outcome = { raised?: Raised; value?: unknown };
+
+function runPython(cases: Record<string, string>): Record<string, Outcome> {
+  const out = execFileSync('python3', ['-c', RUNNER], { input: JSON.stringify(cases), encoding: 'utf8' });
+  return JSON.parse(out) as Record<string, Outcome>;
+}
+
+/** Runs each snippet in python3 and returns the exception it raised (null if none), by key. */
+export function pyRaisesAll<K extends string>(cases: Record<K, string>): Record<K, Raised | null> {
+  const res = runPython(cases);
+  return Object.fromEntries(Object.keys(cases).map((k) => [k, res[k]!.raised ?? null])) as Record<K, Raised | null>;
+}
+
+/** The exception one python3 snippet raises (null if none). */
+export function pyRaises(code: string): Raised | null {
+  return pyRaisesAll({ x: code }).x;
+}
+
+/** Runs a python3 snippet that assigns `result` (JSON-serialisable) and returns it. */
+export function pyValue<T = unknown>(code: string): T {
+  const res = runPython({ x: code }).x!;
+  if (res.raised) throw new Error(`python3 raised ${res.raised.cls}: ${res.raised.message}`);
+  return res.value as T;
+}
+
+/** The exception an SDK call raises, in the same shape (null if it did not raise). */
+export async function sdkRaises(fn: () => unknown): Promise<Raised | null> {
+  try {
+    await fn();
+  } catch (err) {
+    const e = err as Error & { errno?: number | null };
+    return { cls: e.name, errno: e.errno ?? null, message: e.message };
+  }
+  return null;
+}
+
+/**
+ * Asserts that `fn` raises an instance of `cls` and that it matches what python3 raised for the
+ * same call (`expected`, from pyRaises), which must itself be an exception of `cls.name`.
+ */
+export async function raisesLikePython(
+  t: ExecutionContext,
+  fn: () => unknown,
+  cls: abstract new (...args: never[]) => Error,
+  expected: Raised | null,
+): Promise<void> {
+  t.truthy(expected, 'python3 raised nothing');
+  t.is(expected?.cls, cls.name, 'python3 raised another class');
+  let caught: unknown;
+  try {
+    await fn();
+  } catch (err) {
+    caught = err;
+  }
+  t.true(caught instanceof cls, `expected ${cls.name}, got ${String(caught)}`);
+  const e = caught as Error & { errno?: number | null };
+  t.deepEqual({ cls: e?.name, errno: e?.errno ?? null, message: e?.message }, expected!);
+}

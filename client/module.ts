@@ -113,8 +113,8 @@ class SocketModuleImpl {
     const i = res.info!;
     const timeout = typ & this.#const('SOCK_NONBLOCK') ? 0 : this.#defaultTimeout;
     return [
-      new Socket(this.#ctx, res.handleA, i.family, i.type, i.protocol, timeout),
-      new Socket(this.#ctx, res.handleB, i.family, i.type, i.protocol, timeout),
+      new Socket(this.#ctx, res.handleA, i.family, i.type, i.protocol, timeout).markConnected(),
+      new Socket(this.#ctx, res.handleB, i.family, i.type, i.protocol, timeout).markConnected(),
     ];
   }
 

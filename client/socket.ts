@@ -20,6 +20,10 @@ export interface ModuleContext {
 }
 
 const EBADF = 9;
+const SOCK_STREAM = 1;
+/** Largest sendall that is pipelined, and most unconfirmed pipelined bytes per socket. */
+const PIPELINE_MAX = 64 * 1024;
+const PIPELINE_WINDOW = 256 * 1024;
 const EWOULDBLOCK = 11; // what connect_ex returns on a timeout, as CPython does
 
 /** The longest socket timeout (s) whose client deadline (timeout + margin) fits a Node timer;
@@ -40,6 +44,12 @@ export class Socket {
   #handle: number;
   #timeout: number | null;
   #closed = false;
+  /** True once connected (connect, accept, socketpair): only then is sendall pipelined. */
+  #connected = false;
+  /** Pipelined sendall calls not yet confirmed, and the error of one that failed (raised by the next call). */
+  readonly #inflight = new Set<Promise<unknown>>();
+  #inflightBytes = 0;
+  #deferred: Error | null = null;
   #laddr: AddressTuple | null = null;
   #raddr: AddressTuple | null = null;
   readonly family: number;
@@ -61,7 +71,18 @@ export class Socket {
 
   #check(): number {
     if (this.#closed) throw badf();
+    if (this.#deferred) {
+      const err = this.#deferred;
+      this.#deferred = null;
+      throw err;
+    }
     return this.#handle;
+  }
+
+  /** @internal Marks a socket born connected (accept, socketpair). */
+  markConnected(): this {
+    this.#connected = true;
+    return this;
   }
 
   /** The timeout sent with blocking calls: undefined = blocking, 0 = non-blocking. */
@@ -119,6 +140,7 @@ export class Socket {
     const sock = new Socket(this.#m, res.handle, info.family, info.type, info.protocol, mode);
     sock.#laddr = fromAddress(res.local);
     sock.#raddr = fromAddress(res.address);
+    sock.#connected = true;
     return [sock, fromAddress(res.address)];
   }
 
@@ -127,6 +149,7 @@ export class Socket {
     const res = await this.#m.transport.call('connect', { handle, address: this.#addr(address, 'connect'), timeout: this.#mode }, this.#deadline);
     this.#laddr = fromAddress(res.local);
     this.#raddr = fromAddress(res.peer);
+    this.#connected = true;
   }
 
   /** connect() that returns the errno (0 on success) instead of raising it. */
@@ -162,18 +185,54 @@ export class Socket {
     return res.sent;
   }
 
-  /** Sends all of data (in calls of at most the broker's max_send_bytes). */
+  /**
+   * Sends all of data (in calls of at most the broker's max_send_bytes). On a connected,
+   * blocking stream socket a small sendall is pipelined: it resolves once its bytes are on the
+   * way to the broker, which sends them in order before anything later on this socket runs; if
+   * the broker then reports an error (the peer reset the connection, say), the next call on this
+   * socket raises it — the way a kernel reports a write's late failure. At most
+   * PIPELINE_WINDOW bytes are unconfirmed at once.
+   */
   async sendall(data: Uint8Array, flags = 0): Promise<void> {
     const handle = this.#check();
     const buf = toBytes(data);
     const f = toCInt(flags);
+    if (this.#pipelinable(buf.length)) {
+      while (this.#inflightBytes + buf.length > PIPELINE_WINDOW) await Promise.race(this.#inflight);
+      // A copy: the caller may reuse its buffer as soon as sendall resolves.
+      const call = this.#m.transport.call('sendAll', { handle, data: Buffer.from(buf), flags: f });
+      const size = buf.length;
+      this.#inflightBytes += size;
+      const tracked: Promise<unknown> = call.then(
+        () => undefined,
+        (err: Error) => {
+          this.#deferred ??= err;
+        },
+      ).finally(() => {
+        this.#inflight.delete(tracked);
+        this.#inflightBytes -= size;
+      });
+      this.#inflight.add(tracked);
+      return;
+    }
+    await this.#settled();
     const step = this.#m.maxSendBytes;
     let offset = 0;
     do {
       const chunk = buf.subarray(offset, offset + step);
-      await this.#m.transport.call('sendAll', { handle, data: chunk, flags: f, timeout: this.#mode }, this.#deadline);
+      await this.#m.transport.call('sendAll', { handle, data: chunk, flags: f, timeout: this.#mode }, this.#timeout);
       offset += chunk.length;
     } while (offset < buf.length);
+  }
+
+  #pipelinable(size: number): boolean {
+    return this.#connected && this.#timeout === null && size <= PIPELINE_MAX && (this.type & 0xf) === SOCK_STREAM;
+  }
+
+  /** Waits for pipelined sends, then raises the error one of them left, if any. */
+  async #settled(): Promise<void> {
+    while (this.#inflight.size > 0) await Promise.race(this.#inflight);
+    this.#check();
   }
 
   async recv(bufsize: number, flags = 0): Promise<Buffer> {

@@ -3,6 +3,7 @@
 // one daemon fd (always O_NONBLOCK | O_CLOEXEC) and the small buffer of data that was read for
 // a call whose reply could not be delivered.
 import { osErrorNamed } from './errors.js';
+import { FifoLock } from './fifo-lock.js';
 
 /** A socket's family, type (without NONBLOCK/CLOEXEC) and protocol. */
 export interface SocketInfo {
@@ -17,6 +18,8 @@ export class SocketEntry {
   /** Data read but not delivered (cancelled call, broken stream); drained by the next read. */
   readonly unread: Buffer[] = [];
   unreadBytes = 0;
+  /** Keeps send/sendto/sendall on this socket in arrival order. */
+  readonly writes = new FifoLock();
 
   constructor(
     readonly handle: number,

@@ -11,6 +11,9 @@ import { osErrorNamed, timeoutError } from './errors.js';
 export type Timeout = number | undefined;
 
 const TIMED_OUT = Symbol('timed out');
+/** Bounds of the retry before arming epoll: event-loop turns and elapsed µs. */
+const SPIN_TURNS = Number(process.env.SOCKBROKER_SPIN_TURNS ?? 8);
+const SPIN_US = 60;
 const MAX_TIMER_MS = 0x7fffffff;
 
 export function isAgain(err: unknown): boolean {
@@ -89,6 +92,8 @@ export async function drive<T>(
   attempt: () => T,
   deadline = deadlineFor(timeout),
 ): Promise<T> {
+  let spins = 0;
+  const start = performance.now();
   for (;;) {
     if (entry.closed) throw osErrorNamed('EBADF', syscall);
     if (signal.aborted) throw signal.reason;
@@ -97,6 +102,13 @@ export async function drive<T>(
     } catch (err) {
       if (isIntr(err)) continue;
       if (!isAgain(err) || timeout === 0) throw err;
+    }
+    // An answer usually follows a request within tens of µs: retry on the next few turns of
+    // the event loop (other work runs in between) before paying the epoll thread's wake-up.
+    if (spins < SPIN_TURNS && performance.now() - start < SPIN_US / 1000) {
+      spins++;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      continue;
     }
     await waitReady(reactor, entry, dir, deadline, signal, syscall);
   }

@@ -247,8 +247,10 @@ export class SocketOps {
     const flags = validateInt(req.flags, 'flags');
     const timeout = validateTimeout(req.timeout);
     const sa = req.address ? await toSockaddr(req.address, entry.info.family, syscall) : null;
-    const sent = await drive(this.broker.reactor, entry, 'write', timeout, ctx.signal, syscall, () =>
-      sa ? libc.sendto(entry.fd, data, flags | C.MSG_NOSIGNAL, sa) : libc.send(entry.fd, data, flags | C.MSG_NOSIGNAL),
+    const sent = await entry.writes.run(() =>
+      drive(this.broker.reactor, entry, 'write', timeout, ctx.signal, syscall, () =>
+        sa ? libc.sendto(entry.fd, data, flags | C.MSG_NOSIGNAL, sa) : libc.send(entry.fd, data, flags | C.MSG_NOSIGNAL),
+      ),
     );
     return { sent };
   };
@@ -259,12 +261,14 @@ export class SocketOps {
     const flags = validateInt(req.flags, 'flags') | C.MSG_NOSIGNAL;
     const timeout = validateTimeout(req.timeout);
     const deadline = deadlineFor(timeout);
-    let offset = 0;
-    do {
-      offset += await drive(this.broker.reactor, entry, 'write', timeout, ctx.signal, 'sendall', () =>
-        libc.send(entry.fd, data.subarray(offset), flags), deadline,
-      );
-    } while (offset < data.length);
+    await entry.writes.run(async () => {
+      let offset = 0;
+      do {
+        offset += await drive(this.broker.reactor, entry, 'write', timeout, ctx.signal, 'sendall', () =>
+          libc.send(entry.fd, data.subarray(offset), flags), deadline,
+        );
+      } while (offset < data.length);
+    });
     return {};
   };
 

@@ -64,6 +64,180 @@ export interface AddrInfo {
   address?: Address | undefined;
 }
 
+/** GetNameInfoRequest carries getnameinfo's (sockaddr, flags). */
+export interface GetNameInfoRequest {
+  /** Numeric host of the sockaddr tuple (IPv4 or IPv6 text, optionally with %scope); never resolved. */
+  host: string;
+  /** Port of the sockaddr tuple as a C int (CPython formats it with %d; glibc then judges it). */
+  port: number;
+  /** Flow info (third tuple item); unset = a 2-tuple. At most 0xfffff. */
+  flowinfo?:
+    | number
+    | undefined;
+  /** Scope id (fourth tuple item, an interface index); unset = not given. */
+  scopeId?:
+    | number
+    | undefined;
+  /** NI_* flags. */
+  flags: number;
+}
+
+/** GetNameInfoResponse is the (host, port) pair. */
+export interface GetNameInfoResponse {
+  /** Host name, or numeric text with NI_NUMERICHOST. */
+  host: string;
+  /** Service name, or decimal port with NI_NUMERICSERV. */
+  port: string;
+}
+
+/** GetHostByNameRequest names the host to look up. */
+export interface GetHostByNameRequest {
+  /** Host name or IPv4 text ('' = INADDR_ANY, '<broadcast>' = INADDR_BROADCAST), IDNA-encoded. */
+  hostname: string;
+}
+
+/** GetHostByNameResponse is the IPv4 address. */
+export interface GetHostByNameResponse {
+  /** Dotted-quad IPv4 address. */
+  address: string;
+}
+
+/** GetHostByNameExRequest names the host to look up. */
+export interface GetHostByNameExRequest {
+  /** Host name or IPv4 text, IDNA-encoded. */
+  hostname: string;
+}
+
+/** GetHostByNameExResponse is Python's (hostname, aliaslist, ipaddrlist) triple. */
+export interface GetHostByNameExResponse {
+  /** Primary host name. */
+  hostname: string;
+  /** Alias names, in the resolver's order. */
+  aliases: string[];
+  /** IPv4 addresses as dotted quads. */
+  addresses: string[];
+}
+
+/** GetHostByAddrRequest names the address to look up. */
+export interface GetHostByAddrRequest {
+  /** IPv4/IPv6 text or a host name (resolved first, as CPython does), IDNA-encoded. */
+  ipAddress: string;
+}
+
+/** GetHostByAddrResponse is Python's (hostname, aliaslist, ipaddrlist) triple. */
+export interface GetHostByAddrResponse {
+  /** Primary host name. */
+  hostname: string;
+  /** Alias names, in the resolver's order. */
+  aliases: string[];
+  /** IPv4 or IPv6 addresses as text. */
+  addresses: string[];
+}
+
+/** GetHostNameRequest asks for the broker host's name. */
+export interface GetHostNameRequest {
+}
+
+/** GetHostNameResponse is the host name. */
+export interface GetHostNameResponse {
+  /** gethostname(2) of the broker host (its UTS namespace). */
+  hostname: string;
+}
+
+/** GetFqdnRequest names the host to qualify. */
+export interface GetFqdnRequest {
+  /** Name or address; '' (after stripping whitespace), '0.0.0.0' or '::' = the broker host. */
+  name: string;
+}
+
+/** GetFqdnResponse is the fully qualified name. */
+export interface GetFqdnResponse {
+  /** The first name with a dot among gethostbyaddr's name and aliases; else that name or the input. */
+  name: string;
+}
+
+/** GetServByNameRequest names a service. */
+export interface GetServByNameRequest {
+  /** Service name, e.g. 'http'. */
+  serviceName: string;
+  /** Protocol name ('tcp', 'udp'); unset = any. */
+  protocolName?: string | undefined;
+}
+
+/** GetServByNameResponse is the service's port. */
+export interface GetServByNameResponse {
+  /** Port number in host byte order, 0..65535. */
+  port: number;
+}
+
+/** GetServByPortRequest names a port. */
+export interface GetServByPortRequest {
+  /** Port number, 0..65535. */
+  port: number;
+  /** Protocol name ('tcp', 'udp'); unset = any. */
+  protocolName?: string | undefined;
+}
+
+/** GetServByPortResponse is the service's name. */
+export interface GetServByPortResponse {
+  /** Official service name. */
+  serviceName: string;
+}
+
+/** GetProtoByNameRequest names a protocol. */
+export interface GetProtoByNameRequest {
+  /** Protocol name, e.g. 'icmp'. */
+  protocolName: string;
+}
+
+/** GetProtoByNameResponse is the protocol number. */
+export interface GetProtoByNameResponse {
+  /** IPPROTO_* number. */
+  protocol: number;
+}
+
+/** IfNameIndexRequest asks for the broker host's interfaces. */
+export interface IfNameIndexRequest {
+}
+
+/** IfNameIndexResponse lists (index, name) pairs. */
+export interface IfNameIndexResponse {
+  /** Interfaces in the kernel's order. */
+  interfaces: Interface[];
+}
+
+/** Interface is one (index, name) pair of if_nameindex. */
+export interface Interface {
+  /** Interface index, >= 1. */
+  index: number;
+  /** Interface name, e.g. 'lo'. */
+  name: string;
+}
+
+/** IfNameToIndexRequest names an interface. */
+export interface IfNameToIndexRequest {
+  /** Interface name as bytes (Python's file system encoding of a str). */
+  name: Buffer;
+}
+
+/** IfNameToIndexResponse is the interface index. */
+export interface IfNameToIndexResponse {
+  /** Interface index, >= 1. */
+  index: number;
+}
+
+/** IfIndexToNameRequest names an interface by index. */
+export interface IfIndexToNameRequest {
+  /** Interface index (CPython truncates it to a C unsigned int). */
+  index: number;
+}
+
+/** IfIndexToNameResponse is the interface name. */
+export interface IfIndexToNameResponse {
+  /** Interface name. */
+  name: string;
+}
+
 function createBaseGetAddrInfoRequest(): GetAddrInfoRequest {
   return { host: undefined, port: undefined, family: 0, type: 0, protocol: 0, flags: 0 };
 }
@@ -417,6 +591,1899 @@ export const AddrInfo: MessageFns<AddrInfo> = {
   },
 };
 
+function createBaseGetNameInfoRequest(): GetNameInfoRequest {
+  return { host: "", port: 0, flowinfo: undefined, scopeId: undefined, flags: 0 };
+}
+
+export const GetNameInfoRequest: MessageFns<GetNameInfoRequest> = {
+  encode(message: GetNameInfoRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    if (message.port !== 0) {
+      writer.uint32(16).int32(message.port);
+    }
+    if (message.flowinfo !== undefined) {
+      writer.uint32(24).uint32(message.flowinfo);
+    }
+    if (message.scopeId !== undefined) {
+      writer.uint32(32).uint32(message.scopeId);
+    }
+    if (message.flags !== 0) {
+      writer.uint32(40).int32(message.flags);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetNameInfoRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetNameInfoRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.port = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.flowinfo = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.scopeId = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.flags = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetNameInfoRequest {
+    return {
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+      flowinfo: isSet(object.flowinfo) ? globalThis.Number(object.flowinfo) : undefined,
+      scopeId: isSet(object.scopeId)
+        ? globalThis.Number(object.scopeId)
+        : isSet(object.scope_id)
+        ? globalThis.Number(object.scope_id)
+        : undefined,
+      flags: isSet(object.flags) ? globalThis.Number(object.flags) : 0,
+    };
+  },
+
+  toJSON(message: GetNameInfoRequest): unknown {
+    const obj: any = {};
+    if (message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    if (message.flowinfo !== undefined) {
+      obj.flowinfo = Math.round(message.flowinfo);
+    }
+    if (message.scopeId !== undefined) {
+      obj.scopeId = Math.round(message.scopeId);
+    }
+    if (message.flags !== 0) {
+      obj.flags = Math.round(message.flags);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetNameInfoRequest>, I>>(base?: I): GetNameInfoRequest {
+    return GetNameInfoRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetNameInfoRequest>, I>>(object: I): GetNameInfoRequest {
+    const message = createBaseGetNameInfoRequest();
+    message.host = object.host ?? "";
+    message.port = object.port ?? 0;
+    message.flowinfo = object.flowinfo ?? undefined;
+    message.scopeId = object.scopeId ?? undefined;
+    message.flags = object.flags ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetNameInfoResponse(): GetNameInfoResponse {
+  return { host: "", port: "" };
+}
+
+export const GetNameInfoResponse: MessageFns<GetNameInfoResponse> = {
+  encode(message: GetNameInfoResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    if (message.port !== "") {
+      writer.uint32(18).string(message.port);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetNameInfoResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetNameInfoResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.port = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetNameInfoResponse {
+    return {
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      port: isSet(object.port) ? globalThis.String(object.port) : "",
+    };
+  },
+
+  toJSON(message: GetNameInfoResponse): unknown {
+    const obj: any = {};
+    if (message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.port !== "") {
+      obj.port = message.port;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetNameInfoResponse>, I>>(base?: I): GetNameInfoResponse {
+    return GetNameInfoResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetNameInfoResponse>, I>>(object: I): GetNameInfoResponse {
+    const message = createBaseGetNameInfoResponse();
+    message.host = object.host ?? "";
+    message.port = object.port ?? "";
+    return message;
+  },
+};
+
+function createBaseGetHostByNameRequest(): GetHostByNameRequest {
+  return { hostname: "" };
+}
+
+export const GetHostByNameRequest: MessageFns<GetHostByNameRequest> = {
+  encode(message: GetHostByNameRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hostname !== "") {
+      writer.uint32(10).string(message.hostname);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetHostByNameRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetHostByNameRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hostname = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetHostByNameRequest {
+    return { hostname: isSet(object.hostname) ? globalThis.String(object.hostname) : "" };
+  },
+
+  toJSON(message: GetHostByNameRequest): unknown {
+    const obj: any = {};
+    if (message.hostname !== "") {
+      obj.hostname = message.hostname;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetHostByNameRequest>, I>>(base?: I): GetHostByNameRequest {
+    return GetHostByNameRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetHostByNameRequest>, I>>(object: I): GetHostByNameRequest {
+    const message = createBaseGetHostByNameRequest();
+    message.hostname = object.hostname ?? "";
+    return message;
+  },
+};
+
+function createBaseGetHostByNameResponse(): GetHostByNameResponse {
+  return { address: "" };
+}
+
+export const GetHostByNameResponse: MessageFns<GetHostByNameResponse> = {
+  encode(message: GetHostByNameResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.address !== "") {
+      writer.uint32(10).string(message.address);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetHostByNameResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetHostByNameResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetHostByNameResponse {
+    return { address: isSet(object.address) ? globalThis.String(object.address) : "" };
+  },
+
+  toJSON(message: GetHostByNameResponse): unknown {
+    const obj: any = {};
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetHostByNameResponse>, I>>(base?: I): GetHostByNameResponse {
+    return GetHostByNameResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetHostByNameResponse>, I>>(object: I): GetHostByNameResponse {
+    const message = createBaseGetHostByNameResponse();
+    message.address = object.address ?? "";
+    return message;
+  },
+};
+
+function createBaseGetHostByNameExRequest(): GetHostByNameExRequest {
+  return { hostname: "" };
+}
+
+export const GetHostByNameExRequest: MessageFns<GetHostByNameExRequest> = {
+  encode(message: GetHostByNameExRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hostname !== "") {
+      writer.uint32(10).string(message.hostname);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetHostByNameExRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetHostByNameExRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hostname = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetHostByNameExRequest {
+    return { hostname: isSet(object.hostname) ? globalThis.String(object.hostname) : "" };
+  },
+
+  toJSON(message: GetHostByNameExRequest): unknown {
+    const obj: any = {};
+    if (message.hostname !== "") {
+      obj.hostname = message.hostname;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetHostByNameExRequest>, I>>(base?: I): GetHostByNameExRequest {
+    return GetHostByNameExRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetHostByNameExRequest>, I>>(object: I): GetHostByNameExRequest {
+    const message = createBaseGetHostByNameExRequest();
+    message.hostname = object.hostname ?? "";
+    return message;
+  },
+};
+
+function createBaseGetHostByNameExResponse(): GetHostByNameExResponse {
+  return { hostname: "", aliases: [], addresses: [] };
+}
+
+export const GetHostByNameExResponse: MessageFns<GetHostByNameExResponse> = {
+  encode(message: GetHostByNameExResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hostname !== "") {
+      writer.uint32(10).string(message.hostname);
+    }
+    for (const v of message.aliases) {
+      writer.uint32(18).string(v!);
+    }
+    for (const v of message.addresses) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetHostByNameExResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetHostByNameExResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hostname = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.aliases.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.addresses.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetHostByNameExResponse {
+    return {
+      hostname: isSet(object.hostname) ? globalThis.String(object.hostname) : "",
+      aliases: globalThis.Array.isArray(object?.aliases) ? object.aliases.map((e: any) => globalThis.String(e)) : [],
+      addresses: globalThis.Array.isArray(object?.addresses)
+        ? object.addresses.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: GetHostByNameExResponse): unknown {
+    const obj: any = {};
+    if (message.hostname !== "") {
+      obj.hostname = message.hostname;
+    }
+    if (message.aliases?.length) {
+      obj.aliases = message.aliases;
+    }
+    if (message.addresses?.length) {
+      obj.addresses = message.addresses;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetHostByNameExResponse>, I>>(base?: I): GetHostByNameExResponse {
+    return GetHostByNameExResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetHostByNameExResponse>, I>>(object: I): GetHostByNameExResponse {
+    const message = createBaseGetHostByNameExResponse();
+    message.hostname = object.hostname ?? "";
+    message.aliases = object.aliases?.map((e) => e) || [];
+    message.addresses = object.addresses?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseGetHostByAddrRequest(): GetHostByAddrRequest {
+  return { ipAddress: "" };
+}
+
+export const GetHostByAddrRequest: MessageFns<GetHostByAddrRequest> = {
+  encode(message: GetHostByAddrRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ipAddress !== "") {
+      writer.uint32(10).string(message.ipAddress);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetHostByAddrRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetHostByAddrRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ipAddress = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetHostByAddrRequest {
+    return {
+      ipAddress: isSet(object.ipAddress)
+        ? globalThis.String(object.ipAddress)
+        : isSet(object.ip_address)
+        ? globalThis.String(object.ip_address)
+        : "",
+    };
+  },
+
+  toJSON(message: GetHostByAddrRequest): unknown {
+    const obj: any = {};
+    if (message.ipAddress !== "") {
+      obj.ipAddress = message.ipAddress;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetHostByAddrRequest>, I>>(base?: I): GetHostByAddrRequest {
+    return GetHostByAddrRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetHostByAddrRequest>, I>>(object: I): GetHostByAddrRequest {
+    const message = createBaseGetHostByAddrRequest();
+    message.ipAddress = object.ipAddress ?? "";
+    return message;
+  },
+};
+
+function createBaseGetHostByAddrResponse(): GetHostByAddrResponse {
+  return { hostname: "", aliases: [], addresses: [] };
+}
+
+export const GetHostByAddrResponse: MessageFns<GetHostByAddrResponse> = {
+  encode(message: GetHostByAddrResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hostname !== "") {
+      writer.uint32(10).string(message.hostname);
+    }
+    for (const v of message.aliases) {
+      writer.uint32(18).string(v!);
+    }
+    for (const v of message.addresses) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetHostByAddrResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetHostByAddrResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hostname = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.aliases.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.addresses.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetHostByAddrResponse {
+    return {
+      hostname: isSet(object.hostname) ? globalThis.String(object.hostname) : "",
+      aliases: globalThis.Array.isArray(object?.aliases) ? object.aliases.map((e: any) => globalThis.String(e)) : [],
+      addresses: globalThis.Array.isArray(object?.addresses)
+        ? object.addresses.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: GetHostByAddrResponse): unknown {
+    const obj: any = {};
+    if (message.hostname !== "") {
+      obj.hostname = message.hostname;
+    }
+    if (message.aliases?.length) {
+      obj.aliases = message.aliases;
+    }
+    if (message.addresses?.length) {
+      obj.addresses = message.addresses;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetHostByAddrResponse>, I>>(base?: I): GetHostByAddrResponse {
+    return GetHostByAddrResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetHostByAddrResponse>, I>>(object: I): GetHostByAddrResponse {
+    const message = createBaseGetHostByAddrResponse();
+    message.hostname = object.hostname ?? "";
+    message.aliases = object.aliases?.map((e) => e) || [];
+    message.addresses = object.addresses?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseGetHostNameRequest(): GetHostNameRequest {
+  return {};
+}
+
+export const GetHostNameRequest: MessageFns<GetHostNameRequest> = {
+  encode(_: GetHostNameRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetHostNameRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetHostNameRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): GetHostNameRequest {
+    return {};
+  },
+
+  toJSON(_: GetHostNameRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetHostNameRequest>, I>>(base?: I): GetHostNameRequest {
+    return GetHostNameRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetHostNameRequest>, I>>(_: I): GetHostNameRequest {
+    const message = createBaseGetHostNameRequest();
+    return message;
+  },
+};
+
+function createBaseGetHostNameResponse(): GetHostNameResponse {
+  return { hostname: "" };
+}
+
+export const GetHostNameResponse: MessageFns<GetHostNameResponse> = {
+  encode(message: GetHostNameResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hostname !== "") {
+      writer.uint32(10).string(message.hostname);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetHostNameResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetHostNameResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hostname = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetHostNameResponse {
+    return { hostname: isSet(object.hostname) ? globalThis.String(object.hostname) : "" };
+  },
+
+  toJSON(message: GetHostNameResponse): unknown {
+    const obj: any = {};
+    if (message.hostname !== "") {
+      obj.hostname = message.hostname;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetHostNameResponse>, I>>(base?: I): GetHostNameResponse {
+    return GetHostNameResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetHostNameResponse>, I>>(object: I): GetHostNameResponse {
+    const message = createBaseGetHostNameResponse();
+    message.hostname = object.hostname ?? "";
+    return message;
+  },
+};
+
+function createBaseGetFqdnRequest(): GetFqdnRequest {
+  return { name: "" };
+}
+
+export const GetFqdnRequest: MessageFns<GetFqdnRequest> = {
+  encode(message: GetFqdnRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetFqdnRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetFqdnRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetFqdnRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: GetFqdnRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetFqdnRequest>, I>>(base?: I): GetFqdnRequest {
+    return GetFqdnRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetFqdnRequest>, I>>(object: I): GetFqdnRequest {
+    const message = createBaseGetFqdnRequest();
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseGetFqdnResponse(): GetFqdnResponse {
+  return { name: "" };
+}
+
+export const GetFqdnResponse: MessageFns<GetFqdnResponse> = {
+  encode(message: GetFqdnResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetFqdnResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetFqdnResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetFqdnResponse {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: GetFqdnResponse): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetFqdnResponse>, I>>(base?: I): GetFqdnResponse {
+    return GetFqdnResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetFqdnResponse>, I>>(object: I): GetFqdnResponse {
+    const message = createBaseGetFqdnResponse();
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseGetServByNameRequest(): GetServByNameRequest {
+  return { serviceName: "", protocolName: undefined };
+}
+
+export const GetServByNameRequest: MessageFns<GetServByNameRequest> = {
+  encode(message: GetServByNameRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.serviceName !== "") {
+      writer.uint32(10).string(message.serviceName);
+    }
+    if (message.protocolName !== undefined) {
+      writer.uint32(18).string(message.protocolName);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetServByNameRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetServByNameRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.serviceName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.protocolName = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetServByNameRequest {
+    return {
+      serviceName: isSet(object.serviceName)
+        ? globalThis.String(object.serviceName)
+        : isSet(object.service_name)
+        ? globalThis.String(object.service_name)
+        : "",
+      protocolName: isSet(object.protocolName)
+        ? globalThis.String(object.protocolName)
+        : isSet(object.protocol_name)
+        ? globalThis.String(object.protocol_name)
+        : undefined,
+    };
+  },
+
+  toJSON(message: GetServByNameRequest): unknown {
+    const obj: any = {};
+    if (message.serviceName !== "") {
+      obj.serviceName = message.serviceName;
+    }
+    if (message.protocolName !== undefined) {
+      obj.protocolName = message.protocolName;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetServByNameRequest>, I>>(base?: I): GetServByNameRequest {
+    return GetServByNameRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetServByNameRequest>, I>>(object: I): GetServByNameRequest {
+    const message = createBaseGetServByNameRequest();
+    message.serviceName = object.serviceName ?? "";
+    message.protocolName = object.protocolName ?? undefined;
+    return message;
+  },
+};
+
+function createBaseGetServByNameResponse(): GetServByNameResponse {
+  return { port: 0 };
+}
+
+export const GetServByNameResponse: MessageFns<GetServByNameResponse> = {
+  encode(message: GetServByNameResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.port !== 0) {
+      writer.uint32(8).uint32(message.port);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetServByNameResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetServByNameResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.port = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetServByNameResponse {
+    return { port: isSet(object.port) ? globalThis.Number(object.port) : 0 };
+  },
+
+  toJSON(message: GetServByNameResponse): unknown {
+    const obj: any = {};
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetServByNameResponse>, I>>(base?: I): GetServByNameResponse {
+    return GetServByNameResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetServByNameResponse>, I>>(object: I): GetServByNameResponse {
+    const message = createBaseGetServByNameResponse();
+    message.port = object.port ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetServByPortRequest(): GetServByPortRequest {
+  return { port: 0, protocolName: undefined };
+}
+
+export const GetServByPortRequest: MessageFns<GetServByPortRequest> = {
+  encode(message: GetServByPortRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.port !== 0) {
+      writer.uint32(8).uint32(message.port);
+    }
+    if (message.protocolName !== undefined) {
+      writer.uint32(18).string(message.protocolName);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetServByPortRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetServByPortRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.port = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.protocolName = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetServByPortRequest {
+    return {
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+      protocolName: isSet(object.protocolName)
+        ? globalThis.String(object.protocolName)
+        : isSet(object.protocol_name)
+        ? globalThis.String(object.protocol_name)
+        : undefined,
+    };
+  },
+
+  toJSON(message: GetServByPortRequest): unknown {
+    const obj: any = {};
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    if (message.protocolName !== undefined) {
+      obj.protocolName = message.protocolName;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetServByPortRequest>, I>>(base?: I): GetServByPortRequest {
+    return GetServByPortRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetServByPortRequest>, I>>(object: I): GetServByPortRequest {
+    const message = createBaseGetServByPortRequest();
+    message.port = object.port ?? 0;
+    message.protocolName = object.protocolName ?? undefined;
+    return message;
+  },
+};
+
+function createBaseGetServByPortResponse(): GetServByPortResponse {
+  return { serviceName: "" };
+}
+
+export const GetServByPortResponse: MessageFns<GetServByPortResponse> = {
+  encode(message: GetServByPortResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.serviceName !== "") {
+      writer.uint32(10).string(message.serviceName);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetServByPortResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetServByPortResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.serviceName = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetServByPortResponse {
+    return {
+      serviceName: isSet(object.serviceName)
+        ? globalThis.String(object.serviceName)
+        : isSet(object.service_name)
+        ? globalThis.String(object.service_name)
+        : "",
+    };
+  },
+
+  toJSON(message: GetServByPortResponse): unknown {
+    const obj: any = {};
+    if (message.serviceName !== "") {
+      obj.serviceName = message.serviceName;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetServByPortResponse>, I>>(base?: I): GetServByPortResponse {
+    return GetServByPortResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetServByPortResponse>, I>>(object: I): GetServByPortResponse {
+    const message = createBaseGetServByPortResponse();
+    message.serviceName = object.serviceName ?? "";
+    return message;
+  },
+};
+
+function createBaseGetProtoByNameRequest(): GetProtoByNameRequest {
+  return { protocolName: "" };
+}
+
+export const GetProtoByNameRequest: MessageFns<GetProtoByNameRequest> = {
+  encode(message: GetProtoByNameRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.protocolName !== "") {
+      writer.uint32(10).string(message.protocolName);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetProtoByNameRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetProtoByNameRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.protocolName = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetProtoByNameRequest {
+    return {
+      protocolName: isSet(object.protocolName)
+        ? globalThis.String(object.protocolName)
+        : isSet(object.protocol_name)
+        ? globalThis.String(object.protocol_name)
+        : "",
+    };
+  },
+
+  toJSON(message: GetProtoByNameRequest): unknown {
+    const obj: any = {};
+    if (message.protocolName !== "") {
+      obj.protocolName = message.protocolName;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetProtoByNameRequest>, I>>(base?: I): GetProtoByNameRequest {
+    return GetProtoByNameRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetProtoByNameRequest>, I>>(object: I): GetProtoByNameRequest {
+    const message = createBaseGetProtoByNameRequest();
+    message.protocolName = object.protocolName ?? "";
+    return message;
+  },
+};
+
+function createBaseGetProtoByNameResponse(): GetProtoByNameResponse {
+  return { protocol: 0 };
+}
+
+export const GetProtoByNameResponse: MessageFns<GetProtoByNameResponse> = {
+  encode(message: GetProtoByNameResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.protocol !== 0) {
+      writer.uint32(8).int32(message.protocol);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetProtoByNameResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetProtoByNameResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.protocol = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetProtoByNameResponse {
+    return { protocol: isSet(object.protocol) ? globalThis.Number(object.protocol) : 0 };
+  },
+
+  toJSON(message: GetProtoByNameResponse): unknown {
+    const obj: any = {};
+    if (message.protocol !== 0) {
+      obj.protocol = Math.round(message.protocol);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetProtoByNameResponse>, I>>(base?: I): GetProtoByNameResponse {
+    return GetProtoByNameResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetProtoByNameResponse>, I>>(object: I): GetProtoByNameResponse {
+    const message = createBaseGetProtoByNameResponse();
+    message.protocol = object.protocol ?? 0;
+    return message;
+  },
+};
+
+function createBaseIfNameIndexRequest(): IfNameIndexRequest {
+  return {};
+}
+
+export const IfNameIndexRequest: MessageFns<IfNameIndexRequest> = {
+  encode(_: IfNameIndexRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IfNameIndexRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIfNameIndexRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): IfNameIndexRequest {
+    return {};
+  },
+
+  toJSON(_: IfNameIndexRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<IfNameIndexRequest>, I>>(base?: I): IfNameIndexRequest {
+    return IfNameIndexRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<IfNameIndexRequest>, I>>(_: I): IfNameIndexRequest {
+    const message = createBaseIfNameIndexRequest();
+    return message;
+  },
+};
+
+function createBaseIfNameIndexResponse(): IfNameIndexResponse {
+  return { interfaces: [] };
+}
+
+export const IfNameIndexResponse: MessageFns<IfNameIndexResponse> = {
+  encode(message: IfNameIndexResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.interfaces) {
+      Interface.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IfNameIndexResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIfNameIndexResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.interfaces.push(Interface.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IfNameIndexResponse {
+    return {
+      interfaces: globalThis.Array.isArray(object?.interfaces)
+        ? object.interfaces.map((e: any) => Interface.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: IfNameIndexResponse): unknown {
+    const obj: any = {};
+    if (message.interfaces?.length) {
+      obj.interfaces = message.interfaces.map((e) => Interface.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<IfNameIndexResponse>, I>>(base?: I): IfNameIndexResponse {
+    return IfNameIndexResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<IfNameIndexResponse>, I>>(object: I): IfNameIndexResponse {
+    const message = createBaseIfNameIndexResponse();
+    message.interfaces = object.interfaces?.map((e) => Interface.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseInterface(): Interface {
+  return { index: 0, name: "" };
+}
+
+export const Interface: MessageFns<Interface> = {
+  encode(message: Interface, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.index !== 0) {
+      writer.uint32(8).uint32(message.index);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Interface {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInterface();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.index = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Interface {
+    return {
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+    };
+  },
+
+  toJSON(message: Interface): unknown {
+    const obj: any = {};
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Interface>, I>>(base?: I): Interface {
+    return Interface.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Interface>, I>>(object: I): Interface {
+    const message = createBaseInterface();
+    message.index = object.index ?? 0;
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseIfNameToIndexRequest(): IfNameToIndexRequest {
+  return { name: Buffer.alloc(0) };
+}
+
+export const IfNameToIndexRequest: MessageFns<IfNameToIndexRequest> = {
+  encode(message: IfNameToIndexRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name.length !== 0) {
+      writer.uint32(10).bytes(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IfNameToIndexRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIfNameToIndexRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IfNameToIndexRequest {
+    return { name: isSet(object.name) ? Buffer.from(bytesFromBase64(object.name)) : Buffer.alloc(0) };
+  },
+
+  toJSON(message: IfNameToIndexRequest): unknown {
+    const obj: any = {};
+    if (message.name.length !== 0) {
+      obj.name = base64FromBytes(message.name);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<IfNameToIndexRequest>, I>>(base?: I): IfNameToIndexRequest {
+    return IfNameToIndexRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<IfNameToIndexRequest>, I>>(object: I): IfNameToIndexRequest {
+    const message = createBaseIfNameToIndexRequest();
+    message.name = object.name ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseIfNameToIndexResponse(): IfNameToIndexResponse {
+  return { index: 0 };
+}
+
+export const IfNameToIndexResponse: MessageFns<IfNameToIndexResponse> = {
+  encode(message: IfNameToIndexResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.index !== 0) {
+      writer.uint32(8).uint32(message.index);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IfNameToIndexResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIfNameToIndexResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.index = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IfNameToIndexResponse {
+    return { index: isSet(object.index) ? globalThis.Number(object.index) : 0 };
+  },
+
+  toJSON(message: IfNameToIndexResponse): unknown {
+    const obj: any = {};
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<IfNameToIndexResponse>, I>>(base?: I): IfNameToIndexResponse {
+    return IfNameToIndexResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<IfNameToIndexResponse>, I>>(object: I): IfNameToIndexResponse {
+    const message = createBaseIfNameToIndexResponse();
+    message.index = object.index ?? 0;
+    return message;
+  },
+};
+
+function createBaseIfIndexToNameRequest(): IfIndexToNameRequest {
+  return { index: 0 };
+}
+
+export const IfIndexToNameRequest: MessageFns<IfIndexToNameRequest> = {
+  encode(message: IfIndexToNameRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.index !== 0) {
+      writer.uint32(8).uint32(message.index);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IfIndexToNameRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIfIndexToNameRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.index = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IfIndexToNameRequest {
+    return { index: isSet(object.index) ? globalThis.Number(object.index) : 0 };
+  },
+
+  toJSON(message: IfIndexToNameRequest): unknown {
+    const obj: any = {};
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<IfIndexToNameRequest>, I>>(base?: I): IfIndexToNameRequest {
+    return IfIndexToNameRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<IfIndexToNameRequest>, I>>(object: I): IfIndexToNameRequest {
+    const message = createBaseIfIndexToNameRequest();
+    message.index = object.index ?? 0;
+    return message;
+  },
+};
+
+function createBaseIfIndexToNameResponse(): IfIndexToNameResponse {
+  return { name: "" };
+}
+
+export const IfIndexToNameResponse: MessageFns<IfIndexToNameResponse> = {
+  encode(message: IfIndexToNameResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IfIndexToNameResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIfIndexToNameResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IfIndexToNameResponse {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: IfIndexToNameResponse): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<IfIndexToNameResponse>, I>>(base?: I): IfIndexToNameResponse {
+    return IfIndexToNameResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<IfIndexToNameResponse>, I>>(object: I): IfIndexToNameResponse {
+    const message = createBaseIfIndexToNameResponse();
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
 /** NetdbService answers the host-dependent module functions from the broker host's view. */
 export type NetdbServiceService = typeof NetdbServiceService;
 export const NetdbServiceService = {
@@ -430,11 +2497,165 @@ export const NetdbServiceService = {
     responseSerialize: (value: GetAddrInfoResponse): Buffer => Buffer.from(GetAddrInfoResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetAddrInfoResponse => GetAddrInfoResponse.decode(value),
   },
+  /** GetNameInfo is Python's socket.getnameinfo. */
+  getNameInfo: {
+    path: "/sockbroker.v1.NetdbService/GetNameInfo" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetNameInfoRequest): Buffer => Buffer.from(GetNameInfoRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetNameInfoRequest => GetNameInfoRequest.decode(value),
+    responseSerialize: (value: GetNameInfoResponse): Buffer => Buffer.from(GetNameInfoResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetNameInfoResponse => GetNameInfoResponse.decode(value),
+  },
+  /** GetHostByName is Python's socket.gethostbyname (IPv4 only). */
+  getHostByName: {
+    path: "/sockbroker.v1.NetdbService/GetHostByName" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetHostByNameRequest): Buffer => Buffer.from(GetHostByNameRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetHostByNameRequest => GetHostByNameRequest.decode(value),
+    responseSerialize: (value: GetHostByNameResponse): Buffer =>
+      Buffer.from(GetHostByNameResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetHostByNameResponse => GetHostByNameResponse.decode(value),
+  },
+  /** GetHostByNameEx is Python's socket.gethostbyname_ex. */
+  getHostByNameEx: {
+    path: "/sockbroker.v1.NetdbService/GetHostByNameEx" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetHostByNameExRequest): Buffer =>
+      Buffer.from(GetHostByNameExRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetHostByNameExRequest => GetHostByNameExRequest.decode(value),
+    responseSerialize: (value: GetHostByNameExResponse): Buffer =>
+      Buffer.from(GetHostByNameExResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetHostByNameExResponse => GetHostByNameExResponse.decode(value),
+  },
+  /** GetHostByAddr is Python's socket.gethostbyaddr. */
+  getHostByAddr: {
+    path: "/sockbroker.v1.NetdbService/GetHostByAddr" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetHostByAddrRequest): Buffer => Buffer.from(GetHostByAddrRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetHostByAddrRequest => GetHostByAddrRequest.decode(value),
+    responseSerialize: (value: GetHostByAddrResponse): Buffer =>
+      Buffer.from(GetHostByAddrResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetHostByAddrResponse => GetHostByAddrResponse.decode(value),
+  },
+  /** GetHostName is Python's socket.gethostname. */
+  getHostName: {
+    path: "/sockbroker.v1.NetdbService/GetHostName" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetHostNameRequest): Buffer => Buffer.from(GetHostNameRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetHostNameRequest => GetHostNameRequest.decode(value),
+    responseSerialize: (value: GetHostNameResponse): Buffer => Buffer.from(GetHostNameResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetHostNameResponse => GetHostNameResponse.decode(value),
+  },
+  /** GetFqdn is Python's socket.getfqdn (the logic of Lib/socket.py, run on the broker host). */
+  getFqdn: {
+    path: "/sockbroker.v1.NetdbService/GetFqdn" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetFqdnRequest): Buffer => Buffer.from(GetFqdnRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetFqdnRequest => GetFqdnRequest.decode(value),
+    responseSerialize: (value: GetFqdnResponse): Buffer => Buffer.from(GetFqdnResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetFqdnResponse => GetFqdnResponse.decode(value),
+  },
+  /** GetServByName is Python's socket.getservbyname. */
+  getServByName: {
+    path: "/sockbroker.v1.NetdbService/GetServByName" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetServByNameRequest): Buffer => Buffer.from(GetServByNameRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetServByNameRequest => GetServByNameRequest.decode(value),
+    responseSerialize: (value: GetServByNameResponse): Buffer =>
+      Buffer.from(GetServByNameResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetServByNameResponse => GetServByNameResponse.decode(value),
+  },
+  /** GetServByPort is Python's socket.getservbyport. */
+  getServByPort: {
+    path: "/sockbroker.v1.NetdbService/GetServByPort" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetServByPortRequest): Buffer => Buffer.from(GetServByPortRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetServByPortRequest => GetServByPortRequest.decode(value),
+    responseSerialize: (value: GetServByPortResponse): Buffer =>
+      Buffer.from(GetServByPortResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetServByPortResponse => GetServByPortResponse.decode(value),
+  },
+  /** GetProtoByName is Python's socket.getprotobyname. */
+  getProtoByName: {
+    path: "/sockbroker.v1.NetdbService/GetProtoByName" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetProtoByNameRequest): Buffer =>
+      Buffer.from(GetProtoByNameRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetProtoByNameRequest => GetProtoByNameRequest.decode(value),
+    responseSerialize: (value: GetProtoByNameResponse): Buffer =>
+      Buffer.from(GetProtoByNameResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetProtoByNameResponse => GetProtoByNameResponse.decode(value),
+  },
+  /** IfNameIndex is Python's socket.if_nameindex. */
+  ifNameIndex: {
+    path: "/sockbroker.v1.NetdbService/IfNameIndex" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: IfNameIndexRequest): Buffer => Buffer.from(IfNameIndexRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): IfNameIndexRequest => IfNameIndexRequest.decode(value),
+    responseSerialize: (value: IfNameIndexResponse): Buffer => Buffer.from(IfNameIndexResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): IfNameIndexResponse => IfNameIndexResponse.decode(value),
+  },
+  /** IfNameToIndex is Python's socket.if_nametoindex. */
+  ifNameToIndex: {
+    path: "/sockbroker.v1.NetdbService/IfNameToIndex" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: IfNameToIndexRequest): Buffer => Buffer.from(IfNameToIndexRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): IfNameToIndexRequest => IfNameToIndexRequest.decode(value),
+    responseSerialize: (value: IfNameToIndexResponse): Buffer =>
+      Buffer.from(IfNameToIndexResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): IfNameToIndexResponse => IfNameToIndexResponse.decode(value),
+  },
+  /** IfIndexToName is Python's socket.if_indextoname. */
+  ifIndexToName: {
+    path: "/sockbroker.v1.NetdbService/IfIndexToName" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: IfIndexToNameRequest): Buffer => Buffer.from(IfIndexToNameRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): IfIndexToNameRequest => IfIndexToNameRequest.decode(value),
+    responseSerialize: (value: IfIndexToNameResponse): Buffer =>
+      Buffer.from(IfIndexToNameResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): IfIndexToNameResponse => IfIndexToNameResponse.decode(value),
+  },
 } as const;
 
 export interface NetdbServiceServer extends UntypedServiceImplementation {
   /** GetAddrInfo is Python's socket.getaddrinfo. */
   getAddrInfo: handleUnaryCall<GetAddrInfoRequest, GetAddrInfoResponse>;
+  /** GetNameInfo is Python's socket.getnameinfo. */
+  getNameInfo: handleUnaryCall<GetNameInfoRequest, GetNameInfoResponse>;
+  /** GetHostByName is Python's socket.gethostbyname (IPv4 only). */
+  getHostByName: handleUnaryCall<GetHostByNameRequest, GetHostByNameResponse>;
+  /** GetHostByNameEx is Python's socket.gethostbyname_ex. */
+  getHostByNameEx: handleUnaryCall<GetHostByNameExRequest, GetHostByNameExResponse>;
+  /** GetHostByAddr is Python's socket.gethostbyaddr. */
+  getHostByAddr: handleUnaryCall<GetHostByAddrRequest, GetHostByAddrResponse>;
+  /** GetHostName is Python's socket.gethostname. */
+  getHostName: handleUnaryCall<GetHostNameRequest, GetHostNameResponse>;
+  /** GetFqdn is Python's socket.getfqdn (the logic of Lib/socket.py, run on the broker host). */
+  getFqdn: handleUnaryCall<GetFqdnRequest, GetFqdnResponse>;
+  /** GetServByName is Python's socket.getservbyname. */
+  getServByName: handleUnaryCall<GetServByNameRequest, GetServByNameResponse>;
+  /** GetServByPort is Python's socket.getservbyport. */
+  getServByPort: handleUnaryCall<GetServByPortRequest, GetServByPortResponse>;
+  /** GetProtoByName is Python's socket.getprotobyname. */
+  getProtoByName: handleUnaryCall<GetProtoByNameRequest, GetProtoByNameResponse>;
+  /** IfNameIndex is Python's socket.if_nameindex. */
+  ifNameIndex: handleUnaryCall<IfNameIndexRequest, IfNameIndexResponse>;
+  /** IfNameToIndex is Python's socket.if_nametoindex. */
+  ifNameToIndex: handleUnaryCall<IfNameToIndexRequest, IfNameToIndexResponse>;
+  /** IfIndexToName is Python's socket.if_indextoname. */
+  ifIndexToName: handleUnaryCall<IfIndexToNameRequest, IfIndexToNameResponse>;
 }
 
 export interface NetdbServiceClient extends Client {
@@ -454,6 +2675,198 @@ export interface NetdbServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetAddrInfoResponse) => void,
   ): ClientUnaryCall;
+  /** GetNameInfo is Python's socket.getnameinfo. */
+  getNameInfo(
+    request: GetNameInfoRequest,
+    callback: (error: ServiceError | null, response: GetNameInfoResponse) => void,
+  ): ClientUnaryCall;
+  getNameInfo(
+    request: GetNameInfoRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetNameInfoResponse) => void,
+  ): ClientUnaryCall;
+  getNameInfo(
+    request: GetNameInfoRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetNameInfoResponse) => void,
+  ): ClientUnaryCall;
+  /** GetHostByName is Python's socket.gethostbyname (IPv4 only). */
+  getHostByName(
+    request: GetHostByNameRequest,
+    callback: (error: ServiceError | null, response: GetHostByNameResponse) => void,
+  ): ClientUnaryCall;
+  getHostByName(
+    request: GetHostByNameRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetHostByNameResponse) => void,
+  ): ClientUnaryCall;
+  getHostByName(
+    request: GetHostByNameRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetHostByNameResponse) => void,
+  ): ClientUnaryCall;
+  /** GetHostByNameEx is Python's socket.gethostbyname_ex. */
+  getHostByNameEx(
+    request: GetHostByNameExRequest,
+    callback: (error: ServiceError | null, response: GetHostByNameExResponse) => void,
+  ): ClientUnaryCall;
+  getHostByNameEx(
+    request: GetHostByNameExRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetHostByNameExResponse) => void,
+  ): ClientUnaryCall;
+  getHostByNameEx(
+    request: GetHostByNameExRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetHostByNameExResponse) => void,
+  ): ClientUnaryCall;
+  /** GetHostByAddr is Python's socket.gethostbyaddr. */
+  getHostByAddr(
+    request: GetHostByAddrRequest,
+    callback: (error: ServiceError | null, response: GetHostByAddrResponse) => void,
+  ): ClientUnaryCall;
+  getHostByAddr(
+    request: GetHostByAddrRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetHostByAddrResponse) => void,
+  ): ClientUnaryCall;
+  getHostByAddr(
+    request: GetHostByAddrRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetHostByAddrResponse) => void,
+  ): ClientUnaryCall;
+  /** GetHostName is Python's socket.gethostname. */
+  getHostName(
+    request: GetHostNameRequest,
+    callback: (error: ServiceError | null, response: GetHostNameResponse) => void,
+  ): ClientUnaryCall;
+  getHostName(
+    request: GetHostNameRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetHostNameResponse) => void,
+  ): ClientUnaryCall;
+  getHostName(
+    request: GetHostNameRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetHostNameResponse) => void,
+  ): ClientUnaryCall;
+  /** GetFqdn is Python's socket.getfqdn (the logic of Lib/socket.py, run on the broker host). */
+  getFqdn(
+    request: GetFqdnRequest,
+    callback: (error: ServiceError | null, response: GetFqdnResponse) => void,
+  ): ClientUnaryCall;
+  getFqdn(
+    request: GetFqdnRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetFqdnResponse) => void,
+  ): ClientUnaryCall;
+  getFqdn(
+    request: GetFqdnRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetFqdnResponse) => void,
+  ): ClientUnaryCall;
+  /** GetServByName is Python's socket.getservbyname. */
+  getServByName(
+    request: GetServByNameRequest,
+    callback: (error: ServiceError | null, response: GetServByNameResponse) => void,
+  ): ClientUnaryCall;
+  getServByName(
+    request: GetServByNameRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetServByNameResponse) => void,
+  ): ClientUnaryCall;
+  getServByName(
+    request: GetServByNameRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetServByNameResponse) => void,
+  ): ClientUnaryCall;
+  /** GetServByPort is Python's socket.getservbyport. */
+  getServByPort(
+    request: GetServByPortRequest,
+    callback: (error: ServiceError | null, response: GetServByPortResponse) => void,
+  ): ClientUnaryCall;
+  getServByPort(
+    request: GetServByPortRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetServByPortResponse) => void,
+  ): ClientUnaryCall;
+  getServByPort(
+    request: GetServByPortRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetServByPortResponse) => void,
+  ): ClientUnaryCall;
+  /** GetProtoByName is Python's socket.getprotobyname. */
+  getProtoByName(
+    request: GetProtoByNameRequest,
+    callback: (error: ServiceError | null, response: GetProtoByNameResponse) => void,
+  ): ClientUnaryCall;
+  getProtoByName(
+    request: GetProtoByNameRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetProtoByNameResponse) => void,
+  ): ClientUnaryCall;
+  getProtoByName(
+    request: GetProtoByNameRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetProtoByNameResponse) => void,
+  ): ClientUnaryCall;
+  /** IfNameIndex is Python's socket.if_nameindex. */
+  ifNameIndex(
+    request: IfNameIndexRequest,
+    callback: (error: ServiceError | null, response: IfNameIndexResponse) => void,
+  ): ClientUnaryCall;
+  ifNameIndex(
+    request: IfNameIndexRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: IfNameIndexResponse) => void,
+  ): ClientUnaryCall;
+  ifNameIndex(
+    request: IfNameIndexRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: IfNameIndexResponse) => void,
+  ): ClientUnaryCall;
+  /** IfNameToIndex is Python's socket.if_nametoindex. */
+  ifNameToIndex(
+    request: IfNameToIndexRequest,
+    callback: (error: ServiceError | null, response: IfNameToIndexResponse) => void,
+  ): ClientUnaryCall;
+  ifNameToIndex(
+    request: IfNameToIndexRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: IfNameToIndexResponse) => void,
+  ): ClientUnaryCall;
+  ifNameToIndex(
+    request: IfNameToIndexRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: IfNameToIndexResponse) => void,
+  ): ClientUnaryCall;
+  /** IfIndexToName is Python's socket.if_indextoname. */
+  ifIndexToName(
+    request: IfIndexToNameRequest,
+    callback: (error: ServiceError | null, response: IfIndexToNameResponse) => void,
+  ): ClientUnaryCall;
+  ifIndexToName(
+    request: IfIndexToNameRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: IfIndexToNameResponse) => void,
+  ): ClientUnaryCall;
+  ifIndexToName(
+    request: IfIndexToNameRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: IfIndexToNameResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const NetdbServiceClient = makeGenericClientConstructor(
@@ -464,6 +2877,14 @@ export const NetdbServiceClient = makeGenericClientConstructor(
   service: typeof NetdbServiceService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 

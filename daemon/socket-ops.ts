@@ -229,14 +229,15 @@ export class SocketOps {
     await waitReady(this.broker.reactor, entry, 'write', deadline, ctx.signal, 'connect');
     this.#live(entry, 'connect');
     const soError = libc.getsockopt(entry.fd, C.SOL_SOCKET, C.SO_ERROR, 4).readInt32LE(0);
-    if (soError !== 0) throw osError(soError, 'connect');
-    // Linux leaves the socket "connecting" until connect() is called again (that call returns 0
-    // once); without it, the user's next connect() would succeed instead of raising EISCONN.
+    // Linux leaves the socket "connecting" until connect() is called again: that call moves it to
+    // connected or, after a failure, back to unconnected. Without it the user's next connect()
+    // would succeed once instead of raising EISCONN, or raise ECONNABORTED instead of retrying.
     try {
       libc.connect(entry.fd, sa);
     } catch {
-      // EISCONN (or a later failure that the next I/O call reports): the connect itself succeeded.
+      // Its outcome is already in soError.
     }
+    if (soError !== 0) throw osError(soError, 'connect');
     return this.#ends(entry);
   };
 

@@ -4,6 +4,7 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { linux, abi } from '../native/constants.js';
 import * as libc from '../native/libc.js';
+import { winsock } from './winsock.js';
 import type { SessionServiceServer, KeepAliveRequest, KeepAliveResponse, GetModuleInfoResponse } from '../proto/gen/sockbroker/v1/session.js';
 import { toBrokerError, toServiceError } from './errors.js';
 import { identityOf, sessionOf, type PeerTable } from './rpc.js';
@@ -21,7 +22,7 @@ function hostHasIpv6(): boolean {
 
 export function moduleInfo(limits: Limits): GetModuleInfoResponse {
   return {
-    constants: { ...linux },
+    constants: { ...linux, ...winsock },
     abi: { ...abi },
     hasIpv6: hostHasIpv6(),
     limits: { ...limits } as unknown as Record<string, number>,

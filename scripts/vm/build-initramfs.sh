@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Builds the VM test bed's initramfs: a static busybox, the kernel modules for CAN, TIPC, RDS,
+# virtio-9p and overlayfs (in dependency order, from modprobe's view of the installed Debian
+# kernel), and an /init that mounts the host's / read-only (virtio-9p, tag "hostroot") under a
+# tmpfs overlay, mounts the read-write share (tag "vmio") at /run/vmio, brings up lo and vcan0,
+# chroots and runs /run/vmio/job.sh, writes its stdout, stderr and exit code to the share, and
+# powers off. Cached in <repo>/.vm/: rebuilt only when the kernel, busybox or this script change.
+# Prints KERNEL=<vmlinuz> and INITRD=<cpio.gz> on stdout; progress goes to stderr.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+cache="$repo/.vm"
+mkdir -p "$cache"
+
+# The newest installed kernel that has the modules the bed needs (a cloud flavour has no CAN).
+ver=""
+for d in $(ls -d /lib/modules/*/ 2>/dev/null | sort -V -r); do
+  v="$(basename "$d")"
+  if [ -r "/boot/vmlinuz-$v" ] && compgen -G "$d/kernel/drivers/net/can/vcan.ko*" >/dev/null \
+     && compgen -G "$d/kernel/net/tipc/tipc.ko*" >/dev/null; then ver="$v"; break; fi
+done
+if [ -z "$ver" ]; then
+  echo "build-initramfs: no kernel with vcan/tipc modules and a readable /boot/vmlinuz-*; run scripts/vm/setup.sh as root" >&2
+  exit 1
+fi
+busybox="$(command -v busybox || true)"
+[ -x /bin/busybox ] && busybox=/bin/busybox
+if [ -z "$busybox" ] || ! { LC_ALL=C ldd "$busybox" 2>&1 || true; } | grep -q 'not a dynamic\|statically linked'; then
+  echo "build-initramfs: need a static busybox (apt-get install busybox-static)" >&2
+  exit 1
+fi
+
+key="$ver $(sha256sum "$0" "$busybox" "/boot/vmlinuz-$ver" | cut -c1-64 | tr '\n' ' ')"
+out="$cache/initramfs-$ver.cpio.gz"
+elf="$cache/vmlinux-$ver"
+print() {
+  # The uncompressed ELF kernel boots through PVH and skips ~3 s of xz decompression under TCG.
+  if [ -s "$elf" ]; then echo "KERNEL=$elf"; else echo "KERNEL=/boot/vmlinuz-$ver"; fi
+  echo "BZIMAGE=/boot/vmlinuz-$ver"
+  echo "INITRD=$out"
+}
+if [ -s "$out" ] && [ "$(cat "$out.key" 2>/dev/null)" = "$key" ]; then print; exit 0; fi
+
+exec 9>"$cache/build.lock"
+flock 9
+if [ -s "$out" ] && [ "$(cat "$out.key" 2>/dev/null)" = "$key" ]; then print; exit 0; fi
+echo "build-initramfs: building for kernel $ver" >&2
+
+rm -f "$cache"/vmlinux-*
+if grep -qx 'CONFIG_PVH=y' "/boot/config-$ver" 2>/dev/null && command -v python3 >/dev/null; then
+  python3 - "/boot/vmlinuz-$ver" "$elf.tmp" <<'PY' && mv -f "$elf.tmp" "$elf" || { rm -f "$elf.tmp"; echo "build-initramfs: no ELF kernel, booting the bzImage" >&2; }
+import gzip, lzma, sys, zlib
+data = open(sys.argv[1], 'rb').read()
+for magic, unpack in ((b'\xfd7zXZ\x00', lambda b: lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(b)),
+                      (b'\x1f\x8b\x08\x00', lambda b: zlib.decompressobj(31).decompress(b))):
+    at = data.find(magic)
+    while at >= 0:
+        try:
+            elf = unpack(data[at:])
+        except Exception:
+            elf = b''
+        if elf[:4] == b'\x7fELF':
+            open(sys.argv[2], 'wb').write(elf)
+            sys.exit(0)
+        at = data.find(magic, at + 1)
+sys.exit(1)
+PY
+fi
+
+# Modules wanted, by name; optional ones are loaded when the kernel has them.
+required="can can-raw can-bcm vcan tipc rds 9p 9pnet_virtio virtio_pci overlay"
+optional="can-gw can-isotp can-j1939"
+stage="$(mktemp -d "$cache/stage.XXXXXX")"
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage"/{bin,sbin,dev,proc,sys,mnt/lower,mnt/rw,newroot,vmio,lib/modules}
+cp "$busybox" "$stage/bin/busybox"
+mknod -m 600 "$stage/dev/console" c 5 1
+mknod -m 666 "$stage/dev/null" c 1 3
+order=()
+add_deps() { # $1 module name, $2 required|optional
+  local lines
+  if ! lines="$(modprobe -S "$ver" --show-depends "$1" 2>/dev/null)"; then
+    [ "$2" = optional ] && return 0
+    echo "build-initramfs: kernel $ver has no module $1" >&2; exit 1
+  fi
+  while read -r kind path _; do
+    [ "$kind" = insmod ] || continue # "builtin x" lines: nothing to load
+    local seen=0 p
+    for p in "${order[@]}"; do [ "$p" = "$path" ] && seen=1; done
+    [ $seen = 1 ] || order+=("$path")
+  done <<<"$lines"
+}
+for m in $required; do add_deps "$m" required; done
+for m in $optional; do add_deps "$m" optional; done
+: >"$stage/lib/modules/order"
+for path in "${order[@]}"; do
+  name="$(basename "$path")"
+  case "$name" in
+    *.ko) cp "$path" "$stage/lib/modules/$name" ;;
+    *.ko.xz) name="${name%.xz}"; xz -dc "$path" >"$stage/lib/modules/$name" ;;
+    *.ko.zst) name="${name%.zst}"; zstd -qdc "$path" >"$stage/lib/modules/$name" ;;
+    *.ko.gz) name="${name%.gz}"; gzip -dc "$path" >"$stage/lib/modules/$name" ;;
+    *) echo "build-initramfs: unexpected module file $path" >&2; exit 1 ;;
+  esac
+  echo "$name" >>"$stage/lib/modules/order"
+done
+
+cat >"$stage/init" <<'INIT'
+#!/bin/busybox sh
+# The test bed's init (generated by scripts/vm/build-initramfs.sh).
+/bin/busybox --install -s /bin
+export PATH=/bin
+say() { echo "vm-init: $* (uptime $(cut -d' ' -f1 /proc/uptime) s)" >/dev/console; }
+fail() {
+  say "FAILED: $*"
+  if mountpoint -q /vmio; then echo "vm-init: $*" >/vmio/init-error; fi
+  sync; poweroff -f; sleep 10
+}
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+say "init started"
+for m in $(cat /lib/modules/order); do
+  insmod "/lib/modules/$m" || say "insmod $m failed"
+done
+say "modules loaded"
+o9p="trans=virtio,version=9p2000.L,msize=512000"
+mount -t 9p -o "$o9p,rw,cache=none" vmio /vmio || fail "mount of the vmio share"
+mount -t 9p -o "$o9p,ro,cache=loose" hostroot /mnt/lower || fail "mount of the host root"
+mount -t tmpfs -o mode=755 tmpfs /mnt/rw || fail "tmpfs"
+mkdir -p /mnt/rw/upper /mnt/rw/work
+mount -t overlay -o lowerdir=/mnt/lower,upperdir=/mnt/rw/upper,workdir=/mnt/rw/work overlay /newroot \
+  || fail "overlay root"
+r=/newroot
+mount -t proc proc $r/proc
+mount -t sysfs sysfs $r/sys
+mount -t devtmpfs devtmpfs $r/dev
+mkdir -p $r/dev/pts $r/dev/shm
+mount -t devpts devpts $r/dev/pts
+mount -t tmpfs tmpfs $r/dev/shm
+mount -t tmpfs -o mode=755 tmpfs $r/run
+mkdir -p $r/run/vmio
+mount --move /vmio $r/run/vmio || fail "moving the vmio share"
+io=$r/run/vmio
+ip link set lo up
+if ! ip link add dev vcan0 type vcan 2>/dev/null; then
+  chroot $r ip link add dev vcan0 type vcan || say "vcan0 not created"
+fi
+ip link set vcan0 up || say "vcan0 not up"
+say "root ready"
+cat /proc/uptime >$io/started
+say "running job"
+chroot $r /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+  HOME=/root LANG=C.UTF-8 VM_IO=/run/vmio /bin/sh /run/vmio/job.sh </dev/null >$io/stdout 2>$io/stderr
+echo $? >$io/exit.tmp
+cat /proc/uptime >$io/ended
+mv $io/exit.tmp $io/exit
+say "job done"
+sync
+poweroff -f
+sleep 10
+INIT
+chmod 755 "$stage/init"
+
+tmp="$(mktemp "$cache/initramfs.XXXXXX")"
+(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | "$busybox" cpio -o -H newc -R 0:0 2>/dev/null) | gzip -9 -n >"$tmp"
+chmod 644 "$tmp"
+mv -f "$tmp" "$out"
+echo "$key" >"$out.key"
+echo "build-initramfs: $out ($(du -k "$out" | cut -f1) KiB, ${#order[@]} modules)" >&2
+print

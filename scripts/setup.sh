@@ -17,3 +17,4 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+bash "$(dirname "${BASH_SOURCE[0]}")/vm/setup.sh"

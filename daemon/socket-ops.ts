@@ -292,7 +292,7 @@ export class SocketOps {
       );
       data = buf.subarray(0, Math.min(r.n, bufsize));
       if (r.addr && r.addr.length > 0) address = fromSockaddr(r.addr, entry.info.family);
-      else if (req.wantAddress && entry.info.family === C.AF_UNIX) address = fromSockaddr(Buffer.alloc(0), C.AF_UNIX);
+      // No address (addrlen 0: a stream socket, an unnamed AF_UNIX peer) is None in Python.
     }
     if ((flags & C.MSG_PEEK) === 0) {
       ctx.onUndelivered = () => entry.unshift(data);

@@ -46,6 +46,8 @@ export interface BulkResult {
   mibps: number[];
   /** CPU time / wall time over the measured transfers, by process (1 = one core busy). */
   cores: Record<string, number>;
+  /** Broker recv only: mean bytes a recv(1 MiB) call returned over the measured transfers. */
+  bytesPerRecv?: number;
 }
 
 /** Warms up, then times ECHO_ITERATIONS calls of `rt(i)`; `i` is -1 during warm-up. */
@@ -199,10 +201,14 @@ async function brokerSocket(port: number): Promise<{ socket: SocketModule; s: So
   return { socket, s };
 }
 
+/** recv calls made by recvExactly so far. */
+let recvCalls = 0;
+
 /** recv until `n` bytes came back, as a Python user writes it. */
 async function recvExactly(s: Socket, n: number, bufsize: number): Promise<void> {
   for (let got = 0; got < n; ) {
     const d = await s.recv(Math.min(bufsize, n - got));
+    recvCalls++;
     if (d.length === 0) throw new Error('peer closed');
     got += d.length;
   }
@@ -267,13 +273,15 @@ async function sendBroker(): Promise<BulkResult> {
 
 async function recvBroker(): Promise<BulkResult> {
   const { socket, s } = await brokerSocket(PEERS.source);
+  let measured = 0;
   const res = await measureBulk(async (bytes) => {
     await s.sendall(lengthHeader(bytes));
+    if (bytes === BULK_BYTES && measured++ === 0) recvCalls = 0; // count the measured transfers only
     await recvExactly(s, bytes, CHUNK_BYTES);
   });
   await s.close();
   await socket.disconnect();
-  return res;
+  return { ...res, bytesPerRecv: (BULK_BYTES * BULK_REPS) / recvCalls };
 }
 
 const SCENARIOS = {

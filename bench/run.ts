@@ -5,12 +5,12 @@
 // Prints a table and writes it as JSON to bench/results/latest.json.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { reportWithin, start, stopAll, waitListening, type Child } from './children.js';
-import { median, type Latency } from './stats.js';
+import { median, processCpuUs, selfAndReapedCpuUs, systemBusyUs, type Latency } from './stats.js';
 import { BULK_BYTES, BULK_REPS, CHUNK_BYTES, ECHO_BYTES, ECHO_ITERATIONS, ECHO_WARMUP, type PeerPorts } from './protocol.js';
 import type { BulkResult, EchoResult } from './client.js';
 
@@ -25,7 +25,10 @@ function machine() {
   const grpcVersion = (createRequire(import.meta.url)('@grpc/grpc-js/package.json') as { version: string }).version;
   let commit = 'unknown';
   try {
-    commit = execFileSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const git = (...args: string[]): string => execFileSync('git', ['-C', ROOT, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    commit = git('rev-parse', '--short', 'HEAD');
+    // The build is of the working tree: say when the code measured is not exactly the commit.
+    if (git('status', '--porcelain', '--', 'client', 'daemon', 'native', 'proto') !== '') commit += ' + uncommitted changes';
   } catch {
     // not a checkout
   }
@@ -38,6 +41,8 @@ function machine() {
     grpcJs: grpcVersion,
     uid: process.getuid?.() ?? -1,
     commit,
+    /** 1-minute load average when the run started: other work on the machine skews every figure. */
+    loadAtStart: loadavg()[0]!,
   };
 }
 
@@ -79,13 +84,18 @@ function cpuCell(cpu: Record<string, number>, fmt: (v: number) => string): strin
     .join(', ');
 }
 
-function render(m: ReturnType<typeof machine>, r: Results, elapsedS: number): { text: string; ratios: Record<string, number> } {
+/** Cores other processes (not this run's) kept busy on average while the bench ran. */
+type OtherLoad = number;
+
+function render(m: ReturnType<typeof machine>, r: Results, elapsedS: number, otherCores: OtherLoad): { text: string; ratios: Record<string, number> } {
   const out: string[] = [];
   const lat = (k: string): Latency => (r[k] as EchoResult).latency;
   const bulk = (k: string): number => median((r[k] as BulkResult).mibps);
   out.push(`sockbroker bench — ${new Date().toISOString()} — commit ${m.commit}`);
   out.push(`machine: ${m.cpuModel}, ${m.cores} cores, ${m.memGiB} GiB, Linux ${m.kernel}; Node ${m.node}, grpc-js ${m.grpcJs}; uid ${m.uid}`);
   out.push('processes: daemon, TCP peer, bare gRPC server, one client per scenario; none pinned');
+  const noisy = otherCores > 0.1 || m.loadAtStart > 0.25 * m.cores;
+  out.push(`other work on the machine: ${otherCores.toFixed(2)} cores busy on average during the run (load average ${m.loadAtStart.toFixed(2)} before it)${noisy ? ' — expect noisy figures' : ''}`);
   out.push('');
   out.push(`${ECHO_BYTES}-byte echo round trip, µs (${ECHO_ITERATIONS} measured after ${ECHO_WARMUP} warm-up)`);
   out.push(`  ${pad('', 44)}${num('p50')}${num('p90')}${num('p99')}${num('mean')}   CPU µs per round trip`);
@@ -95,7 +105,7 @@ function render(m: ReturnType<typeof machine>, r: Results, elapsedS: number): { 
     out.push(`  ${pad(label, 44)}${num(f1(l.p50))}${num(f1(l.p90))}${num(f1(l.p99))}${num(f1(l.mean))}   ${cpuCell(e.cpuUsPerOp, (v) => v.toFixed(0))}`);
     if (e.parts) {
       for (const [part, pl] of Object.entries(e.parts)) {
-        out.push(`  ${pad(`  of which ${part}`, 44)}${num(f1(pl.p50))}${num(f1(pl.p90))}${num(f1(pl.p99))}${num(f1(pl.mean))}`);
+        out.push(`  ${pad(`  of which ${part === 'sendall' ? 'until sendall() resolved' : 'then recv until 64 B'}`, 44)}${num(f1(pl.p50))}${num(f1(pl.p90))}${num(f1(pl.p99))}${num(f1(pl.mean))}`);
       }
     }
   }
@@ -122,6 +132,7 @@ function render(m: ReturnType<typeof machine>, r: Results, elapsedS: number): { 
   for (const [k, label] of BULK_ROWS) {
     const b = r[k] as BulkResult;
     out.push(`  ${pad(label, 44)}${num(median(b.mibps).toFixed(0))}${num(Math.min(...b.mibps).toFixed(0))}${num(Math.max(...b.mibps).toFixed(0))}   ${cpuCell(b.cores, (v) => v.toFixed(2))}`);
+    if (b.bytesPerRecv !== undefined) out.push(`  ${pad('  mean bytes per recv call', 44)}${num((b.bytesPerRecv / 1024).toFixed(0))} KiB`);
   }
   out.push('');
   out.push(`  ${pad('broker / native, send', 44)}${num(fx(ratios['send.broker/native']!))}`);
@@ -135,6 +146,9 @@ function render(m: ReturnType<typeof machine>, r: Results, elapsedS: number): { 
 async function main(): Promise<void> {
   const t0 = Date.now();
   const m = machine();
+  const clkTck = clockTicks();
+  const busy0 = systemBusyUs(clkTck);
+  const ours0 = selfAndReapedCpuUs(clkTck);
   const dir = mkdtempSync(join(tmpdir(), 'sb-bench-'));
   const brokerPath = join(dir, 'sb.sock');
   const grpcPath = join(dir, 'grpc.sock');
@@ -164,7 +178,7 @@ async function main(): Promise<void> {
       BENCH_GRPC_PATH: grpcPath,
       BENCH_PEERS: JSON.stringify(peerInfo.ports),
       BENCH_PIDS: JSON.stringify({ daemon: daemon.proc.pid, peer: peerInfo.pid, grpc: grpcInfo.pid }),
-      BENCH_CLK_TCK: String(clockTicks()),
+      BENCH_CLK_TCK: String(clkTck),
     };
     const results: Results = {};
     for (const [name, label] of [...LATENCY_ROWS, ...BULK_ROWS]) {
@@ -174,14 +188,18 @@ async function main(): Promise<void> {
       results[name] = await reportWithin<EchoResult | BulkResult>(client, SCENARIO_TIMEOUT_MS, `client ${name}`);
       await client.stop();
     }
+    // The servers are still running: their CPU counts as ours; the clients' is in our reaped children's.
+    const servers = [daemon.proc.pid!, peerInfo.pid, grpcInfo.pid].reduce((sum, pid) => sum + processCpuUs(pid, clkTck), 0);
+    const ours = selfAndReapedCpuUs(clkTck) - ours0 + servers;
+    const otherCores = Math.max(0, systemBusyUs(clkTck) - busy0 - ours) / ((Date.now() - t0) * 1000);
     const daemonWarnings = daemon.stderr.slice();
-    const { text, ratios } = render(m, results, (Date.now() - t0) / 1000);
+    const { text, ratios } = render(m, results, (Date.now() - t0) / 1000, otherCores);
     process.stdout.write(`\n${text}\n`);
     if (daemonWarnings.length) process.stdout.write(`\ndaemon logged:\n  ${daemonWarnings.join('\n  ')}\n`);
     mkdirSync(dirname(RESULTS), { recursive: true });
     writeFileSync(
       RESULTS,
-      `${JSON.stringify({ date: new Date().toISOString(), machine: m, config: { ECHO_BYTES, ECHO_WARMUP, ECHO_ITERATIONS, CHUNK_BYTES, BULK_BYTES, BULK_REPS }, results, ratios }, null, 2)}\n`,
+      `${JSON.stringify({ date: new Date().toISOString(), machine: m, config: { ECHO_BYTES, ECHO_WARMUP, ECHO_ITERATIONS, CHUNK_BYTES, BULK_BYTES, BULK_REPS }, results, ratios, otherCores }, null, 2)}\n`,
     );
     process.stdout.write(`\nresults: ${RESULTS}\n`);
   } finally {

@@ -48,3 +48,17 @@ export function processCpuUs(pid: number, clkTck: number): number {
   const stime = Number(rest[12]);
   return ((utime + stime) * 1e6) / clkTck;
 }
+
+/** CPU time all CPUs spent busy (user, nice, system, irq, softirq) since boot, in microseconds. */
+export function systemBusyUs(clkTck: number): number {
+  const [, user, nice, system, , , irq, softirq] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).map(Number);
+  return ((user! + nice! + system! + irq! + softirq!) * 1e6) / clkTck;
+}
+
+/** CPU time of this process and of its children it has reaped, in microseconds. */
+export function selfAndReapedCpuUs(clkTck: number): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime, stime, cutime, cstime: fields 14-17
+  return ((Number(rest[11]) + Number(rest[12]) + Number(rest[13]) + Number(rest[14])) * 1e6) / clkTck;
+}

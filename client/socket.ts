@@ -4,7 +4,7 @@
 // blocking call and the broker enforces it.
 import type { Transport } from './transport.js';
 import { fromAddress, reprAddress, toAddress, type AddressTuple, type Families } from './address.js';
-import { gaierror, herror, makeOSError, OSError, timeout as TimeoutExc, ValueError } from './errors.js';
+import { gaierror, herror, makeOSError, OSError, OverflowError, timeout as TimeoutExc, ValueError } from './errors.js';
 import { pyType, toBytes, toCInt, toInt, toTimeout, toWritable } from './pytypes.js';
 
 /** What a socket needs from its module. */
@@ -21,6 +21,7 @@ export interface ModuleContext {
 
 const EBADF = 9;
 const SOCK_STREAM = 1;
+const SHUT_RD = 0;
 /** Largest sendall that is pipelined, and most unconfirmed pipelined bytes per socket. */
 const PIPELINE_MAX = 64 * 1024;
 const PIPELINE_WINDOW = 256 * 1024;
@@ -145,8 +146,12 @@ export class Socket {
   }
 
   async connect(address: AddressTuple): Promise<void> {
+    await this.#connect(address, 'connect');
+  }
+
+  async #connect(address: AddressTuple, fn: string): Promise<void> {
     const handle = this.#check();
-    const res = await this.#m.transport.call('connect', { handle, address: this.#addr(address, 'connect'), timeout: this.#mode }, this.#deadline);
+    const res = await this.#m.transport.call('connect', { handle, address: this.#addr(address, fn), timeout: this.#mode }, this.#deadline);
     this.#laddr = fromAddress(res.local);
     this.#raddr = fromAddress(res.peer);
     this.#connected = true;
@@ -155,7 +160,7 @@ export class Socket {
   /** connect() that returns the errno (0 on success) instead of raising it. */
   async connectEx(address: AddressTuple): Promise<number> {
     try {
-      await this.connect(address);
+      await this.#connect(address, 'connect_ex');
       return 0;
     } catch (err) {
       if (err instanceof TimeoutExc) return EWOULDBLOCK;
@@ -220,7 +225,7 @@ export class Socket {
     let offset = 0;
     do {
       const chunk = buf.subarray(offset, offset + step);
-      await this.#m.transport.call('sendAll', { handle, data: chunk, flags: f, timeout: this.#mode }, this.#timeout);
+      await this.#m.transport.call('sendAll', { handle, data: chunk, flags: f, timeout: this.#mode }, this.#deadline);
       offset += chunk.length;
     } while (offset < buf.length);
   }
@@ -282,7 +287,12 @@ export class Socket {
 
   async shutdown(how: number): Promise<void> {
     const handle = this.#check();
-    await this.#m.transport.call('shutdown', { handle, how: toCInt(how) });
+    // CPython reads `how` with _PyLong_AsInt, whose overflow message differs from the "i" format's.
+    const h = toInt(how);
+    if (h > 0x7fffffff || h < -0x80000000) throw new OverflowError('Python int too large to convert to C int');
+    await this.#m.transport.call('shutdown', { handle, how: h });
+    // Writing is shut down: a later sendall must raise EPIPE itself, as in Python, not the call after it.
+    if (h !== SHUT_RD) this.#connected = false;
   }
 
   /** Closes the socket; closing twice is a no-op, as in Python. */

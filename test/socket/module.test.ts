@@ -408,3 +408,40 @@ test('exception classes: the module names them and they nest as in Python', (t) 
   // The deliberate choice: socket.timeout is also a TimeoutError (as in Python >= 3.10).
   t.true(new socket.timeout('timed out') instanceof TimeoutError);
 });
+
+test('socket(family, type, proto, fileno) wraps an existing handle of the session, as python3 wraps an fd', async (t) => {
+  const socket = fx.socket();
+  const s = await socket.socket(socket.AF_INET, socket.SOCK_DGRAM);
+  await s.bind(['127.0.0.1', 0]);
+  const w = await socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 0, s.fileno());
+  t.is(w.fileno(), s.fileno());
+  t.deepEqual([w.family, w.type, w.proto], [socket.AF_INET, socket.SOCK_DGRAM, 0]);
+  t.deepEqual(await w.getsockname(), await s.getsockname());
+  // Closing one object closes the socket under both: the other then gets EBADF.
+  await w.close();
+  const expected = pyRaises(
+    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 0)); w = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 0, s.fileno()); w.close(); s.getsockname()",
+  );
+  t.is(expected?.errno, 9);
+  await raisesLikePython(t, () => s.getsockname(), OSError, expected);
+  const py = pyValue<unknown[]>(
+    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 0)); w = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 0, s.fileno())\n" +
+      'result = [w.fileno() == s.fileno(), w.getsockname() == s.getsockname()]; w.detach()',
+  );
+  t.deepEqual(py, [true, true]);
+});
+
+test('disconnect() / `await using` on the module ends the session: its sockets are gone', async (t) => {
+  const d = fx.daemon();
+  let s!: Socket;
+  let inner!: Awaited<ReturnType<typeof connect>>;
+  {
+    await using socket = await connect(d.address);
+    inner = socket;
+    s = await socket.socket();
+    t.true(s.fileno() >= 0);
+  }
+  const err = await t.throwsAsync(() => s.getsockname());
+  t.true(err instanceof inner.SessionLostError, String(err));
+  t.true(err instanceof OSError);
+});

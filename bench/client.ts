@@ -6,9 +6,10 @@ import * as grpc from '@grpc/grpc-js';
 import { connect, type Socket, type SocketModule } from '../client/index.js';
 import { BARE_SERVICE, CLIENT_OPTIONS } from './grpc-bare.js';
 import {
-  arg, report, lengthHeader, ECHO_BYTES, ECHO_WARMUP, ECHO_ITERATIONS, CHUNK_BYTES, BULK_BYTES, BULK_WARMUP_BYTES, BULK_REPS, type PeerPorts,
+  arg, report, lengthHeader, ECHO_BYTES, ECHO_WARMUP, CHUNK_BYTES, BULK_BYTES, BULK_WARMUP_BYTES,
+  type BulkReport, type EchoReport, type PeerPorts,
 } from './protocol.js';
-import { processCpuUs, summarize, usSince, type Latency } from './stats.js';
+import { processCpuUs, usSince } from './stats.js';
 
 const PEERS = JSON.parse(arg('BENCH_PEERS')) as PeerPorts;
 /** Other bench processes by role (daemon, peer, grpc), whose CPU time is sampled around the measured phase. */
@@ -31,57 +32,37 @@ function cpuSince(c0: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.keys(c0).map((k) => [k, c1[k]! - c0[k]!]));
 }
 
-export interface EchoResult {
-  kind: 'latency';
-  latency: Latency;
-  /** Broker echo only: the sendall and recv halves of each round trip. */
-  parts?: Record<string, Latency>;
-  /** CPU microseconds per round trip, by process, over the measured phase. */
-  cpuUsPerOp: Record<string, number>;
-}
+/** Measured iterations (echo) or transfers (bulk) this process makes: its share of a round. */
+const COUNT = Number(arg('BENCH_COUNT'));
 
-export interface BulkResult {
-  kind: 'bulk';
-  /** MiB/s of each measured transfer. */
-  mibps: number[];
-  /** CPU time / wall time over the measured transfers, by process (1 = one core busy). */
-  cores: Record<string, number>;
-  /** Broker recv only: mean bytes a recv(1 MiB) call returned over the measured transfers. */
-  bytesPerRecv?: number;
-}
+/** Rounds to 0.01 µs: enough, and keeps the report line short. */
+const round2 = (v: number): number => Math.round(v * 100) / 100;
 
-/** Warms up, then times ECHO_ITERATIONS calls of `rt(i)`; `i` is -1 during warm-up. */
-async function measureEcho(rt: (i: number) => Promise<void>): Promise<Omit<EchoResult, 'parts'>> {
+/** Warms up, then times COUNT calls of `rt(i)`; `i` is -1 during warm-up. */
+async function measureEcho(rt: (i: number) => Promise<void>): Promise<EchoReport> {
   for (let i = 0; i < ECHO_WARMUP; i++) await rt(-1);
-  const samples = new Float64Array(ECHO_ITERATIONS);
+  const samples = new Array<number>(COUNT);
   const c0 = cpuNow();
-  for (let i = 0; i < ECHO_ITERATIONS; i++) {
+  for (let i = 0; i < COUNT; i++) {
     const t0 = process.hrtime.bigint();
     await rt(i);
-    samples[i] = usSince(t0);
+    samples[i] = round2(usSince(t0));
   }
-  const cpu = cpuSince(c0);
-  return {
-    kind: 'latency',
-    latency: summarize(samples),
-    cpuUsPerOp: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, v / ECHO_ITERATIONS])),
-  };
+  return { kind: 'echo', samples, cpuUs: cpuSince(c0) };
 }
 
-/** One warm-up transfer, then BULK_REPS timed ones of `transfer(bytes)` (which resolves when done). */
-async function measureBulk(transfer: (bytes: number) => Promise<void>): Promise<BulkResult> {
+/** One warm-up transfer, then COUNT timed ones of `transfer(bytes)` (which resolves when done). */
+async function measureBulk(transfer: (bytes: number) => Promise<void>): Promise<BulkReport> {
   await transfer(BULK_WARMUP_BYTES);
   const mibps: number[] = [];
   const c0 = cpuNow();
   const w0 = process.hrtime.bigint();
-  for (let r = 0; r < BULK_REPS; r++) {
+  for (let r = 0; r < COUNT; r++) {
     const t0 = process.hrtime.bigint();
     await transfer(BULK_BYTES);
     mibps.push(BULK_BYTES / (1 << 20) / (usSince(t0) / 1e6));
   }
-  const wall = usSince(w0);
-  const cpu = cpuSince(c0);
-  return { kind: 'bulk', mibps, cores: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, v / wall])) };
+  return { kind: 'bulk', mibps, wallUs: usSince(w0), cpuUs: cpuSince(c0) };
 }
 
 // --- native Node net --------------------------------------------------------------------------
@@ -115,7 +96,7 @@ async function writeChunks(stream: { write(b: Buffer): boolean } & NodeJS.EventE
   }
 }
 
-async function echoNative(): Promise<EchoResult> {
+async function echoNative(): Promise<EchoReport> {
   const sock = await netConnect(PEERS.echo);
   const msg = Buffer.alloc(ECHO_BYTES, 0x61);
   const res = await measureEcho(() => {
@@ -127,7 +108,7 @@ async function echoNative(): Promise<EchoResult> {
   return res;
 }
 
-async function sendNative(): Promise<BulkResult> {
+async function sendNative(): Promise<BulkReport> {
   const sock = await netConnect(PEERS.sink);
   const chunk = Buffer.alloc(CHUNK_BYTES, 0x5a);
   const res = await measureBulk(async (bytes) => {
@@ -140,7 +121,7 @@ async function sendNative(): Promise<BulkResult> {
   return res;
 }
 
-async function recvNative(): Promise<BulkResult> {
+async function recvNative(): Promise<BulkReport> {
   const sock = await netConnect(PEERS.source);
   const res = await measureBulk(async (bytes) => {
     const all = receive(sock, bytes);
@@ -160,7 +141,7 @@ function bareStream(path: string): { client: grpc.Client; call: grpc.ClientDuple
   return { client, call };
 }
 
-async function echoGrpc(): Promise<EchoResult> {
+async function echoGrpc(): Promise<EchoReport> {
   const { client, call } = bareStream('/bench.Bare/Echo');
   const msg = Buffer.alloc(ECHO_BYTES, 0x61);
   let done: (() => void) | undefined;
@@ -177,7 +158,7 @@ async function echoGrpc(): Promise<EchoResult> {
   return res;
 }
 
-async function sendGrpc(): Promise<BulkResult> {
+async function sendGrpc(): Promise<BulkReport> {
   const { client, call } = bareStream('/bench.Bare/Sink');
   const chunk = Buffer.alloc(CHUNK_BYTES, 0x5a);
   const res = await measureBulk(async (bytes) => {
@@ -214,41 +195,28 @@ async function recvExactly(s: Socket, n: number, bufsize: number): Promise<void>
   }
 }
 
-async function echoBroker(): Promise<EchoResult> {
+async function echoBroker(): Promise<EchoReport> {
   const { socket, s } = await brokerSocket(PEERS.echo);
   const msg = Buffer.alloc(ECHO_BYTES, 0x61);
-  const sendUs = new Float64Array(ECHO_ITERATIONS);
-  const recvUs = new Float64Array(ECHO_ITERATIONS);
+  const sendUs = new Array<number>(COUNT);
+  const recvUs = new Array<number>(COUNT);
   const res = await measureEcho(async (i) => {
     const t0 = process.hrtime.bigint();
     await s.sendall(msg);
     const t1 = process.hrtime.bigint();
     await recvExactly(s, ECHO_BYTES, ECHO_BYTES);
     if (i >= 0) {
-      sendUs[i] = Number(t1 - t0) / 1000;
-      recvUs[i] = usSince(t1);
+      sendUs[i] = round2(Number(t1 - t0) / 1000);
+      recvUs[i] = round2(usSince(t1));
     }
   });
   await s.close();
   await socket.disconnect();
-  return { ...res, parts: { sendall: summarize(sendUs), recv: summarize(recvUs) } };
-}
-
-/** sendall and the first recv issued together: what a client that pipelines can get. */
-async function echoBrokerPipelined(): Promise<EchoResult> {
-  const { socket, s } = await brokerSocket(PEERS.echo);
-  const msg = Buffer.alloc(ECHO_BYTES, 0x61);
-  const res = await measureEcho(async () => {
-    const [, first] = await Promise.all([s.sendall(msg), s.recv(ECHO_BYTES)]);
-    if (first.length < ECHO_BYTES) await recvExactly(s, ECHO_BYTES - first.length, ECHO_BYTES);
-  });
-  await s.close();
-  await socket.disconnect();
-  return res;
+  return { ...res, parts: { sendall: sendUs, recv: recvUs } };
 }
 
 /** An operation with no socket I/O to wait for: the SDK + gRPC + daemon dispatch cost alone. */
-async function opBroker(): Promise<EchoResult> {
+async function opBroker(): Promise<EchoReport> {
   const { socket, s } = await brokerSocket(PEERS.echo);
   const res = await measureEcho(async () => {
     await s.getsockname();
@@ -258,7 +226,7 @@ async function opBroker(): Promise<EchoResult> {
   return res;
 }
 
-async function sendBroker(): Promise<BulkResult> {
+async function sendBroker(): Promise<BulkReport> {
   const { socket, s } = await brokerSocket(PEERS.sink);
   const chunk = Buffer.alloc(CHUNK_BYTES, 0x5a);
   const res = await measureBulk(async (bytes) => {
@@ -271,7 +239,7 @@ async function sendBroker(): Promise<BulkResult> {
   return res;
 }
 
-async function recvBroker(): Promise<BulkResult> {
+async function recvBroker(): Promise<BulkReport> {
   const { socket, s } = await brokerSocket(PEERS.source);
   let measured = 0;
   const res = await measureBulk(async (bytes) => {
@@ -281,14 +249,13 @@ async function recvBroker(): Promise<BulkResult> {
   });
   await s.close();
   await socket.disconnect();
-  return { ...res, bytesPerRecv: (BULK_BYTES * BULK_REPS) / recvCalls };
+  return { ...res, recvCalls };
 }
 
 const SCENARIOS = {
   'echo-native': echoNative,
   'echo-grpc': echoGrpc,
   'echo-broker': echoBroker,
-  'echo-broker-pipelined': echoBrokerPipelined,
   'op-broker': opBroker,
   'send-native': sendNative,
   'send-broker': sendBroker,

@@ -14,13 +14,20 @@ export const ECHO_BYTES = 64;
 export const CHUNK_BYTES = 1 << 20;
 /** Bytes of one measured bulk transfer. */
 export const BULK_BYTES = 64 << 20;
-/** Bytes of the warm-up transfer before the measured ones. */
+/** Bytes of the warm-up transfer each client makes before its measured ones. */
 export const BULK_WARMUP_BYTES = 16 << 20;
-/** Measured transfers per bulk figure (the median is reported). */
-export const BULK_REPS = 5;
-/** Round trips before measuring, then measured. */
+/** Round trips each client makes before measuring. */
 export const ECHO_WARMUP = 1000;
-export const ECHO_ITERATIONS = 5000;
+/**
+ * The scenarios run in ROUNDS interleaved rounds (A B C … A B C …), a fresh client process each
+ * time, and their samples are pooled: load from elsewhere on the machine then skews every
+ * scenario alike instead of whichever ran while it lasted.
+ */
+export const ROUNDS = 3;
+/** Measured round trips per echo scenario, over all rounds. */
+export const ECHO_ITERATIONS = 6000;
+/** Measured transfers per bulk scenario, over all rounds (the median is reported). */
+export const BULK_REPS = 6;
 
 /** The 8-byte length prefix of the sink and source protocols. */
 export function lengthHeader(n: number): Buffer {
@@ -34,6 +41,25 @@ export interface PeerPorts {
   echo: number;
   sink: number;
   source: number;
+}
+
+/** What an echo client reports: per round trip µs, and CPU µs by process over the measured phase. */
+export interface EchoReport {
+  kind: 'echo';
+  samples: number[];
+  /** Broker echo only: µs until sendall() resolved, and from then until the echo was back. */
+  parts?: { sendall: number[]; recv: number[] };
+  cpuUs: Record<string, number>;
+}
+
+/** What a bulk client reports: MiB/s per measured transfer, their wall and CPU µs by process. */
+export interface BulkReport {
+  kind: 'bulk';
+  mibps: number[];
+  wallUs: number;
+  cpuUs: Record<string, number>;
+  /** Broker recv only: recv calls the measured transfers took. */
+  recvCalls?: number;
 }
 
 /** Writes the one line a child reports to the runner. */

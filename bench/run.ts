@@ -10,9 +10,11 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { reportWithin, start, stopAll, waitListening, type Child } from './children.js';
-import { median, processCpuUs, selfAndReapedCpuUs, systemBusyUs, type Latency } from './stats.js';
-import { BULK_BYTES, BULK_REPS, CHUNK_BYTES, ECHO_BYTES, ECHO_ITERATIONS, ECHO_WARMUP, type PeerPorts } from './protocol.js';
-import type { BulkResult, EchoResult } from './client.js';
+import { median, processCpuUs, selfAndReapedCpuUs, summarize, systemBusyUs, type Latency } from './stats.js';
+import {
+  BULK_BYTES, BULK_REPS, CHUNK_BYTES, ECHO_BYTES, ECHO_ITERATIONS, ECHO_WARMUP, ROUNDS,
+  type BulkReport, type EchoReport, type PeerPorts,
+} from './protocol.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const ROOT = resolve(HERE, '..', '..');
@@ -58,7 +60,6 @@ const LATENCY_ROWS = [
   ['echo-native', 'native net, TCP loopback'],
   ['echo-grpc', 'bare grpc-js bidi message, Unix socket'],
   ['echo-broker', 'broker: sendall, then recv until 64 B'],
-  ['echo-broker-pipelined', 'broker: sendall and recv issued together'],
   ['op-broker', 'broker: getsockname (no socket I/O)'],
 ] as const;
 
@@ -70,7 +71,58 @@ const BULK_ROWS = [
   ['recv-broker', 'recv: TCP source → broker recv(1 MiB)'],
 ] as const;
 
+/** An echo scenario's pooled rounds. */
+interface EchoResult {
+  kind: 'echo';
+  latency: Latency;
+  /** Broker echo only: until sendall() resolved, and from then until the echo was back. */
+  parts?: Record<string, Latency>;
+  /** CPU µs per round trip, by process, over the measured phases. */
+  cpuUsPerOp: Record<string, number>;
+}
+
+/** A bulk scenario's pooled rounds. */
+interface BulkResult {
+  kind: 'bulk';
+  /** MiB/s of each measured transfer. */
+  mibps: number[];
+  /** CPU time / wall time over the measured transfers, by process (1 = one core busy). */
+  cores: Record<string, number>;
+  /** Broker recv only: mean bytes a recv(1 MiB) call returned. */
+  bytesPerRecv?: number;
+}
+
 type Results = Record<string, EchoResult | BulkResult>;
+
+function sumBy(reports: Array<{ cpuUs: Record<string, number> }>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const r of reports) for (const [k, v] of Object.entries(r.cpuUs)) out[k] = (out[k] ?? 0) + v;
+  return out;
+}
+
+function pool(reports: Array<EchoReport | BulkReport>): EchoResult | BulkResult {
+  if (reports[0]!.kind === 'echo') {
+    const echo = reports as EchoReport[];
+    const all = (pick: (r: EchoReport) => number[]): Float64Array => Float64Array.from(echo.flatMap(pick));
+    const n = echo.reduce((sum, r) => sum + r.samples.length, 0);
+    return {
+      kind: 'echo',
+      latency: summarize(all((r) => r.samples)),
+      parts: echo[0]!.parts && { sendall: summarize(all((r) => r.parts!.sendall)), recv: summarize(all((r) => r.parts!.recv)) },
+      cpuUsPerOp: Object.fromEntries(Object.entries(sumBy(echo)).map(([k, v]) => [k, v / n])),
+    };
+  }
+  const bulk = reports as BulkReport[];
+  const wall = bulk.reduce((sum, r) => sum + r.wallUs, 0);
+  const calls = bulk.reduce((sum, r) => sum + (r.recvCalls ?? 0), 0);
+  const mibps = bulk.flatMap((r) => r.mibps);
+  return {
+    kind: 'bulk',
+    mibps,
+    cores: Object.fromEntries(Object.entries(sumBy(bulk)).map(([k, v]) => [k, v / wall])),
+    bytesPerRecv: calls > 0 ? (BULK_BYTES * mibps.length) / calls : undefined,
+  };
+}
 
 const f1 = (v: number): string => v.toFixed(1);
 const fx = (v: number): string => `${v.toFixed(2)}×`;
@@ -97,7 +149,7 @@ function render(m: ReturnType<typeof machine>, r: Results, elapsedS: number, oth
   const noisy = otherCores > 0.1 || m.loadAtStart > 0.25 * m.cores;
   out.push(`other work on the machine: ${otherCores.toFixed(2)} cores busy on average during the run (load average ${m.loadAtStart.toFixed(2)} before it)${noisy ? ' — expect noisy figures' : ''}`);
   out.push('');
-  out.push(`${ECHO_BYTES}-byte echo round trip, µs (${ECHO_ITERATIONS} measured after ${ECHO_WARMUP} warm-up)`);
+  out.push(`${ECHO_BYTES}-byte echo round trip, µs (${ECHO_ITERATIONS} measured in ${ROUNDS} interleaved rounds, each after ${ECHO_WARMUP} warm-up)`);
   out.push(`  ${pad('', 44)}${num('p50')}${num('p90')}${num('p99')}${num('mean')}   CPU µs per round trip`);
   for (const [k, label] of LATENCY_ROWS) {
     const e = r[k] as EchoResult;
@@ -115,7 +167,6 @@ function render(m: ReturnType<typeof machine>, r: Results, elapsedS: number, oth
     'echo.p50.broker/grpc': lat('echo-broker').p50 / lat('echo-grpc').p50,
     'echo.p99.broker/grpc': lat('echo-broker').p99 / lat('echo-grpc').p99,
     'echo.p50.grpc/native': lat('echo-grpc').p50 / lat('echo-native').p50,
-    'echo.p50.pipelined/native': lat('echo-broker-pipelined').p50 / lat('echo-native').p50,
     'send.broker/native': bulk('send-broker') / bulk('send-native'),
     'recv.broker/native': bulk('recv-broker') / bulk('recv-native'),
     'send.grpc/native': bulk('send-grpc') / bulk('send-native'),
@@ -125,9 +176,8 @@ function render(m: ReturnType<typeof machine>, r: Results, elapsedS: number, oth
   out.push(`  ${pad('broker / native', 44)}${num(fx(ratios['echo.p50.broker/native']!))}${num(fx(ratios['echo.p99.broker/native']!))}`);
   out.push(`  ${pad('broker / bare gRPC', 44)}${num(fx(ratios['echo.p50.broker/grpc']!))}${num(fx(ratios['echo.p99.broker/grpc']!))}`);
   out.push(`  ${pad('bare gRPC / native', 44)}${num(fx(ratios['echo.p50.grpc/native']!))}${num(fx(lat('echo-grpc').p99 / lat('echo-native').p99))}`);
-  out.push(`  ${pad('broker pipelined / native', 44)}${num(fx(ratios['echo.p50.pipelined/native']!))}${num(fx(lat('echo-broker-pipelined').p99 / lat('echo-native').p99))}`);
   out.push('');
-  out.push(`Bulk: ${BULK_BYTES >> 20} MiB in ${CHUNK_BYTES >> 20} MiB calls, MiB/s (median of ${BULK_REPS} after a warm-up transfer)`);
+  out.push(`Bulk: ${BULK_BYTES >> 20} MiB in ${CHUNK_BYTES >> 20} MiB calls, MiB/s (median of ${BULK_REPS} in ${ROUNDS} interleaved rounds, each after a warm-up transfer)`);
   out.push(`  ${pad('', 44)}${num('median')}${num('min')}${num('max')}   CPU, cores busy`);
   for (const [k, label] of BULK_ROWS) {
     const b = r[k] as BulkResult;
@@ -180,14 +230,20 @@ async function main(): Promise<void> {
       BENCH_PIDS: JSON.stringify({ daemon: daemon.proc.pid, peer: peerInfo.pid, grpc: grpcInfo.pid }),
       BENCH_CLK_TCK: String(clkTck),
     };
-    const results: Results = {};
-    for (const [name, label] of [...LATENCY_ROWS, ...BULK_ROWS]) {
-      process.stderr.write(`bench: ${label} …\n`);
-      const client = start(`client ${name}`, [join(HERE, 'client.js'), name], env);
-      children.push(client);
-      results[name] = await reportWithin<EchoResult | BulkResult>(client, SCENARIO_TIMEOUT_MS, `client ${name}`);
-      await client.stop();
+    const reports = new Map<string, Array<EchoReport | BulkReport>>();
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const [name, label] of [...LATENCY_ROWS, ...BULK_ROWS]) {
+        process.stderr.write(`bench: round ${round}/${ROUNDS}: ${label}\n`);
+        const count = Math.ceil((name.startsWith('echo') || name.startsWith('op') ? ECHO_ITERATIONS : BULK_REPS) / ROUNDS);
+        const client = start(`client ${name}`, [join(HERE, 'client.js'), name], { ...env, BENCH_COUNT: String(count) });
+        children.push(client);
+        const report = await reportWithin<EchoReport | BulkReport>(client, SCENARIO_TIMEOUT_MS, `client ${name}`);
+        await client.stop();
+        children.splice(children.indexOf(client), 1);
+        reports.set(name, [...(reports.get(name) ?? []), report]);
+      }
     }
+    const results: Results = Object.fromEntries([...reports].map(([name, r]) => [name, pool(r)]));
     // The servers are still running: their CPU counts as ours; the clients' is in our reaped children's.
     const servers = [daemon.proc.pid!, peerInfo.pid, grpcInfo.pid].reduce((sum, pid) => sum + processCpuUs(pid, clkTck), 0);
     const ours = selfAndReapedCpuUs(clkTck) - ours0 + servers;
@@ -199,7 +255,7 @@ async function main(): Promise<void> {
     mkdirSync(dirname(RESULTS), { recursive: true });
     writeFileSync(
       RESULTS,
-      `${JSON.stringify({ date: new Date().toISOString(), machine: m, config: { ECHO_BYTES, ECHO_WARMUP, ECHO_ITERATIONS, CHUNK_BYTES, BULK_BYTES, BULK_REPS }, results, ratios, otherCores }, null, 2)}\n`,
+      `${JSON.stringify({ date: new Date().toISOString(), machine: m, config: { ECHO_BYTES, ECHO_WARMUP, ECHO_ITERATIONS, CHUNK_BYTES, BULK_BYTES, BULK_REPS, ROUNDS }, results, ratios, otherCores }, null, 2)}\n`,
     );
     process.stdout.write(`\nresults: ${RESULTS}\n`);
   } finally {

@@ -57,6 +57,18 @@ export class ValueError extends Error {
     return 'ValueError';
   }
 }
+/** Python's UnicodeError (a ValueError): e.g. the IDNA codec refusing a host name. */
+export class UnicodeError extends ValueError {
+  override get name(): string {
+    return 'UnicodeError';
+  }
+}
+/** Python's UnicodeEncodeError: a str that UTF-8 cannot encode (lone surrogates). */
+export class UnicodeEncodeError extends UnicodeError {
+  override get name(): string {
+    return 'UnicodeEncodeError';
+  }
+}
 /** Python's OverflowError. */
 export class OverflowError extends Error {
   override get name(): string {

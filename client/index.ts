@@ -1,5 +1,7 @@
 // sockbroker SDK: `const socket = await connect()` is the analog of `import socket`.
 export { connect, POLL, type SocketModule, type AddrInfo, type ModuleConstants } from './module.js';
 export { Socket } from './socket.js';
+export { ntohs, htons, ntohl, htonl, inetAton, inetNtoa, inetPton, inetNtop, CMSG_LEN, CMSG_SPACE, type PyInt } from './pure.js';
+export type { HostTriple } from './netdb.js';
 export type { AddressTuple } from './address.js';
 export * from './errors.js';

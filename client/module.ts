@@ -1,12 +1,15 @@
 // The socket module over a broker: what `import socket` gives a Python program. Constants come
 // from the broker host at connect; pure helpers run locally; everything else goes to the broker.
-import { domainToASCII } from 'node:url';
 import { Transport } from './transport.js';
 import { brokerTarget } from './broker-address.js';
 import * as errors from './errors.js';
 import { fromAddress, toAddress, type AddressTuple, type Families } from './address.js';
 import { clientTimeout, Socket, type ModuleContext } from './socket.js';
 import { toInt, toTimeout } from './pytypes.js';
+import { Netdb, type HostTriple } from './netdb.js';
+import { pureFunctions, type PyInt } from './pure.js';
+
+type Pure = ReturnType<typeof pureFunctions>;
 
 /** poll(2) event bits, the same on every Linux architecture. */
 export const POLL = { POLLIN: 0x1, POLLPRI: 0x2, POLLOUT: 0x4, POLLERR: 0x8, POLLHUP: 0x10, POLLNVAL: 0x20 } as const;
@@ -39,6 +42,18 @@ class SocketModuleImpl {
   readonly POLLHUP = POLL.POLLHUP;
   readonly POLLNVAL = POLL.POLLNVAL;
   readonly _GLOBAL_DEFAULT_TIMEOUT = DEFAULT;
+  readonly #netdb: Netdb;
+  // Pure functions, run locally with the broker host's constants and ABI (client/pure.ts).
+  declare readonly ntohs: Pure['ntohs'];
+  declare readonly htons: Pure['htons'];
+  declare readonly ntohl: Pure['ntohl'];
+  declare readonly htonl: Pure['htonl'];
+  declare readonly inetAton: Pure['inetAton'];
+  declare readonly inetNtoa: Pure['inetNtoa'];
+  declare readonly inetPton: Pure['inetPton'];
+  declare readonly inetNtop: Pure['inetNtop'];
+  declare readonly CMSG_LEN: Pure['CMSG_LEN'];
+  declare readonly CMSG_SPACE: Pure['CMSG_SPACE'];
 
   // Exceptions, under Python's names.
   readonly error = errors.OSError;
@@ -62,6 +77,15 @@ class SocketModuleImpl {
 
   constructor(t: Transport, info: Awaited<ReturnType<Transport['moduleInfo']>>) {
     this.#t = t;
+    this.#netdb = new Netdb(t);
+    const num = (r: Record<string, number>, k: string, d: number) => (typeof r[k] === 'number' ? r[k]! : d);
+    Object.assign(this, pureFunctions({
+      AF_INET: num(info.constants, 'AF_INET', 2),
+      AF_INET6: num(info.constants, 'AF_INET6', 10),
+      sizeof_cmsghdr: num(info.abi, 'sizeof_cmsghdr', 16),
+      cmsg_align: num(info.abi, 'cmsg_align', 8),
+      sizeof_long: num(info.abi, 'sizeof_long', 8),
+    }));
     const c = info.constants;
     Object.assign(this, c);
     this.has_ipv6 = info.hasIpv6;
@@ -145,20 +169,68 @@ class SocketModuleImpl {
   }
 
   /** getaddrinfo(host, port, family=0, type=0, proto=0, flags=0), resolved on the broker host. */
-  async getaddrinfo(host: string | Buffer | null, port: string | number | Buffer | null, family = 0, type = 0, proto = 0, flags = 0): Promise<AddrInfo[]> {
-    let h: string | undefined;
-    if (host === null || host === undefined) h = undefined;
-    else if (typeof host === 'string') h = /^[\x00-\x7f]*$/.test(host) ? host : domainToASCII(host) || host;
-    else if (host instanceof Uint8Array) h = Buffer.from(host).toString('latin1');
-    else throw new TypeError('getaddrinfo() argument 1 must be string or None');
-    let p: string | undefined;
-    if (port === null || port === undefined) p = undefined;
-    else if (typeof port === 'number') p = String(toInt(port));
-    else if (typeof port === 'string') p = port;
-    else if (port instanceof Uint8Array) p = Buffer.from(port).toString('latin1');
-    else throw new errors.OSError('Int or String expected');
-    const res = await this.#t.getAddrInfo({ host: h, port: p, family: toInt(family), type: toInt(type), protocol: toInt(proto), flags: toInt(flags) });
-    return res.results.map((r) => [r.family, r.type, r.protocol, r.canonname, fromAddress(r.address)!]);
+  getaddrinfo(host: string | Buffer | null, port: string | number | Buffer | null, family: PyInt = 0, type: PyInt = 0, proto: PyInt = 0, flags: PyInt = 0): Promise<AddrInfo[]> {
+    return this.#netdb.getaddrinfo(host, port, family, type, proto, flags);
+  }
+
+  /** getnameinfo(sockaddr, flags): [host, port] (NI_* flags), from the broker host's view. */
+  getnameinfo(sockaddr: [string, number] | [string, number, number] | [string, number, number, number], flags: PyInt): Promise<[string, string]> {
+    return this.#netdb.getnameinfo(sockaddr, flags);
+  }
+
+  /** gethostbyname(hostname): IPv4 address text. */
+  gethostbyname(hostname: string | Buffer): Promise<string> {
+    return this.#netdb.gethostbyname(hostname);
+  }
+
+  /** gethostbyname_ex(hostname): [hostname, aliaslist, ipaddrlist]. */
+  gethostbynameEx(hostname: string | Buffer): Promise<HostTriple> {
+    return this.#netdb.gethostbynameEx(hostname);
+  }
+
+  /** gethostbyaddr(ip_address): [hostname, aliaslist, ipaddrlist]; socket.herror if unknown. */
+  gethostbyaddr(ipAddress: string | Buffer): Promise<HostTriple> {
+    return this.#netdb.gethostbyaddr(ipAddress);
+  }
+
+  /** gethostname(): the broker host's name. */
+  gethostname(): Promise<string> {
+    return this.#netdb.gethostname();
+  }
+
+  /** getfqdn(name = ''): a fully qualified name, found as Lib/socket.py does on the broker host. */
+  getfqdn(name = ''): Promise<string> {
+    return this.#netdb.getfqdn(name);
+  }
+
+  /** getservbyname(servicename, protocolname?): the port. */
+  getservbyname(servicename: string, protocolname?: string): Promise<number> {
+    return this.#netdb.getservbyname(servicename, protocolname);
+  }
+
+  /** getservbyport(port, protocolname?): the service name. */
+  getservbyport(port: PyInt, protocolname?: string): Promise<string> {
+    return this.#netdb.getservbyport(port, protocolname);
+  }
+
+  /** getprotobyname(protocolname): the protocol number. */
+  getprotobyname(protocolname: string): Promise<number> {
+    return this.#netdb.getprotobyname(protocolname);
+  }
+
+  /** if_nameindex(): [index, name] pairs of the broker host's interfaces. */
+  ifNameindex(): Promise<Array<[number, string]>> {
+    return this.#netdb.ifNameindex();
+  }
+
+  /** if_nametoindex(if_name): the interface index. */
+  ifNametoindex(ifName: string | Buffer): Promise<number> {
+    return this.#netdb.ifNametoindex(ifName);
+  }
+
+  /** if_indextoname(if_index): the interface name. */
+  ifIndextoname(ifIndex: PyInt): Promise<string> {
+    return this.#netdb.ifIndextoname(ifIndex);
   }
 
   getdefaulttimeout(): number | null {

@@ -155,6 +155,12 @@ export class Transport {
     return this.#unary((cb) => this.#netdbClient.getAddrInfo(req, this.#metadata, cb));
   }
 
+  /** A unary NetdbService call by its method name (getNameInfo, getHostByName, ...). */
+  netdb<Res>(method: string, req: object): Promise<Res> {
+    const fn = (this.#netdbClient as unknown as Record<string, Function>)[method]!;
+    return this.#unary((cb) => fn.call(this.#netdbClient, req, this.#metadata, cb));
+  }
+
   /** Ends the session (its sockets close) and the connection. */
   async close(): Promise<void> {
     if (this.#closed) return;

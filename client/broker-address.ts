@@ -10,11 +10,13 @@ function userSocket(uid: number, env: NodeJS.ProcessEnv): string {
   return join(dir, 'sockbroker.sock');
 }
 
-/** The gRPC target (unix:PATH) for a broker address, checking its syntax. */
+/** The gRPC target for a broker address (unix:/PATH or tcp:HOST:PORT), checking its syntax. */
 export function brokerTarget(address?: string, env = process.env): string {
   const text = address ?? env.SOCKBROKER_ADDRESS ?? defaultAddress(env);
-  if (!/^unix:.+/.test(text)) throw new TypeError(`unsupported broker address ${JSON.stringify(text)}: expected unix:PATH`);
-  return text;
+  if (/^unix:\/.+/.test(text)) return text;
+  const tcp = /^tcp:(\[[0-9a-fA-F:.]+\]|[^:[\]]+):(\d{1,5})$/.exec(text);
+  if (tcp) return `dns:${tcp[1]}:${tcp[2]}`.replace(/^dns:\[/, 'ipv6:[');
+  throw new TypeError(`unsupported broker address ${JSON.stringify(text)}: expected unix:/PATH or tcp:HOST:PORT`);
 }
 
 function defaultAddress(env: NodeJS.ProcessEnv): string {

@@ -4,4 +4,5 @@ export { Socket } from './socket.js';
 export { ntohs, htons, ntohl, htonl, inetAton, inetNtoa, inetPton, inetNtop, CMSG_LEN, CMSG_SPACE, type PyInt } from './pure.js';
 export type { HostTriple } from './netdb.js';
 export type { AddressTuple } from './address.js';
+export type { TransportOptions as ConnectOptions } from './transport.js';
 export * from './errors.js';

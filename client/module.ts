@@ -1,6 +1,6 @@
 // The socket module over a broker: what `import socket` gives a Python program. Constants come
 // from the broker host at connect; pure helpers run locally; everything else goes to the broker.
-import { Transport } from './transport.js';
+import { Transport, type TransportOptions } from './transport.js';
 import { brokerTarget } from './broker-address.js';
 import * as errors from './errors.js';
 import { fromAddress, toAddress, type AddressTuple, type Families } from './address.js';
@@ -280,9 +280,12 @@ class SocketModuleImpl {
 export type SocketModule = SocketModuleImpl & ModuleConstants;
 export { Socket };
 
-/** The analog of `import socket`: connects to a broker (unix:PATH; see README for defaults). */
-export async function connect(address?: string): Promise<SocketModule> {
-  const t = await Transport.open(brokerTarget(address));
+/**
+ * The analog of `import socket`: connects to a broker (unix:/PATH or tcp:HOST:PORT; see README
+ * for defaults) and opens a session.
+ */
+export async function connect(address?: string, options: TransportOptions = {}): Promise<SocketModule> {
+  const t = await Transport.open(brokerTarget(address), options);
   try {
     return new SocketModuleImpl(t, await t.moduleInfo()) as SocketModule;
   } catch (err) {

@@ -16,6 +16,16 @@ export type Op = Exclude<keyof CallRequest, 'callId' | 'cancel'>;
 type Req<K extends Op> = NonNullable<CallRequest[K]>;
 type Res<K extends Op> = NonNullable<CallResponse[K & keyof CallResponse]>;
 
+/** How to reach and authenticate to a broker. */
+export interface TransportOptions {
+  /** TLS for tcp: addresses: the CA that signed the broker's certificate, and a client certificate for mTLS. */
+  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer; serverName?: string };
+  /** Bearer token for a remote broker (sent as `authorization: Bearer TOKEN`). */
+  token?: string;
+  /** Ask for sockets in the broker host's network namespace (needs a grant for a caller in another one). */
+  hostNetwork?: boolean;
+}
+
 interface Pending {
   resolve: (res: any) => void;
   reject: (err: Error) => void;
@@ -37,7 +47,8 @@ export class Transport {
   #closed = false;
   sessionId = '';
 
-  private constructor(target: string) {
+  private constructor(target: string, opts: TransportOptions) {
+    if (opts.token) this.#metadata.set('authorization', `Bearer ${opts.token}`);
     const options: grpc.ChannelOptions = {
       'grpc.max_receive_message_length': -1,
       'grpc.max_send_message_length': -1,
@@ -45,7 +56,10 @@ export class Transport {
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc-node.flow_control_window': 4 << 20,
     };
-    const creds = grpc.credentials.createInsecure();
+    const creds = opts.tls
+      ? grpc.credentials.createSsl(opts.tls.ca ?? null, opts.tls.key ?? null, opts.tls.cert ?? null, opts.tls.serverName ? { checkServerIdentity: () => undefined } : {})
+      : grpc.credentials.createInsecure();
+    if (opts.tls?.serverName) options['grpc.ssl_target_name_override'] = opts.tls.serverName;
     this.#sessionClient = new SessionServiceClient(target, creds, options);
     // One channel for all three services: the same connection, so the same identity.
     const channelOverride = this.#sessionClient.getChannel();
@@ -54,10 +68,12 @@ export class Transport {
   }
 
   /** Connects, opens a session and its Call stream. */
-  static async open(target: string): Promise<Transport> {
-    const t = new Transport(target);
+  static async open(target: string, opts: TransportOptions = {}): Promise<Transport> {
+    const t = new Transport(target, opts);
     try {
-      const res = await t.#unary<{ sessionId: string }>((cb) => t.#sessionClient.openSession({ resumeSessionId: '' }, cb));
+      const res = await t.#unary<{ sessionId: string }>((cb) =>
+        t.#sessionClient.openSession({ resumeSessionId: '', hostNetwork: Boolean(opts.hostNetwork) }, t.#metadata, cb),
+      );
       t.sessionId = res.sessionId;
       t.#metadata.set(SESSION_METADATA, res.sessionId);
       t.#openStream();

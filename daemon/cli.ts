@@ -17,24 +17,34 @@ function seconds(value: string): number {
   return n;
 }
 
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
 program
   .command('serve')
   .description('run the broker daemon')
-  .option('--listen <address>', 'where to listen: unix:PATH (default: see README)')
+  .option('--listen <address>', 'unix:/PATH or tcp:HOST:PORT; repeatable (default: see README)', collect)
+  .option('--config <file>', 'policy file (YAML or JSON); default: the embedded deny-by-default policy')
   .option('--grace-period <seconds>', 'how long a session outlives its last stream', seconds, 30)
+  .option('--insecure-loopback', 'allow plain TCP (no TLS) on loopback addresses, for tests')
   .option('--log-level <level>', 'pino log level', process.env.SOCKBROKER_LOG_LEVEL ?? 'info')
-  .action(async (opts: { listen?: string; gracePeriod: number; logLevel: string }) => {
+  .action(async (opts: { listen?: string[]; config?: string; gracePeriod: number; insecureLoopback?: boolean; logLevel: string }) => {
     const log = createLogger(opts.logLevel);
     const { serve } = await import('./server.js');
-    const address = parseListenAddress(opts.listen ?? process.env.SOCKBROKER_ADDRESS ?? defaultListenAddress());
-    const mode = process.getuid?.() === 0 ? 0o666 : 0o600;
-    const server = await serve({ path: address.path, graceSeconds: opts.gracePeriod, mode, log });
+    const listen = (opts.listen ?? [process.env.SOCKBROKER_ADDRESS ?? defaultListenAddress()]).map((a) => parseListenAddress(a));
+    const server = await serve({
+      listen,
+      graceSeconds: opts.gracePeriod,
+      log,
+      ...(opts.config ? { configPath: opts.config } : {}),
+      insecureLoopback: Boolean(opts.insecureLoopback),
+    });
     const stop = (signal: string): void => {
       log.info({ event: 'signal', signal });
       server.shutdown().then(() => process.exit(0));
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => server.reload());
   });
 
 program.parseAsync().catch((err: Error) => {

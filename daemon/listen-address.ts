@@ -1,9 +1,7 @@
-// Broker addresses: `unix:PATH`. The same syntax is parsed by the SDK's connect().
+// Broker addresses: `unix:PATH` or `tcp:HOST:PORT` (IPv6 hosts in brackets). The SDK's
+// connect() takes the same syntax.
 import { join } from 'node:path';
-
-export interface ListenAddress {
-  path: string;
-}
+import type { Listen } from './server.js';
 
 /** The system broker's socket (a daemon run by root). */
 export const SYSTEM_SOCKET = '/run/sockbroker/sockbroker.sock';
@@ -15,8 +13,14 @@ export function defaultListenAddress(uid = process.getuid?.() ?? 0, env = proces
   return `unix:${join(dir, 'sockbroker.sock')}`;
 }
 
-export function parseListenAddress(text: string): ListenAddress {
-  const m = /^unix:(.+)$/.exec(text);
-  if (!m) throw new Error(`unsupported broker address ${JSON.stringify(text)}: expected unix:PATH`);
-  return { path: m[1]! };
+/**
+ * Parses one --listen value. A root daemon's Unix socket is 0666 (every local user may connect;
+ * the policy decides what each gets); a user's own daemon's is 0600.
+ */
+export function parseListenAddress(text: string, uid = process.getuid?.() ?? 0): Listen {
+  const unix = /^unix:(\/.+)$/.exec(text);
+  if (unix) return { kind: 'unix', path: unix[1]!, mode: uid === 0 ? 0o666 : 0o600 };
+  const tcp = /^tcp:(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
+  if (tcp && Number(tcp[3]) <= 65535) return { kind: 'tcp', host: tcp[1] ?? tcp[2]!, port: Number(tcp[3]) };
+  throw new Error(`unsupported broker address ${JSON.stringify(text)}: expected unix:/PATH or tcp:HOST:PORT`);
 }

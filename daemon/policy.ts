@@ -1,8 +1,8 @@
-// What a caller may do. Root in the daemon's own namespaces may do everything; every other
-// identity gets the safe default: ordinary TCP/UDP over IPv4/IPv6, ports >= 1024, an allowlist
-// of unprivileged socket options, AF_UNIX through socketpair only. A refusal carries the errno
-// the kernel gives an unprivileged caller for the same thing. The policy file (a later issue)
-// adds grants as more rules here; the call sites stay as they are.
+// What a caller may do. Root in the daemon's own namespaces may do everything. Every other
+// identity gets the safe default — ordinary TCP/UDP over IPv4/IPv6 in its own network namespace,
+// ports >= 1024, an allowlist of unprivileged socket options, AF_UNIX through socketpair only —
+// plus whatever the policy file's rules matching it grant. A refusal carries the errno the
+// kernel gives an unprivileged caller for the same thing and names the missing grant.
 import { linux as C, os as O } from '../native/constants.js';
 import type { Identity } from './identity.js';
 
@@ -10,79 +10,210 @@ import type { Identity } from './identity.js';
 export type Action =
   | { op: 'socket'; family: number; type: number; protocol: number; pair: boolean }
   | { op: 'bind'; family: number; port: number }
-  | { op: 'setsockopt'; level: number; name: number; value: number | Buffer };
+  | { op: 'setsockopt'; level: number; name: number; value: number | Buffer }
+  | { op: 'unix'; path: Buffer; syscall: 'bind' | 'connect' | 'sendto' }
+  | { op: 'host-network' };
 
-export type Decision = { allowed: true } | { allowed: false; errno: 'EPERM' | 'EACCES'; what: string };
+/** Allowed (naming what allowed it, for the audit log), or refused with the kernel's errno. */
+export type Decision =
+  | { allowed: true; by: string; privileged: boolean }
+  | { allowed: false; errno: 'EPERM' | 'EACCES'; what: string; grant: string };
 
-const ALLOW: Decision = { allowed: true };
+/** A socket a grant allows: '*' matches any value. */
+export interface SocketGrant {
+  family: number | '*';
+  type: number | '*';
+  protocol: number | '*';
+}
 
-const deny = (errno: 'EPERM' | 'EACCES', what: string): Decision => ({ allowed: false, errno, what });
+/** What a rule grants beyond the default. */
+export interface Grant {
+  sockets: SocketGrant[];
+  /** Inclusive port ranges below 1024 that may be bound. */
+  ports: Array<[number, number]>;
+  /** Privileged socket options, as 'level:name'. */
+  options: Set<string>;
+  interfaces: string[];
+  promiscuous: boolean;
+  sethostname: boolean;
+  /** Glob patterns of AF_UNIX paths (checked again by the kernel with the caller's ids). */
+  unixPaths: string[];
+  /** Glob patterns of abstract AF_UNIX names (without the leading NUL). */
+  unixAbstract: string[];
+  netlink: number[];
+  hostNetwork: boolean;
+  share: boolean;
+  canIds: Array<[number, number]>;
+}
 
-const opt = (level: number | undefined, ...names: Array<number | undefined>): Array<[number, number]> =>
-  level === undefined ? [] : names.filter((n): n is number => n !== undefined).map((n) => [level, n]);
+export interface Quotas {
+  socketsPerSession: number;
+  sessionsPerIdentity: number;
+  bytesPerCall: number;
+  bufferedBytes: number;
+}
+
+/** Which identities a rule applies to; every key given must match. */
+export interface Match {
+  uids?: number[];
+  gids?: number[];
+  netns?: string[];
+  local?: boolean;
+  subjects?: string[];
+  tokens?: string[];
+}
+
+export interface Rule {
+  name: string;
+  match: Match;
+  grant: Grant;
+  quotas: Partial<Quotas>;
+}
+
+export interface Policy {
+  rules: Rule[];
+  /** Quotas for identities no rule raises. */
+  quotas: Quotas;
+}
+
+export function emptyGrant(): Grant {
+  return {
+    sockets: [], ports: [], options: new Set(), interfaces: [], promiscuous: false, sethostname: false,
+    unixPaths: [], unixAbstract: [], netlink: [], hostNetwork: false, share: false, canIds: [],
+  };
+}
+
+const opt = (level: number | undefined, ...names: Array<number | undefined>): string[] =>
+  level === undefined ? [] : names.filter((n): n is number => n !== undefined).map((n) => `${level}:${n}`);
 
 // Options an unprivileged process may set on its own sockets, with no effect beyond them.
-const UNPRIVILEGED_OPTIONS = new Set(
-  [
-    ...opt(C.SOL_SOCKET, C.SO_REUSEADDR, C.SO_REUSEPORT, C.SO_KEEPALIVE, C.SO_LINGER, C.SO_RCVBUF,
-      C.SO_SNDBUF, C.SO_BROADCAST, C.SO_OOBINLINE, C.SO_RCVLOWAT, C.SO_SNDLOWAT, C.SO_RCVTIMEO,
-      C.SO_SNDTIMEO, C.SO_PRIORITY, C.SO_PASSCRED, O.SO_TIMESTAMP, O.SO_TIMESTAMPNS, C.SO_DONTROUTE),
-    ...opt(C.IPPROTO_TCP, C.TCP_NODELAY, C.TCP_MAXSEG, C.TCP_CORK, C.TCP_KEEPIDLE, C.TCP_KEEPINTVL,
-      C.TCP_KEEPCNT, C.TCP_SYNCNT, C.TCP_LINGER2, C.TCP_DEFER_ACCEPT, C.TCP_WINDOW_CLAMP,
-      C.TCP_QUICKACK, C.TCP_USER_TIMEOUT, C.TCP_FASTOPEN, C.TCP_NOTSENT_LOWAT),
-    ...opt(C.IPPROTO_IP, C.IP_TOS, C.IP_TTL, C.IP_MULTICAST_TTL, C.IP_MULTICAST_LOOP, C.IP_MULTICAST_IF,
-      C.IP_ADD_MEMBERSHIP, C.IP_DROP_MEMBERSHIP, C.IP_RECVTOS, C.IP_RECVTTL, C.IP_PKTINFO,
-      C.IP_RECVERR, O.IP_MTU_DISCOVER, C.IP_RECVOPTS, C.IP_RETOPTS),
-    ...opt(C.IPPROTO_IPV6, C.IPV6_V6ONLY, C.IPV6_UNICAST_HOPS, C.IPV6_MULTICAST_HOPS,
-      C.IPV6_MULTICAST_LOOP, C.IPV6_MULTICAST_IF, C.IPV6_JOIN_GROUP, C.IPV6_LEAVE_GROUP,
-      C.IPV6_RECVPKTINFO, C.IPV6_TCLASS, C.IPV6_RECVTCLASS, C.IPV6_RECVHOPLIMIT, C.IPV6_RECVERR),
-  ].map(([l, n]) => `${l}:${n}`),
-);
+const UNPRIVILEGED_OPTIONS = new Set([
+  ...opt(C.SOL_SOCKET, C.SO_REUSEADDR, C.SO_REUSEPORT, C.SO_KEEPALIVE, C.SO_LINGER, C.SO_RCVBUF,
+    C.SO_SNDBUF, C.SO_BROADCAST, C.SO_OOBINLINE, C.SO_RCVLOWAT, C.SO_SNDLOWAT, C.SO_RCVTIMEO,
+    C.SO_SNDTIMEO, C.SO_PRIORITY, C.SO_PASSCRED, O.SO_TIMESTAMP, O.SO_TIMESTAMPNS, C.SO_DONTROUTE),
+  ...opt(C.IPPROTO_TCP, C.TCP_NODELAY, C.TCP_MAXSEG, C.TCP_CORK, C.TCP_KEEPIDLE, C.TCP_KEEPINTVL,
+    C.TCP_KEEPCNT, C.TCP_SYNCNT, C.TCP_LINGER2, C.TCP_DEFER_ACCEPT, C.TCP_WINDOW_CLAMP,
+    C.TCP_QUICKACK, C.TCP_USER_TIMEOUT, C.TCP_FASTOPEN, C.TCP_NOTSENT_LOWAT),
+  ...opt(C.IPPROTO_IP, C.IP_TOS, C.IP_TTL, C.IP_MULTICAST_TTL, C.IP_MULTICAST_LOOP, C.IP_MULTICAST_IF,
+    C.IP_ADD_MEMBERSHIP, C.IP_DROP_MEMBERSHIP, C.IP_RECVTOS, C.IP_RECVTTL, C.IP_PKTINFO,
+    C.IP_RECVERR, O.IP_MTU_DISCOVER, C.IP_RECVOPTS, C.IP_RETOPTS),
+  ...opt(C.IPPROTO_IPV6, C.IPV6_V6ONLY, C.IPV6_UNICAST_HOPS, C.IPV6_MULTICAST_HOPS,
+    C.IPV6_MULTICAST_LOOP, C.IPV6_MULTICAST_IF, C.IPV6_JOIN_GROUP, C.IPV6_LEAVE_GROUP,
+    C.IPV6_RECVPKTINFO, C.IPV6_TCLASS, C.IPV6_RECVTCLASS, C.IPV6_RECVHOPLIMIT, C.IPV6_RECVERR),
+]);
 
 const ORDINARY_PROTOCOLS: Record<number, number[]> = {
-  [C.SOCK_STREAM!]: [0, C.IPPROTO_TCP!],
-  [C.SOCK_DGRAM!]: [0, C.IPPROTO_UDP!],
+  [C.SOCK_STREAM]: [0, C.IPPROTO_TCP],
+  [C.SOCK_DGRAM]: [0, C.IPPROTO_UDP],
 };
 
 // SO_PRIORITY above 6 needs CAP_NET_ADMIN in the kernel.
 const MAX_UNPRIVILEGED_PRIORITY = 6;
 
-function checkSocket(a: Extract<Action, { op: 'socket' }>): Decision {
-  if (a.family === C.AF_UNIX) {
-    return a.pair ? ALLOW : deny('EPERM', 'AF_UNIX sockets are available through socketpair() only');
-  }
-  if (a.family !== C.AF_INET && a.family !== C.AF_INET6) {
-    return deny('EPERM', `address family ${a.family} needs a grant`);
-  }
-  if (a.type === C.SOCK_RAW) return deny('EPERM', 'raw sockets (SOCK_RAW) need a grant');
-  const protocols = ORDINARY_PROTOCOLS[a.type];
-  if (!protocols) return deny('EPERM', `socket type ${a.type} needs a grant`);
-  if (!protocols.includes(a.protocol)) return deny('EPERM', `protocol ${a.protocol} needs a grant`);
-  return ALLOW;
-}
-
-function checkSetsockopt(a: Extract<Action, { op: 'setsockopt' }>): Decision {
-  if (!UNPRIVILEGED_OPTIONS.has(`${a.level}:${a.name}`)) {
-    return deny('EPERM', `setsockopt(level ${a.level}, option ${a.name}) is not in the unprivileged allowlist`);
-  }
-  if (a.level === C.SOL_SOCKET && a.name === C.SO_PRIORITY) {
-    const v = typeof a.value === 'number' ? a.value : a.value.length >= 4 ? a.value.readInt32LE(0) : 0;
-    if (v < 0 || v > MAX_UNPRIVILEGED_PRIORITY) return deny('EPERM', `SO_PRIORITY ${v} needs a grant`);
-  }
-  return ALLOW;
-}
-
-/** Rules on `action` for `identity`. */
-export function decide(identity: Identity, action: Action): Decision {
-  if (identity.hostRoot) return ALLOW;
-  switch (action.op) {
-    case 'socket':
-      return checkSocket(action);
+/** The default's verdict: null when allowed, else what is missing. */
+function defaultRefusal(a: Action): { errno: 'EPERM' | 'EACCES'; what: string; grant: string } | null {
+  switch (a.op) {
+    case 'socket': {
+      if (a.family === C.AF_UNIX) {
+        return a.pair ? null : { errno: 'EPERM', what: 'AF_UNIX sockets are available through socketpair() only', grant: 'unix_paths' };
+      }
+      if (a.family !== C.AF_INET && a.family !== C.AF_INET6) {
+        return { errno: 'EPERM', what: `address family ${a.family} needs a grant`, grant: 'sockets' };
+      }
+      if (a.type === C.SOCK_RAW) return { errno: 'EPERM', what: 'raw sockets (SOCK_RAW) need a grant', grant: 'sockets' };
+      const protocols = ORDINARY_PROTOCOLS[a.type];
+      if (!protocols) return { errno: 'EPERM', what: `socket type ${a.type} needs a grant`, grant: 'sockets' };
+      if (!protocols.includes(a.protocol)) return { errno: 'EPERM', what: `protocol ${a.protocol} needs a grant`, grant: 'sockets' };
+      return null;
+    }
     case 'bind':
-      return action.port !== 0 && action.port < 1024
-        ? deny('EACCES', `binding port ${action.port} (below 1024) needs a grant`)
-        : ALLOW;
-    case 'setsockopt':
-      return checkSetsockopt(action);
+      return a.port !== 0 && a.port < 1024
+        ? { errno: 'EACCES', what: `binding port ${a.port} (below 1024) needs a grant`, grant: 'ports' }
+        : null;
+    case 'setsockopt': {
+      if (!UNPRIVILEGED_OPTIONS.has(`${a.level}:${a.name}`)) {
+        return { errno: 'EPERM', what: `setsockopt(level ${a.level}, option ${a.name}) is not in the unprivileged allowlist`, grant: 'options' };
+      }
+      if (a.level === C.SOL_SOCKET && a.name === C.SO_PRIORITY) {
+        const v = typeof a.value === 'number' ? a.value : a.value.length >= 4 ? a.value.readInt32LE(0) : 0;
+        if (v < 0 || v > MAX_UNPRIVILEGED_PRIORITY) return { errno: 'EPERM', what: `SO_PRIORITY ${v} needs a grant`, grant: 'options' };
+      }
+      return null;
+    }
+    case 'unix': {
+      const abstract = a.path.length > 0 && a.path[0] === 0;
+      return {
+        errno: 'EPERM',
+        what: `${a.syscall} on the AF_UNIX ${abstract ? 'abstract name' : 'path'} ${JSON.stringify(printable(a.path))} needs a grant`,
+        grant: abstract ? 'unix_abstract' : 'unix_paths',
+      };
+    }
+    case 'host-network':
+      return { errno: 'EPERM', what: "the host's network namespace needs a grant", grant: 'host_network' };
   }
+}
+
+function printable(path: Buffer): string {
+  return (path[0] === 0 ? '@' + path.subarray(1).toString('latin1') : path.toString('utf8')).replace(/[^\x20-\x7e]/g, '?');
+}
+
+/** Shell-style glob (`*`, `?`) to a RegExp matching the whole string. */
+export function globToRegExp(glob: string): RegExp {
+  const src = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${src}$`);
+}
+
+const any = (v: number | '*', x: number): boolean => v === '*' || v === x;
+
+function grantAllows(g: Grant, a: Action): boolean {
+  switch (a.op) {
+    case 'socket':
+      if (a.family === C.AF_UNIX) return g.unixPaths.length > 0 || g.unixAbstract.length > 0;
+      if (a.family === C.AF_NETLINK && g.netlink.includes(a.protocol)) return true;
+      return g.sockets.some((s) => any(s.family, a.family) && any(s.type, a.type) && any(s.protocol, a.protocol));
+    case 'bind':
+      return g.ports.some(([lo, hi]) => a.port >= lo && a.port <= hi);
+    case 'setsockopt':
+      return g.options.has(`${a.level}:${a.name}`);
+    case 'unix': {
+      const abstract = a.path.length > 0 && a.path[0] === 0;
+      const name = abstract ? a.path.subarray(1).toString('latin1') : a.path.toString('utf8');
+      return (abstract ? g.unixAbstract : g.unixPaths).some((p) => globToRegExp(p).test(name));
+    }
+    case 'host-network':
+      return g.hostNetwork;
+  }
+}
+
+export function matches(m: Match, id: Identity): boolean {
+  if (m.local !== undefined && m.local !== (id.kind === 'local')) return false;
+  if (m.uids && (id.kind !== 'local' || !m.uids.includes(id.uid))) return false;
+  if (m.gids && (id.kind !== 'local' || !m.gids.some((g) => g === id.gid || id.groups.includes(g)))) return false;
+  if (m.netns && !m.netns.includes(id.netNs)) return false;
+  if (m.subjects && (id.subject === undefined || !m.subjects.includes(id.subject))) return false;
+  if (m.tokens && (id.token === undefined || !m.tokens.includes(id.token))) return false;
+  return true;
+}
+
+/** The default policy: no rules, the default quotas. */
+export function defaultPolicy(quotas: Quotas): Policy {
+  return { rules: [], quotas };
+}
+
+/** Rules on `action` for `identity` under `policy`. */
+export function decide(policy: Policy, identity: Identity, action: Action): Decision {
+  const refusal = defaultRefusal(action);
+  if (identity.hostRoot) return { allowed: true, by: 'host-root', privileged: refusal !== null };
+  if (!refusal) return { allowed: true, by: 'default', privileged: false };
+  for (const rule of policy.rules) {
+    if (matches(rule.match, identity) && grantAllows(rule.grant, action)) return { allowed: true, by: rule.name, privileged: true };
+  }
+  return { allowed: false, ...refusal };
+}
+
+/** The quotas for `identity`: the default, overridden field by field by matching rules in file order. */
+export function quotasFor(policy: Policy, identity: Identity): Quotas {
+  const q = { ...policy.quotas };
+  for (const rule of policy.rules) if (matches(rule.match, identity)) Object.assign(q, rule.quotas);
+  return q;
 }

@@ -5,15 +5,13 @@ import type { Metadata, ServerUnaryCall, sendUnaryData, ServerDuplexStream } fro
 import { status as Code } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { BrokerError, sessionError, toBrokerError, toServiceError, toStatus } from './errors.js';
-import type { Identity } from './identity.js';
+import { remoteIdentity, type Identity } from './identity.js';
+import { tokenDigest } from './policy-file.js';
 import type { Session, Sessions } from './sessions.js';
 import type { CallContext } from './socket-ops.js';
 import type { CallRequest, CallResponse } from '../proto/gen/sockbroker/v1/socket.js';
 
 export const SESSION_METADATA = 'sockbroker-session';
-
-/** Maps a connection tag (what call.getPeer() returns) to the identity read at accept. */
-export type PeerTable = Map<string, Identity>;
 
 export class CancelledError extends BrokerError {
   constructor(why = 'call cancelled') {
@@ -21,14 +19,58 @@ export class CancelledError extends BrokerError {
   }
 }
 
-export function identityOf(peers: PeerTable, call: { getPeer(): string }): Identity {
-  const identity = peers.get(call.getPeer());
-  if (!identity) throw sessionError('caller identity unknown', Code.UNAUTHENTICATED);
-  return identity;
+/** A connection as the daemon accepted it. */
+export type Peer =
+  | { kind: 'local'; identity: Identity; netns: string | null }
+  | { kind: 'remote'; identity: Identity | null; address: string };
+
+/**
+ * Connections by tag (what call.getPeer() returns), and how a call's identity is found: local
+ * callers by the credentials read at accept; remote callers by their verified certificate, or
+ * else by a bearer token (`authorization: Bearer TOKEN` metadata) listed in the config.
+ */
+export class Peers {
+  readonly #byTag = new Map<string, Peer>();
+  /** sha256(token) hex → token name; replaced on reload. */
+  tokens = new Map<string, string>();
+
+  add(tag: string, peer: Peer): void {
+    this.#byTag.set(tag, peer);
+  }
+
+  remove(tag: string): Peer | undefined {
+    const peer = this.#byTag.get(tag);
+    this.#byTag.delete(tag);
+    return peer;
+  }
+
+  values(): IterableIterator<Peer> {
+    return this.#byTag.values();
+  }
+
+  peerOf(call: { getPeer(): string }): Peer {
+    const peer = this.#byTag.get(call.getPeer());
+    if (!peer) throw sessionError('caller identity unknown', Code.UNAUTHENTICATED);
+    return peer;
+  }
+
+  identityOf(call: { getPeer(): string; metadata: Metadata }): Identity {
+    const peer = this.peerOf(call);
+    if (peer.identity) return peer.identity;
+    const auth = call.metadata.get('authorization')[0];
+    const m = typeof auth === 'string' ? /^Bearer ([\x21-\x7e]{1,4096})$/.exec(auth) : null;
+    const name = m ? this.tokens.get(tokenDigest(m[1]!)) : undefined;
+    if (!name) throw sessionError('remote callers need a client certificate from the configured CA or a valid bearer token', Code.UNAUTHENTICATED);
+    return remoteIdentity({ token: name });
+  }
 }
 
-export function sessionOf(sessions: Sessions, peers: PeerTable, call: { getPeer(): string; metadata: Metadata }): Session {
-  const identity = identityOf(peers, call);
+export function identityOf(peers: Peers, call: { getPeer(): string; metadata: Metadata }): Identity {
+  return peers.identityOf(call);
+}
+
+export function sessionOf(sessions: Sessions, peers: Peers, call: { getPeer(): string; metadata: Metadata }): Session {
+  const identity = peers.identityOf(call);
   const id = call.metadata.get(SESSION_METADATA)[0];
   if (typeof id !== 'string' || !/^[0-9a-f]{32}$/.test(id)) {
     throw sessionError(`missing or malformed ${SESSION_METADATA} metadata`, Code.UNAUTHENTICATED);
@@ -45,7 +87,7 @@ function logUnexpected(log: Logger, err: unknown, op: string): void {
 /** A grpc-js unary handler running `handler` in the caller's session. */
 export function unary<Req, Res>(
   sessions: Sessions,
-  peers: PeerTable,
+  peers: Peers,
   log: Logger,
   op: string,
   handler: Handler<Req, Res>,
@@ -76,10 +118,12 @@ export function unary<Req, Res>(
 /** The Call stream: envelopes in, results out in completion order, per-call cancellation. */
 export function callStream(
   sessions: Sessions,
-  peers: PeerTable,
+  peers: Peers,
   log: Logger,
   maxPending: number,
   handlers: Record<string, Handler<any, any>>,
+  /** Open streams' abort functions: shutdown fails every pending call with its reason. */
+  live: Set<(reason: BrokerError) => void>,
 ): (stream: ServerDuplexStream<CallRequest, CallResponse>) => void {
   const ops = Object.keys(handlers);
   return (stream) => {
@@ -93,10 +137,15 @@ export function callStream(
     sessions.attach(session);
     const pending = new Map<number, { ac: AbortController; ctx: CallContext }>();
     let open = true;
+    const abortAll = (reason: BrokerError): void => {
+      for (const { ac } of pending.values()) ac.abort(reason);
+    };
+    live.add(abortAll);
     const finish = (): void => {
       if (!open) return;
       open = false;
-      for (const { ac } of pending.values()) ac.abort(new CancelledError('stream ended'));
+      live.delete(abortAll);
+      abortAll(new CancelledError('stream ended'));
       sessions.detach(session);
     };
     const write = (res: CallResponse): void => {
@@ -144,3 +193,6 @@ export function callStream(
     stream.on('close', finish);
   };
 }
+
+/** @deprecated name kept for the services that still say it. */
+export type PeerTable = Peers;

@@ -1,9 +1,10 @@
-// The daemon: a grpc-js server fed by our own net.Server on a Unix socket, so the caller's
-// identity is read from each accepted connection (SO_PEERCRED) before grpc-js sees it. The
-// connection's remoteAddress is set to a per-connection tag, which call.getPeer() returns in
-// every handler of that connection.
+// The daemon: a grpc-js server fed by our own listeners, so each caller's identity is read from
+// its connection before grpc-js sees it — SO_PEERCRED and namespaces for Unix-socket callers,
+// the verified client certificate for TLS callers. The connection's remoteAddress is set to a
+// per-connection tag, which call.getPeer() returns in every handler of that connection.
 import net from 'node:net';
-import { chmodSync, existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import tls from 'node:tls';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -13,28 +14,42 @@ import { SocketServiceService, type SocketServiceServer } from '../proto/gen/soc
 import { NetdbServiceService } from '../proto/gen/sockbroker/v1/netdb.js';
 import { Reactor } from './reactor.js';
 import { Sessions } from './sessions.js';
-import { SocketOps } from './socket-ops.js';
-import { callStream, unary, type PeerTable } from './rpc.js';
+import { SocketOps, type Broker } from './socket-ops.js';
+import { callStream, unary, Peers, type Peer } from './rpc.js';
 import { sessionService } from './session-service.js';
 import { netdbService } from './netdb-service.js';
-import { identify, describe } from './identity.js';
+import { identifyLocal, remoteIdentity, describe } from './identity.js';
 import { DEFAULT_LIMITS, type Limits } from './limits.js';
+import { BrokerError, sessionError } from './errors.js';
+import { NetnsRegistry } from './netns.js';
+import { defaultPolicy, type Quotas } from './policy.js';
+import { loadPolicyFile, type PolicyConfig } from './policy-file.js';
+import { status as Code } from '@grpc/grpc-js';
+
+/** Where to listen: a Unix socket path, or TCP (TLS unless plaintext is explicitly allowed on loopback). */
+export type Listen = { kind: 'unix'; path: string; mode: number } | { kind: 'tcp'; host: string; port: number };
 
 export interface ServeOptions {
-  /** Unix socket path to listen on. */
-  path: string;
+  listen: Listen[];
   /** Seconds a session outlives its last stream. */
   graceSeconds: number;
-  /** Socket file mode (0o666 for a system daemon, 0o600 for a per-user one). */
-  mode: number;
+  /** Policy file (YAML/JSON); unset = the embedded deny-by-default policy. */
+  configPath?: string;
+  /** Allow TCP without TLS (only on loopback addresses; for tests). */
+  insecureLoopback?: boolean;
   limits?: Partial<Limits>;
+  /** Most connections one identity may hold at once. */
+  maxConnectionsPerIdentity?: number;
   log: Logger;
 }
 
 export interface RunningServer {
-  path: string;
+  /** Bound addresses, e.g. unix:/run/... and tcp:127.0.0.1:PORT. */
+  addresses: string[];
   sessions: Sessions;
   reactor: Reactor;
+  /** Re-reads the policy file; a bad file keeps the old policy (and says why). */
+  reload(): boolean;
   /** Drains: stops accepting, fails pending calls, closes every socket, stops the reactor. */
   shutdown(): Promise<void>;
 }
@@ -53,13 +68,6 @@ function raiseFdLimit(log: Logger): number {
   return soft;
 }
 
-function prepareSocketPath(path: string): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
-  if (!existsSync(path)) return;
-  if (!lstatSync(path).isSocket()) throw new Error(`${path} exists and is not a socket`);
-  unlinkSync(path); // a stale socket of a previous run; a live daemon is caught by the probe in serve()
-}
-
 async function inUse(path: string): Promise<boolean> {
   if (!existsSync(path)) return false;
   return new Promise((resolve) => {
@@ -71,23 +79,51 @@ async function inUse(path: string): Promise<boolean> {
   });
 }
 
+async function prepareSocketPath(path: string): Promise<void> {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+  if (!existsSync(path)) return;
+  if (!lstatSync(path).isSocket()) throw new Error(`${path} exists and is not a socket`);
+  if (await inUse(path)) throw new Error(`another broker is listening on ${path}`);
+  unlinkSync(path); // a stale socket of a previous run
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
+function quotasOf(limits: Limits): Quotas {
+  return {
+    socketsPerSession: limits.maxSockets,
+    sessionsPerIdentity: limits.maxSessionsPerIdentity,
+    bytesPerCall: limits.maxSendBytes,
+    bufferedBytes: limits.maxRecvBytes,
+  };
+}
+
 export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const { log } = opts;
   const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const defaults = quotasOf(limits);
+  let config: PolicyConfig = opts.configPath
+    ? loadPolicyFile(opts.configPath, defaults)
+    : { policy: defaultPolicy(defaults), tokens: new Map() };
   const nofile = raiseFdLimit(log);
-  if (await inUse(opts.path)) throw new Error(`another broker is listening on ${opts.path}`);
+  const maxConns = opts.maxConnectionsPerIdentity ?? 64;
 
   const reactor = new Reactor();
+  const netns = new NetnsRegistry();
+  const peers = new Peers();
+  peers.tokens = config.tokens;
   let ops!: SocketOps;
   const sessions = new Sessions({
     graceMs: opts.graceSeconds * 1000,
-    maxSockets: limits.maxSockets,
-    maxSessionsPerIdentity: limits.maxSessionsPerIdentity,
     log,
     closeEntry: (table, entry) => ops.closeEntry(table, entry),
+    releaseNetns: (id) => netns.release(id),
   });
-  ops = new SocketOps({ reactor, sessions, limits, log });
-  const peers: PeerTable = new Map();
+  const broker: Broker = { reactor, sessions, limits, log, policy: config.policy, netns };
+  ops = new SocketOps(broker);
+  const live = new Set<(reason: BrokerError) => void>();
 
   const server = new grpc.Server({
     'grpc.max_concurrent_streams': 256,
@@ -135,48 +171,129 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     getSockName: u('getSockName'),
     getPeerName: u('getPeerName'),
     poll: u('poll'),
-    call: callStream(sessions, peers, log, limits.maxPendingCalls, handlers),
+    call: callStream(sessions, peers, log, limits.maxPendingCalls, handlers, live),
   };
-  server.addService(SessionServiceService, sessionService(sessions, peers, limits, log) as any);
+  server.addService(SessionServiceService, sessionService({ sessions, peers, limits, log, netns, policy: () => broker.policy }) as any);
   server.addService(SocketServiceService, socketService as any);
   server.addService(NetdbServiceService, netdbService(peers) as any);
 
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const perIdentity = new Map<string, number>();
   let nextConn = 0;
-  const netServer = net.createServer((sock) => {
-    const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    let identity;
-    try {
-      if (fd === undefined || fd < 0) throw new Error('no fd');
-      identity = identify(fd);
-    } catch (err) {
-      log.warn({ event: 'connection.refused', err: String(err) });
+
+  /** Hands an identified connection to grpc-js, or refuses it when its identity is at its cap. */
+  const admit = (sock: net.Socket, peer: Peer, capKey: string): void => {
+    const count = perIdentity.get(capKey) ?? 0;
+    if (count >= maxConns) {
+      log.warn({ event: 'connection.refused', why: `more than ${maxConns} connections`, key: capKey });
+      if (peer.kind === 'local' && peer.netns !== null) netns.release(peer.netns);
       sock.destroy();
       return;
     }
+    perIdentity.set(capKey, count + 1);
     const tag = `conn-${++nextConn}`;
     Object.defineProperty(sock, 'remoteAddress', { value: tag });
-    peers.set(tag, identity);
-    sock.on('close', () => peers.delete(tag));
-    log.debug({ event: 'connection', tag, ...describe(identity) });
+    peers.add(tag, peer);
+    sock.once('close', () => {
+      const p = peers.remove(tag);
+      if (p?.kind === 'local' && p.netns !== null) netns.release(p.netns);
+      const n = (perIdentity.get(capKey) ?? 1) - 1;
+      if (n > 0) perIdentity.set(capKey, n);
+      else perIdentity.delete(capKey);
+    });
     injector.injectConnection(sock);
-  });
-  prepareSocketPath(opts.path);
-  await new Promise<void>((resolve, reject) => {
-    netServer.once('error', reject);
-    netServer.listen(opts.path, () => resolve());
-  });
-  chmodSync(opts.path, opts.mode);
-  log.info({ event: 'listening', path: opts.path, mode: opts.mode.toString(8), nofile, graceSeconds: opts.graceSeconds });
+  };
+
+  const onLocal = (sock: net.Socket): void => {
+    const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    try {
+      if (fd === undefined || fd < 0) throw new Error('no fd');
+      const { identity, netnsFd } = identifyLocal(fd);
+      const ns = netnsFd >= 0 ? netns.acquire(identity.netNs, netnsFd) : null;
+      log.debug({ event: 'connection', ...describe(identity) });
+      admit(sock, { kind: 'local', identity, netns: ns }, identity.key);
+    } catch (err) {
+      log.warn({ event: 'connection.refused', err: String(err) });
+      sock.destroy();
+    }
+  };
+
+  const listeners: Array<net.Server> = [];
+  const addresses: string[] = [];
+  for (const l of opts.listen) {
+    if (l.kind === 'unix') {
+      await prepareSocketPath(l.path);
+      const srv = net.createServer(onLocal);
+      await new Promise<void>((resolve, reject) => {
+        srv.once('error', reject);
+        srv.listen(l.path, () => resolve());
+      });
+      chmodSync(l.path, l.mode);
+      listeners.push(srv);
+      addresses.push(`unix:${l.path}`);
+      continue;
+    }
+    let srv: net.Server;
+    if (config.tls) {
+      const t = config.tls;
+      srv = tls.createServer(
+        {
+          cert: readFileSync(t.cert),
+          key: readFileSync(t.key),
+          ...(t.ca ? { ca: readFileSync(t.ca), requestCert: true } : {}),
+          // An unverified certificate is not refused here: such a caller may still present a token.
+          rejectUnauthorized: false,
+          ALPNProtocols: ['h2'],
+          minVersion: 'TLSv1.2',
+        },
+        (sock) => {
+          const cert = sock.authorized ? sock.getPeerCertificate() : null;
+          const subject = cert?.subject ? Object.entries(cert.subject).map(([k, v]) => `${k}=${v}`).join(',') : undefined;
+          const identity = subject ? remoteIdentity({ subject }) : null;
+          log.debug({ event: 'connection.tls', subject, authorized: sock.authorized, from: sock.remoteAddress });
+          admit(sock, { kind: 'remote', identity, address: sock.remoteAddress ?? '' }, identity?.key ?? `ip:${sock.remoteAddress}`);
+        },
+      );
+      srv.on('tlsClientError', (err) => log.warn({ event: 'connection.tls_error', err: err.message }));
+    } else {
+      if (!opts.insecureLoopback || !isLoopback(l.host)) {
+        throw new Error(`tcp:${l.host}:${l.port} needs TLS (a tls section in the config); plain TCP is allowed only on loopback with --insecure-loopback`);
+      }
+      srv = net.createServer((sock) => admit(sock, { kind: 'remote', identity: null, address: sock.remoteAddress ?? '' }, `ip:${sock.remoteAddress}`));
+    }
+    await new Promise<void>((resolve, reject) => {
+      srv.once('error', reject);
+      srv.listen(l.port, l.host, () => resolve());
+    });
+    const a = srv.address() as net.AddressInfo;
+    listeners.push(srv);
+    addresses.push(`tcp:${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`);
+  }
+  log.info({ event: 'listening', addresses, nofile, graceSeconds: opts.graceSeconds, policy: opts.configPath ?? 'default', rules: config.policy.rules.length });
 
   let stopping: Promise<void> | undefined;
   return {
-    path: opts.path,
+    addresses,
     sessions,
     reactor,
+    reload() {
+      if (!opts.configPath) return true;
+      try {
+        config = loadPolicyFile(opts.configPath, defaults);
+      } catch (err) {
+        log.error({ event: 'policy.reload_failed', err: (err as Error).message });
+        return false;
+      }
+      broker.policy = config.policy;
+      peers.tokens = config.tokens;
+      log.info({ event: 'policy.reloaded', path: opts.configPath, rules: config.policy.rules.length });
+      return true;
+    },
     shutdown() {
       stopping ??= (async () => {
-        netServer.close();
+        for (const l of listeners) l.close();
+        const reason = sessionError('broker shutting down', Code.UNAVAILABLE);
+        for (const abort of live) abort(reason);
         await sessions.endAll('broker shutting down');
         injector.drain(1000);
         await new Promise<void>((resolve) => {
@@ -191,10 +308,14 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
         });
         injector.destroy();
         await reactor.stop();
-        try {
-          unlinkSync(opts.path);
-        } catch {
-          // already gone
+        netns.closeAll();
+        for (const l of opts.listen) {
+          if (l.kind !== 'unix') continue;
+          try {
+            unlinkSync(l.path);
+          } catch {
+            // already gone
+          }
         }
         log.info({ event: 'stopped' });
       })();

@@ -7,7 +7,11 @@ import * as libc from '../native/libc.js';
 import { winsock } from './winsock.js';
 import type { SessionServiceServer, KeepAliveRequest, KeepAliveResponse, GetModuleInfoResponse } from '../proto/gen/sockbroker/v1/session.js';
 import { toBrokerError, toServiceError } from './errors.js';
-import { identityOf, sessionOf, type PeerTable } from './rpc.js';
+import { sessionOf, type Peers } from './rpc.js';
+import { decide, quotasFor, type Policy } from './policy.js';
+import { describe } from './identity.js';
+import type { NetnsRegistry } from './netns.js';
+import { osErrorNamed } from './errors.js';
 import type { Sessions } from './sessions.js';
 import type { Limits } from './limits.js';
 
@@ -29,15 +33,43 @@ export function moduleInfo(limits: Limits): GetModuleInfoResponse {
   };
 }
 
-export function sessionService(sessions: Sessions, peers: PeerTable, limits: Limits, log: Logger): SessionServiceServer {
+export interface SessionServiceDeps {
+  sessions: Sessions;
+  peers: Peers;
+  limits: Limits;
+  log: Logger;
+  netns: NetnsRegistry;
+  /** The policy in force (it may be reloaded). */
+  policy: () => Policy;
+}
+
+export function sessionService({ sessions, peers, limits, log, netns, policy }: SessionServiceDeps): SessionServiceServer {
   const info = moduleInfo(limits);
   return {
     openSession(call, callback) {
       try {
-        const identity = identityOf(peers, call);
+        const peer = peers.peerOf(call);
+        const identity = peers.identityOf(call);
         const resumeId = call.request.resumeSessionId;
-        const session = resumeId ? sessions.get(resumeId, identity) : sessions.open(identity);
-        if (resumeId) log.info({ event: 'session.resume', session: session.id.slice(0, 8), pid: identity.pid });
+        let session;
+        if (resumeId) {
+          session = sessions.get(resumeId, identity);
+          log.info({ event: 'session.resume', session: session.id.slice(0, 8), ...describe(identity) });
+        } else {
+          // A caller in another network namespace gets its sockets there, unless it asks for the
+          // host's and a grant allows it.
+          let ns = peer.kind === 'local' ? peer.netns : null;
+          if (ns !== null && call.request.hostNetwork) {
+            const d = decide(policy(), identity, { op: 'host-network' });
+            if (!d.allowed) {
+              log.warn({ event: 'policy.deny', ...describe(identity), action: { op: 'host-network' }, what: d.what, grant: d.grant, outcome: 'denied' });
+              throw osErrorNamed('EPERM', 'setns', `Operation not permitted (sockbroker policy: ${d.what}; grant: ${d.grant})`);
+            }
+            log.info({ event: 'policy.allow', ...describe(identity), action: { op: 'host-network' }, by: d.by, outcome: 'allowed' });
+            ns = null;
+          }
+          session = sessions.open(identity, quotasFor(policy(), identity), ns === null ? null : netns.retain(ns));
+        }
         callback(null, { sessionId: session.id, resumed: Boolean(resumeId), graceSeconds: sessions.opts.graceMs / 1000 });
       } catch (err) {
         callback(toServiceError(toBrokerError(err)));
@@ -80,8 +112,16 @@ export function sessionService(sessions: Sessions, peers: PeerTable, limits: Lim
       sessions.end(session, 'closed by client').then((n) => callback(null, { closedSockets: n }));
     },
 
-    getModuleInfo(_call, callback) {
-      callback(null, info);
+    getModuleInfo(call, callback) {
+      // The limits a caller sees are its own quotas where they are tighter than the broker's.
+      let limitsFor = info.limits;
+      try {
+        const q = quotasFor(policy(), peers.identityOf(call));
+        limitsFor = { ...info.limits, maxSendBytes: Math.min(limits.maxSendBytes, q.bytesPerCall), maxSockets: q.socketsPerSession, maxSessionsPerIdentity: q.sessionsPerIdentity };
+      } catch {
+        // Unauthenticated: the broker-wide limits.
+      }
+      callback(null, { ...info, limits: limitsFor });
     },
   };
 }

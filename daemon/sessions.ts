@@ -1,12 +1,14 @@
-// Sessions: a random 128-bit id bound to the caller's identity, a handle table, and a grace
-// timer that runs while no stream is attached (a client that exited, was killed or lost its
-// network can resume within it; after it the session's sockets are closed).
+// Sessions: a random 128-bit id bound to the caller's identity, a handle table, the network
+// namespace its sockets are created in, its quotas, and a grace timer that runs while no stream
+// is attached (a client that exited, was killed or lost its network can resume within it;
+// after it the session's sockets are closed).
 import { randomBytes } from 'node:crypto';
 import { status as Code } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { HandleTable, type SocketEntry } from './handles.js';
 import { sessionError } from './errors.js';
 import { describe, type Identity } from './identity.js';
+import type { Quotas } from './policy.js';
 
 export class Session {
   readonly table: HandleTable;
@@ -17,19 +19,21 @@ export class Session {
   constructor(
     readonly id: string,
     readonly identity: Identity,
-    maxSockets: number,
+    readonly quotas: Quotas,
+    /** Network namespace (NetnsRegistry id) sockets are created in; null = the daemon's own. */
+    readonly netns: string | null,
   ) {
-    this.table = new HandleTable(maxSockets);
+    this.table = new HandleTable(quotas.socketsPerSession);
   }
 }
 
 export interface SessionOptions {
   graceMs: number;
-  maxSockets: number;
-  maxSessionsPerIdentity: number;
   log: Logger;
   /** Closes one socket of an ending session (never throws). */
   closeEntry: (table: HandleTable, entry: SocketEntry) => Promise<void>;
+  /** Drops the session's reference to its network namespace. */
+  releaseNetns: (id: string) => void;
 }
 
 export class Sessions {
@@ -41,17 +45,27 @@ export class Sessions {
     return this.#byId.size;
   }
 
-  /** A new session for `identity`, unattached (its grace timer runs until a stream attaches). */
-  open(identity: Identity): Session {
-    let count = 0;
-    for (const s of this.#byId.values()) if (s.identity.key === identity.key) count++;
-    if (count >= this.opts.maxSessionsPerIdentity) {
-      throw sessionError(`too many sessions for this identity (limit ${this.opts.maxSessionsPerIdentity})`, Code.RESOURCE_EXHAUSTED);
+  /** Sessions of one identity (for the per-identity quota). */
+  countFor(identity: Identity): number {
+    let n = 0;
+    for (const s of this.#byId.values()) if (s.identity.key === identity.key) n++;
+    return n;
+  }
+
+  /**
+   * A new session for `identity`, unattached (its grace timer runs until a stream attaches).
+   * `netns` is a namespace reference the session takes over (released when it ends).
+   */
+  open(identity: Identity, quotas: Quotas, netns: string | null): Session {
+    if (this.countFor(identity) >= quotas.sessionsPerIdentity) {
+      if (netns !== null) this.opts.releaseNetns(netns);
+      this.opts.log.warn({ event: 'quota.sessions', ...describe(identity), limit: quotas.sessionsPerIdentity });
+      throw sessionError(`too many sessions for this identity (limit ${quotas.sessionsPerIdentity})`, Code.RESOURCE_EXHAUSTED);
     }
-    const session = new Session(randomBytes(16).toString('hex'), identity, this.opts.maxSockets);
+    const session = new Session(randomBytes(16).toString('hex'), identity, quotas, netns);
     this.#byId.set(session.id, session);
     this.#startGrace(session);
-    this.opts.log.info({ event: 'session.open', session: session.id.slice(0, 8), ...describe(identity) });
+    this.opts.log.info({ event: 'session.open', session: session.id.slice(0, 8), ...describe(identity), hostNetwork: netns === null });
     return session;
   }
 
@@ -85,6 +99,7 @@ export class Sessions {
     this.#byId.delete(session.id);
     const entries = session.table.entries();
     await Promise.all(entries.map((e) => this.opts.closeEntry(session.table, e)));
+    if (session.netns !== null) this.opts.releaseNetns(session.netns);
     this.opts.log.info({ event: 'session.end', session: session.id.slice(0, 8), why, closed: entries.length });
     return entries.length;
   }

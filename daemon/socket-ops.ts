@@ -12,7 +12,9 @@ import type { Reactor } from './reactor.js';
 import type { HandleTable, SocketEntry, SocketInfo } from './handles.js';
 import type { Session, Sessions } from './sessions.js';
 import type { Limits } from './limits.js';
-import { decide, type Action } from './policy.js';
+import { decide, type Action, type Policy } from './policy.js';
+import type { NetnsRegistry } from './netns.js';
+import { setThreadEgid, setThreadEuid, setThreadGroups, getThreadGroups } from '../native/creds.js';
 import { describe } from './identity.js';
 import { fromSockaddr, portOf, toSockaddr } from './addresses.js';
 
@@ -21,6 +23,9 @@ export interface Broker {
   sessions: Sessions;
   limits: Limits;
   log: Logger;
+  /** The policy in force (replaced on reload). */
+  policy: Policy;
+  netns: NetnsRegistry;
 }
 
 export interface CallContext {
@@ -57,8 +62,13 @@ function validateSize(value: number, max: number, syscall: string): number {
   return value;
 }
 
+/** A quota breach: EMSGSIZE with RESOURCE_EXHAUSTED, naming the quota. */
 function validateData(data: Buffer, max: number, syscall: string): Buffer {
-  if (data.length > max) throw argumentError('value', `${syscall}: ${data.length} bytes is above the broker's limit of ${max} bytes per call`, 'data');
+  if (data.length > max) {
+    const text = `Message too long (sockbroker quota: at most ${max} bytes per call, got ${data.length})`;
+    const err = osErrorNamed('EMSGSIZE', syscall, text);
+    throw new BrokerError(Code.RESOURCE_EXHAUSTED, err.reason, err.message, err.metadata);
+  }
   return data;
 }
 
@@ -79,28 +89,62 @@ function sleepUntil(deadline: number, signal: AbortSignal): Promise<void> {
 export class SocketOps {
   constructor(readonly broker: Broker) {}
 
+  /** Asks the policy before a syscall: a refusal is PermissionError and a log line, a privileged permission an audit line. */
   #enforce(ctx: CallContext, action: Action, syscall: string): void {
-    const decision = decide(ctx.session.identity, action);
-    const who = describe(ctx.session.identity);
+    const decision = decide(this.broker.policy, ctx.session.identity, action);
+    const logged = { ...action, ...('value' in action ? { value: undefined } : {}), ...('path' in action ? { path: action.path.toString('latin1') } : {}) };
     if (!decision.allowed) {
-      this.broker.log.warn({ event: 'policy.deny', ...who, action: { ...action, value: undefined }, what: decision.what });
+      this.#audit(ctx, 'policy.deny', { action: logged, what: decision.what, grant: decision.grant, outcome: 'denied' });
       const strerror = decision.errno === 'EPERM' ? 'Operation not permitted' : 'Permission denied';
-      throw osErrorNamed(decision.errno, syscall, `${strerror} (sockbroker policy: ${decision.what})`);
+      throw osErrorNamed(decision.errno, syscall, `${strerror} (sockbroker policy: ${decision.what}; grant: ${decision.grant})`);
     }
+    if (decision.privileged) this.#audit(ctx, 'policy.allow', { action: logged, by: decision.by, outcome: 'allowed' });
   }
 
-  /** Runs `fn` with the caller's fsuid/fsgid, so the kernel attributes new sockets to it. */
+  /**
+   * Runs `fn` (one synchronous syscall that creates a socket) in the session's network namespace
+   * with the caller's fsuid/fsgid, so the kernel attributes the socket to the caller while the
+   * daemon's capabilities still allow what the policy granted.
+   */
   #asCaller<T>(ctx: CallContext, fn: () => T): T {
     const { uid, gid, hostRoot } = ctx.session.identity;
     if (hostRoot) return fn();
-    const oldGid = libc.setfsgid(gid);
-    const oldUid = libc.setfsuid(uid);
+    return this.broker.netns.run(ctx.session.netns, () => {
+      const oldGid = libc.setfsgid(gid);
+      const oldUid = libc.setfsuid(uid);
+      try {
+        return fn();
+      } finally {
+        libc.setfsuid(oldUid);
+        libc.setfsgid(oldGid);
+      }
+    });
+  }
+
+  /**
+   * Runs `fn` (a bind/connect/sendto naming an AF_UNIX path) with this thread's effective ids
+   * and groups set to the caller's: the kernel checks the path with the caller's rights and the
+   * peer's SO_PEERCRED shows the caller, never root.
+   */
+  #withCallerIds<T>(ctx: CallContext, fn: () => T): T {
+    const { uid, gid, groups, hostRoot } = ctx.session.identity;
+    if (hostRoot) return fn();
+    const saved = getThreadGroups();
+    setThreadGroups(groups);
+    setThreadEgid(gid);
+    setThreadEuid(uid);
     try {
       return fn();
     } finally {
-      libc.setfsuid(oldUid);
-      libc.setfsgid(oldGid);
+      setThreadEuid(0);
+      setThreadEgid(0);
+      setThreadGroups(saved);
     }
+  }
+
+  /** The session's per-call byte bound. */
+  #maxBytes(ctx: CallContext): number {
+    return Math.min(this.broker.limits.maxSendBytes, ctx.session.quotas.bytesPerCall);
   }
 
   #audit(ctx: CallContext, event: string, fields: Record<string, unknown>): void {
@@ -151,7 +195,6 @@ export class SocketOps {
     ctx.session.table.reserve(1);
     const fd = this.#asCaller(ctx, () => libc.socket(family, info.type | TYPE_FLAGS, protocol));
     const entry = this.#register(ctx, fd, info);
-    if (info.type === C.SOCK_RAW || ctx.session.identity.hostRoot) this.#audit(ctx, 'socket.create', { handle: entry.handle, ...info });
     return { handle: entry.handle, info };
   };
 
@@ -171,13 +214,14 @@ export class SocketOps {
   bind = async (ctx: CallContext, req: pb.BindRequest): Promise<pb.BindResponse> => {
     const entry = this.#entry(ctx, req.handle, 'bind');
     const sa = await toSockaddr(req.address, entry.info.family, 'bind');
-    if (entry.info.family === C.AF_UNIX) {
-      this.#enforce(ctx, { op: 'socket', ...entry.info, pair: false }, 'bind');
-    }
-    this.#enforce(ctx, { op: 'bind', family: entry.info.family, port: portOf(req.address) }, 'bind');
     this.#live(entry, 'bind');
-    libc.bind(entry.fd, sa);
-    if (portOf(req.address) !== 0 && portOf(req.address) < 1024) this.#audit(ctx, 'socket.bind', { handle: entry.handle, port: portOf(req.address) });
+    if (entry.info.family === C.AF_UNIX) {
+      this.#enforce(ctx, { op: 'unix', path: req.address!.unix!.path, syscall: 'bind' }, 'bind');
+      this.#withCallerIds(ctx, () => libc.bind(entry.fd, sa));
+    } else {
+      this.#enforce(ctx, { op: 'bind', family: entry.info.family, port: portOf(req.address) }, 'bind');
+      libc.bind(entry.fd, sa);
+    }
     return { local: this.#name(entry, libc.getsockname) };
   };
 
@@ -214,11 +258,13 @@ export class SocketOps {
     const entry = this.#entry(ctx, req.handle, 'connect');
     const timeout = validateTimeout(req.timeout);
     const sa = await toSockaddr(req.address, entry.info.family, 'connect');
-    if (entry.info.family === C.AF_UNIX) this.#enforce(ctx, { op: 'socket', ...entry.info, pair: false }, 'connect');
+    const unix = entry.info.family === C.AF_UNIX;
+    if (unix) this.#enforce(ctx, { op: 'unix', path: req.address!.unix!.path, syscall: 'connect' }, 'connect');
+    const connect = (): void => (unix ? this.#withCallerIds(ctx, () => libc.connect(entry.fd, sa)) : libc.connect(entry.fd, sa));
     const deadline = deadlineFor(timeout);
     this.#live(entry, 'connect');
     try {
-      libc.connect(entry.fd, sa);
+      connect();
       return this.#ends(entry);
     } catch (err) {
       const code = (err as { code?: string }).code;
@@ -233,7 +279,7 @@ export class SocketOps {
     // connected or, after a failure, back to unconnected. Without it the user's next connect()
     // would succeed once instead of raising EISCONN, or raise ECONNABORTED instead of retrying.
     try {
-      libc.connect(entry.fd, sa);
+      connect();
     } catch {
       // Its outcome is already in soError.
     }
@@ -244,13 +290,16 @@ export class SocketOps {
   send = async (ctx: CallContext, req: pb.SendRequest): Promise<pb.SendResponse> => {
     const syscall = req.address ? 'sendto' : 'send';
     const entry = this.#entry(ctx, req.handle, syscall);
-    const data = validateData(req.data, this.broker.limits.maxSendBytes, syscall);
+    const data = validateData(req.data, this.#maxBytes(ctx), syscall);
     const flags = validateInt(req.flags, 'flags');
     const timeout = validateTimeout(req.timeout);
     const sa = req.address ? await toSockaddr(req.address, entry.info.family, syscall) : null;
+    const unix = sa !== null && entry.info.family === C.AF_UNIX;
+    if (unix) this.#enforce(ctx, { op: 'unix', path: req.address!.unix!.path, syscall: 'sendto' }, syscall);
+    const sendto = (): number => libc.sendto(entry.fd, data, flags | C.MSG_NOSIGNAL, sa!);
     const sent = await entry.writes.run(() =>
       drive(this.broker.reactor, entry, 'write', timeout, ctx.signal, syscall, () =>
-        sa ? libc.sendto(entry.fd, data, flags | C.MSG_NOSIGNAL, sa) : libc.send(entry.fd, data, flags | C.MSG_NOSIGNAL),
+        !sa ? libc.send(entry.fd, data, flags | C.MSG_NOSIGNAL) : unix ? this.#withCallerIds(ctx, sendto) : sendto(),
       ),
     );
     return { sent };
@@ -258,7 +307,7 @@ export class SocketOps {
 
   sendAll = async (ctx: CallContext, req: pb.SendAllRequest): Promise<pb.SendAllResponse> => {
     const entry = this.#entry(ctx, req.handle, 'sendall');
-    const data = validateData(req.data, this.broker.limits.maxSendBytes, 'sendall');
+    const data = validateData(req.data, this.#maxBytes(ctx), 'sendall');
     const flags = validateInt(req.flags, 'flags') | C.MSG_NOSIGNAL;
     const timeout = validateTimeout(req.timeout);
     const deadline = deadlineFor(timeout);
@@ -337,7 +386,10 @@ export class SocketOps {
     let value: Buffer;
     let policyValue: number | Buffer;
     if (req.bytesValue !== undefined) {
-      value = validateData(req.bytesValue, this.broker.limits.maxOptBytes, 'setsockopt');
+      if (req.bytesValue.length > this.broker.limits.maxOptBytes) {
+        throw argumentError('value', `setsockopt: at most ${this.broker.limits.maxOptBytes} bytes`, 'value');
+      }
+      value = req.bytesValue;
       policyValue = value;
     } else if (req.intValue !== undefined) {
       policyValue = validateInt(req.intValue, 'value');

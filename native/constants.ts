@@ -408,6 +408,8 @@ export const linux: Readonly<Record<string, number>> = Object.freeze({
 
 /** Daemon-internal constants (epoll, eventfd, fcntl, poll, rlimit, peer credentials). */
 export const os: Readonly<Record<string, number>> = Object.freeze({
+  CLONE_NEWNET: 1073741824,
+  CLONE_NEWUTS: 67108864,
   EFD_CLOEXEC: 524288,
   EFD_NONBLOCK: 2048,
   EFD_SEMAPHORE: 1,
@@ -432,6 +434,7 @@ export const os: Readonly<Record<string, number>> = Object.freeze({
   IP_MTU_DISCOVER: 10,
   O_CLOEXEC: 524288,
   O_NONBLOCK: 2048,
+  O_RDONLY: 0,
   POLLERR: 8,
   POLLHUP: 16,
   POLLIN: 1,
@@ -446,6 +449,11 @@ export const os: Readonly<Record<string, number>> = Object.freeze({
   SO_PEERPIDFD: 77,
   SO_TIMESTAMP: 29,
   SO_TIMESTAMPNS: 35,
+  SYS_pidfd_send_signal: 424,
+  SYS_setgroups: 116,
+  SYS_setns: 308,
+  SYS_setresgid: 119,
+  SYS_setresuid: 117,
 });
 
 /** [errno, NAME, strerror text]; by number, the canonical name first (EAGAIN before EWOULDBLOCK). */

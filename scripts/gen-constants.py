@@ -45,6 +45,8 @@ PRELUDE = r'''
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sched.h>
+#include <sys/syscall.h>
 #if __has_include(<linux/version.h>)
 #include <linux/version.h>
 #endif
@@ -227,6 +229,8 @@ EFD_NONBLOCK EFD_CLOEXEC EFD_SEMAPHORE
 O_NONBLOCK O_CLOEXEC F_GETFL F_SETFL F_GETFD F_SETFD FD_CLOEXEC
 RLIMIT_NOFILE
 POLLIN POLLPRI POLLOUT POLLERR POLLHUP POLLNVAL POLLRDHUP
+O_RDONLY CLONE_NEWNET CLONE_NEWUTS
+SYS_setresuid SYS_setresgid SYS_setgroups SYS_setns SYS_pidfd_send_signal
 '''.split()
 
 # (key, C expression) for struct layouts the codecs and wrappers rely on.

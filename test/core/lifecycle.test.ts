@@ -50,7 +50,7 @@ test('a client killed with SIGKILL has its sockets closed after the grace period
     t.true(d.fdCount() >= baseline + 21, 'sockets survive while the session may resume');
     // ...and gone after it.
     t.true(await until(() => d.fdCount() <= baseline, 10_000), `fd count back to ${baseline}, is ${d.fdCount()}`);
-    t.true(d.logs.some((l) => l.includes('"why":"grace period over"')));
+    t.true(await until(() => d.logs.some((l) => l.includes('"why":"grace period over"')), 5000));
   });
 });
 

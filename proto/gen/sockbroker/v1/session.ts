@@ -29,6 +29,11 @@ export const protobufFileName = "sockbroker/v1/session.proto";
 export interface OpenSessionRequest {
   /** Session id to resume; empty = open a new session. */
   resumeSessionId: string;
+  /**
+   * Create this session's sockets in the broker host's network namespace rather than the
+   * caller's own (needs the host_network grant when the caller lives in another namespace).
+   */
+  hostNetwork: boolean;
 }
 
 /** OpenSessionResponse names the session. */
@@ -95,13 +100,16 @@ export interface GetModuleInfoResponse_LimitsEntry {
 }
 
 function createBaseOpenSessionRequest(): OpenSessionRequest {
-  return { resumeSessionId: "" };
+  return { resumeSessionId: "", hostNetwork: false };
 }
 
 export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
   encode(message: OpenSessionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.resumeSessionId !== "") {
       writer.uint32(10).string(message.resumeSessionId);
+    }
+    if (message.hostNetwork !== false) {
+      writer.uint32(16).bool(message.hostNetwork);
     }
     return writer;
   },
@@ -127,6 +135,14 @@ export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
             message.resumeSessionId = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.hostNetwork = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -146,6 +162,11 @@ export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
         : isSet(object.resume_session_id)
         ? globalThis.String(object.resume_session_id)
         : "",
+      hostNetwork: isSet(object.hostNetwork)
+        ? globalThis.Boolean(object.hostNetwork)
+        : isSet(object.host_network)
+        ? globalThis.Boolean(object.host_network)
+        : false,
     };
   },
 
@@ -153,6 +174,9 @@ export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
     const obj: any = {};
     if (message.resumeSessionId !== "") {
       obj.resumeSessionId = message.resumeSessionId;
+    }
+    if (message.hostNetwork !== false) {
+      obj.hostNetwork = message.hostNetwork;
     }
     return obj;
   },
@@ -163,6 +187,7 @@ export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
   fromPartial<I extends Exact<DeepPartial<OpenSessionRequest>, I>>(object: I): OpenSessionRequest {
     const message = createBaseOpenSessionRequest();
     message.resumeSessionId = object.resumeSessionId ?? "";
+    message.hostNetwork = object.hostNetwork ?? false;
     return message;
   },
 };

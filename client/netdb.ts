@@ -33,6 +33,11 @@ function idna(host: string): string {
   return domainToASCII(host) || host;
 }
 
+/** A type name as PyArg_Parse's "must be X, not T" messages spell it (None, not NoneType). */
+function argType(v: unknown): string {
+  return v === null || v === undefined ? 'None' : pyType(v);
+}
+
 /** The "et" format with the idna encoding: str (encoded), bytes or bytearray; no NUL. */
 function hostArg(v: unknown, fn: string): string {
   let s: string;
@@ -43,14 +48,14 @@ function hostArg(v: unknown, fn: string): string {
   } else if (v instanceof Uint8Array) {
     s = Buffer.from(v).toString('latin1');
     type = 'bytes';
-  } else throw new TypeError(`${fn}() argument 1 must be str, bytes or bytearray, not ${pyType(v)}`);
+  } else throw new TypeError(`${fn}() argument 1 must be str, bytes or bytearray, not ${argType(v)}`);
   if (s.includes('\0')) throw new TypeError(`${fn}() argument 1 must be encoded string without null bytes, not ${type}`);
   return s;
 }
 
 /** The "s" format: a str without NUL, UTF-8 encodable. */
 function strArg(v: unknown, fn: string, n: number): string {
-  if (typeof v !== 'string') throw new TypeError(`${fn}() argument ${n} must be str, not ${pyType(v)}`);
+  if (typeof v !== 'string') throw new TypeError(`${fn}() argument ${n} must be str, not ${argType(v)}`);
   if (v.includes('\0')) throw new ValueError('embedded null character');
   utf8(v);
   return v;

@@ -16,6 +16,8 @@ export interface Daemon {
   path: string;
   pid: number;
   proc: ChildProcess;
+  /** Every address it listens on (unix:..., tcp:HOST:PORT), from its "listening" log line. */
+  addresses: string[];
   /** Lines the daemon logged so far (pino JSON). */
   logs: string[];
   /** Number of open fds of the daemon process. */
@@ -27,7 +29,15 @@ export interface DaemonOptions {
   graceSeconds?: number;
   /** Contents of /etc/hosts as the daemon sees it (private mount namespace). */
   hosts?: string;
+  /** Contents of /etc/services, /etc/protocols and /etc/nsswitch.conf as the daemon sees them. */
+  services?: string;
+  protocols?: string;
+  nsswitch?: string;
+  /** The daemon's host name, in a private UTS namespace. */
+  hostname?: string;
   logLevel?: string;
+  /** More `serve` arguments (--config FILE, --listen tcp:..., --insecure-loopback). */
+  args?: string[];
 }
 
 /** A world-readable temp dir (so `nobody` can reach sockets and files in it). */
@@ -40,14 +50,26 @@ export function publicTempDir(prefix = 'sb-test-'): string {
 export async function startDaemon(opts: DaemonOptions = {}): Promise<Daemon> {
   const dir = publicTempDir();
   const path = join(dir, 'sb.sock');
-  const args = [join(DIST, 'daemon', 'cli.js'), 'serve', '--listen', `unix:${path}`, '--grace-period', String(opts.graceSeconds ?? 2), '--log-level', opts.logLevel ?? 'info'];
+  const args = [join(DIST, 'daemon', 'cli.js'), 'serve', '--listen', `unix:${path}`, '--grace-period', String(opts.graceSeconds ?? 2), '--log-level', opts.logLevel ?? 'info', ...(opts.args ?? [])];
   let proc: ChildProcess;
-  if (opts.hosts !== undefined) {
-    const hostsFile = join(dir, 'hosts');
-    writeFileSync(hostsFile, opts.hosts);
-    chmodSync(hostsFile, 0o644);
-    // A private mount namespace: /etc/hosts is ours for this daemon only.
-    proc = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `mount --bind "$0" /etc/hosts && exec "$@"`, hostsFile, process.execPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const files = (['hosts', 'services', 'protocols', 'nsswitch'] as const).filter((k) => opts[k] !== undefined);
+  if (files.length > 0 || opts.hostname !== undefined) {
+    // A private mount namespace: the files are ours for this daemon only (and a private UTS
+    // namespace for its host name). Each is bind-mounted over /etc/NAME.
+    const steps: string[] = [];
+    for (const k of files) {
+      const f = join(dir, k);
+      writeFileSync(f, opts[k]!);
+      chmodSync(f, 0o644);
+      steps.push(`mount --bind '${f}' /etc/${k === 'nsswitch' ? 'nsswitch.conf' : k}`);
+    }
+    const unshare = ['--mount', '--propagation', 'private'];
+    if (opts.hostname !== undefined) {
+      if (!/^[A-Za-z0-9.-]{1,64}$/.test(opts.hostname)) throw new Error(`bad test host name ${opts.hostname}`);
+      unshare.push('--uts');
+      steps.push(`echo '${opts.hostname}' > /proc/sys/kernel/hostname`);
+    }
+    proc = spawn('unshare', [...unshare, 'sh', '-c', `${steps.join(' && ')} && exec "$@"`, 'sh', process.execPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   } else {
     proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   }
@@ -68,8 +90,10 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<Daemon> {
   const exited = once(proc, 'exit');
   await Promise.race([readyP, exited.then(() => { throw new Error(`daemon exited early:\n${logs.join('\n')}`); })]);
   const pid = daemonPid(proc.pid!);
+  const listening = JSON.parse(logs.find((l) => l.includes('"event":"listening"'))!);
   return {
     address: `unix:${path}`,
+    addresses: listening.addresses ?? [],
     path,
     pid,
     proc,
@@ -139,6 +163,14 @@ export async function runAsNobody(source: string, env: Record<string, string> = 
   } finally {
     rmSync(file, { force: true });
   }
+}
+
+/**
+ * Runs python3 in the daemon's mount and UTS namespaces (so it sees the same /etc/hosts,
+ * /etc/services, ... and host name as the daemon): `input` on stdin, stdout returned.
+ */
+export function pythonInDaemonView(d: Daemon, args: string[], input = ''): string {
+  return execFileSync('nsenter', ['-t', String(d.pid), '-m', '-u', 'python3', ...args], { input, encoding: 'utf8', maxBuffer: 64 << 20 });
 }
 
 /** Runs python3 code and returns its stdout (the living reference for socket behaviour). */

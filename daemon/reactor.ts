@@ -8,6 +8,7 @@ import { os } from '../native/constants.js';
 const IN = os.EPOLLIN | os.EPOLLPRI | os.EPOLLRDHUP;
 const OUT = os.EPOLLOUT;
 const ALWAYS = os.EPOLLERR | os.EPOLLHUP;
+const WAIT_SLICE_MS = 1000;
 
 /** Which readiness a waiter needs. */
 export type Direction = 'read' | 'write';
@@ -151,7 +152,9 @@ export class Reactor {
 
   async #run(): Promise<void> {
     while (this.#running) {
-      const events = await epollWait(this.#epfd, 256, -1);
+      // A bounded wait: process exit joins the threadpool, so a wait that never returned would
+      // hold the exit of a daemon that dies without stop().
+      const events = await epollWait(this.#epfd, 256, WAIT_SLICE_MS);
       for (const { fd, events: ev } of events) {
         if (fd === this.#wakeFd) {
           eventfdRead(this.#wakeFd);

@@ -107,6 +107,11 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   let config: PolicyConfig = opts.configPath
     ? loadPolicyFile(opts.configPath, defaults)
     : { policy: defaultPolicy(defaults), tokens: new Map() };
+  for (const l of opts.listen) {
+    if (l.kind === 'tcp' && !config.tls && (!opts.insecureLoopback || !isLoopback(l.host))) {
+      throw new Error(`tcp:${l.host}:${l.port} needs TLS (a tls section in the config); plain TCP is allowed only on loopback with --insecure-loopback`);
+    }
+  }
   const nofile = raiseFdLimit(log);
   const maxConns = opts.maxConnectionsPerIdentity ?? 64;
 
@@ -192,7 +197,9 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     }
     perIdentity.set(capKey, count + 1);
     const tag = `conn-${++nextConn}`;
+    // grpc-js's getPeer() is remoteAddress, plus ':' + remotePort when there is one.
     Object.defineProperty(sock, 'remoteAddress', { value: tag });
+    Object.defineProperty(sock, 'remotePort', { value: undefined });
     peers.add(tag, peer);
     sock.once('close', () => {
       const p = peers.remove(tag);
@@ -256,9 +263,6 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       );
       srv.on('tlsClientError', (err) => log.warn({ event: 'connection.tls_error', err: err.message }));
     } else {
-      if (!opts.insecureLoopback || !isLoopback(l.host)) {
-        throw new Error(`tcp:${l.host}:${l.port} needs TLS (a tls section in the config); plain TCP is allowed only on loopback with --insecure-loopback`);
-      }
       srv = net.createServer((sock) => admit(sock, { kind: 'remote', identity: null, address: sock.remoteAddress ?? '' }, `ip:${sock.remoteAddress}`));
     }
     await new Promise<void>((resolve, reject) => {

@@ -211,8 +211,9 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  let daemon: Child | undefined;
   try {
-    const daemon = start('daemon', [join(ROOT, 'dist', 'daemon', 'cli.js'), 'serve', '--listen', `unix:${brokerPath}`, '--log-level', 'warn']);
+    daemon = start('daemon', [join(ROOT, 'dist', 'daemon', 'cli.js'), 'serve', '--listen', `unix:${brokerPath}`, '--log-level', 'warn']);
     children.push(daemon);
     const peer = start('peer', [join(HERE, 'peer-server.js')]);
     children.push(peer);
@@ -258,6 +259,12 @@ async function main(): Promise<void> {
       `${JSON.stringify({ date: new Date().toISOString(), machine: m, config: { ECHO_BYTES, ECHO_WARMUP, ECHO_ITERATIONS, CHUNK_BYTES, BULK_BYTES, BULK_REPS, ROUNDS }, results, ratios, otherCores }, null, 2)}\n`,
     );
     process.stdout.write(`\nresults: ${RESULTS}\n`);
+  } catch (err) {
+    // A client that lost its session says little: the daemon's own last words say why.
+    const { exitCode, signalCode } = daemon?.proc ?? {};
+    if (exitCode != null || signalCode != null) (err as Error).message += `\nthe daemon exited (code ${exitCode}, signal ${signalCode})`;
+    if (daemon && daemon.stderr.length > 0) (err as Error).message += `\ndaemon stderr:\n  ${daemon.stderr.slice(-20).join('\n  ')}`;
+    throw err;
   } finally {
     await stopAll(children);
     rmSync(dir, { recursive: true, force: true });

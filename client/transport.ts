@@ -103,11 +103,8 @@ export class Transport {
 
   #fail(err: grpc.ServiceError | undefined): void {
     if (this.#closed) return;
-    this.#lost =
-      err && err.code !== grpc.status.CANCELLED
-        ? fromServiceError(err)
-        : new SessionLostError('sockbroker: the broker ended the session stream');
-    if (!(this.#lost instanceof SessionLostError)) this.#lost = new SessionLostError(`sockbroker: session lost: ${this.#lost.message}`);
+    const why = err && err.code !== grpc.status.CANCELLED ? fromServiceError(err).message.replace(/^sockbroker: /, '') : 'the broker ended the session stream';
+    this.#lost = new SessionLostError(`sockbroker: session lost: ${why}`);
     for (const p of this.#pending.values()) {
       clearTimeout(p.timer);
       p.reject(this.#lost);

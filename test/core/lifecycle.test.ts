@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Transport } from '../../client/transport.js';
 import { connect } from '../../client/index.js';
-import { withDaemon, publicTempDir, DIST } from '../helpers/daemon.js';
+import { withDaemon, publicTempDir, startDaemon, DIST } from '../helpers/daemon.js';
 
 async function until(cond: () => boolean, ms: number): Promise<boolean> {
   const end = Date.now() + ms;
@@ -86,4 +86,16 @@ test('data read for a cancelled recv is delivered by the next recv', async (t) =
     t.true(cancelled > 0, 'some recvs were cancelled');
     await tr.close();
   });
+});
+
+test('a client whose daemon restarted gets a clear "session lost" error, not a hang', async (t) => {
+  const { SessionLostError } = await import('../../client/index.js');
+  const d = await startDaemon();
+  const socket = await connect(d.address);
+  const [a] = await socket.socketpair();
+  const pending = a.recv(10);
+  await d.stop('SIGKILL');
+  const err = await t.throwsAsync(pending, { instanceOf: SessionLostError });
+  t.regex(err!.message, /session/);
+  await t.throwsAsync(a.send(Buffer.from('x')), { instanceOf: SessionLostError });
 });

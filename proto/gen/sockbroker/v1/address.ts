@@ -26,7 +26,19 @@ export interface Address {
     | UnixAddress
     | undefined;
   /** Any other family: the raw bytes after sa_family. */
-  raw?: RawAddress | undefined;
+  raw?:
+    | RawAddress
+    | undefined;
+  /** AF_PACKET (ifname, proto, pkttype, hatype, addr). */
+  packet?:
+    | PacketAddress
+    | undefined;
+  /** AF_CAN (ifname,). */
+  can?:
+    | CanAddress
+    | undefined;
+  /** AF_TIPC (addr_type, v1, v2, v3, scope). */
+  tipc?: TipcAddress | undefined;
 }
 
 /** InetAddress is Python's AF_INET tuple (host, port). */
@@ -63,8 +75,50 @@ export interface RawAddress {
   data: Buffer;
 }
 
+/** PacketAddress is CPython's AF_PACKET tuple (ifname, proto[, pkttype[, hatype[, addr]]]). */
+export interface PacketAddress {
+  /** Interface name, in the socket's network namespace. */
+  ifname: string;
+  /** Ethernet protocol (ETH_P_*), host byte order. */
+  proto: number;
+  /** Packet type (PACKET_HOST, PACKET_OUTGOING, ...). */
+  pkttype: number;
+  /** ARP hardware type (ARPHRD_*). */
+  hatype: number;
+  /** Hardware address, at most 8 bytes. */
+  addr: Buffer;
+}
+
+/** CanAddress is CPython's AF_CAN tuple (ifname,); '' = every CAN interface. */
+export interface CanAddress {
+  /** Interface name, e.g. 'vcan0'. */
+  ifname: string;
+}
+
+/** TipcAddress is CPython's AF_TIPC tuple (addr_type, v1, v2, v3[, scope]). */
+export interface TipcAddress {
+  /** TIPC_ADDR_NAMESEQ, TIPC_ADDR_NAME or TIPC_ADDR_ID. */
+  addrType: number;
+  /** NAMESEQ: type; NAME: type; ID: node. */
+  v1: number;
+  /** NAMESEQ: lower; NAME: instance; ID: ref. */
+  v2: number;
+  /** NAMESEQ: upper; NAME: domain; ID: ignored. */
+  v3: number;
+  /** TIPC_ZONE_SCOPE, TIPC_CLUSTER_SCOPE or TIPC_NODE_SCOPE; 0 = the default. */
+  scope: number;
+}
+
 function createBaseAddress(): Address {
-  return { inet: undefined, inet6: undefined, unix: undefined, raw: undefined };
+  return {
+    inet: undefined,
+    inet6: undefined,
+    unix: undefined,
+    raw: undefined,
+    packet: undefined,
+    can: undefined,
+    tipc: undefined,
+  };
 }
 
 export const Address: MessageFns<Address> = {
@@ -80,6 +134,15 @@ export const Address: MessageFns<Address> = {
     }
     if (message.raw !== undefined) {
       RawAddress.encode(message.raw, writer.uint32(34).fork()).join();
+    }
+    if (message.packet !== undefined) {
+      PacketAddress.encode(message.packet, writer.uint32(82).fork()).join();
+    }
+    if (message.can !== undefined) {
+      CanAddress.encode(message.can, writer.uint32(90).fork()).join();
+    }
+    if (message.tipc !== undefined) {
+      TipcAddress.encode(message.tipc, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -129,6 +192,30 @@ export const Address: MessageFns<Address> = {
             message.raw = RawAddress.decode(reader, reader.uint32());
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.packet = PacketAddress.decode(reader, reader.uint32());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.can = CanAddress.decode(reader, reader.uint32());
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.tipc = TipcAddress.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -147,6 +234,9 @@ export const Address: MessageFns<Address> = {
       inet6: isSet(object.inet6) ? Inet6Address.fromJSON(object.inet6) : undefined,
       unix: isSet(object.unix) ? UnixAddress.fromJSON(object.unix) : undefined,
       raw: isSet(object.raw) ? RawAddress.fromJSON(object.raw) : undefined,
+      packet: isSet(object.packet) ? PacketAddress.fromJSON(object.packet) : undefined,
+      can: isSet(object.can) ? CanAddress.fromJSON(object.can) : undefined,
+      tipc: isSet(object.tipc) ? TipcAddress.fromJSON(object.tipc) : undefined,
     };
   },
 
@@ -163,6 +253,15 @@ export const Address: MessageFns<Address> = {
     }
     if (message.raw !== undefined) {
       obj.raw = RawAddress.toJSON(message.raw);
+    }
+    if (message.packet !== undefined) {
+      obj.packet = PacketAddress.toJSON(message.packet);
+    }
+    if (message.can !== undefined) {
+      obj.can = CanAddress.toJSON(message.can);
+    }
+    if (message.tipc !== undefined) {
+      obj.tipc = TipcAddress.toJSON(message.tipc);
     }
     return obj;
   },
@@ -182,6 +281,13 @@ export const Address: MessageFns<Address> = {
       ? UnixAddress.fromPartial(object.unix)
       : undefined;
     message.raw = (object.raw !== undefined && object.raw !== null) ? RawAddress.fromPartial(object.raw) : undefined;
+    message.packet = (object.packet !== undefined && object.packet !== null)
+      ? PacketAddress.fromPartial(object.packet)
+      : undefined;
+    message.can = (object.can !== undefined && object.can !== null) ? CanAddress.fromPartial(object.can) : undefined;
+    message.tipc = (object.tipc !== undefined && object.tipc !== null)
+      ? TipcAddress.fromPartial(object.tipc)
+      : undefined;
     return message;
   },
 };
@@ -540,6 +646,343 @@ export const RawAddress: MessageFns<RawAddress> = {
     const message = createBaseRawAddress();
     message.family = object.family ?? 0;
     message.data = object.data ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBasePacketAddress(): PacketAddress {
+  return { ifname: "", proto: 0, pkttype: 0, hatype: 0, addr: Buffer.alloc(0) };
+}
+
+export const PacketAddress: MessageFns<PacketAddress> = {
+  encode(message: PacketAddress, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ifname !== "") {
+      writer.uint32(10).string(message.ifname);
+    }
+    if (message.proto !== 0) {
+      writer.uint32(16).uint32(message.proto);
+    }
+    if (message.pkttype !== 0) {
+      writer.uint32(24).uint32(message.pkttype);
+    }
+    if (message.hatype !== 0) {
+      writer.uint32(32).uint32(message.hatype);
+    }
+    if (message.addr.length !== 0) {
+      writer.uint32(42).bytes(message.addr);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PacketAddress {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePacketAddress();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ifname = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.proto = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.pkttype = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.hatype = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.addr = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PacketAddress {
+    return {
+      ifname: isSet(object.ifname) ? globalThis.String(object.ifname) : "",
+      proto: isSet(object.proto) ? globalThis.Number(object.proto) : 0,
+      pkttype: isSet(object.pkttype) ? globalThis.Number(object.pkttype) : 0,
+      hatype: isSet(object.hatype) ? globalThis.Number(object.hatype) : 0,
+      addr: isSet(object.addr) ? Buffer.from(bytesFromBase64(object.addr)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: PacketAddress): unknown {
+    const obj: any = {};
+    if (message.ifname !== "") {
+      obj.ifname = message.ifname;
+    }
+    if (message.proto !== 0) {
+      obj.proto = Math.round(message.proto);
+    }
+    if (message.pkttype !== 0) {
+      obj.pkttype = Math.round(message.pkttype);
+    }
+    if (message.hatype !== 0) {
+      obj.hatype = Math.round(message.hatype);
+    }
+    if (message.addr.length !== 0) {
+      obj.addr = base64FromBytes(message.addr);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PacketAddress>, I>>(base?: I): PacketAddress {
+    return PacketAddress.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PacketAddress>, I>>(object: I): PacketAddress {
+    const message = createBasePacketAddress();
+    message.ifname = object.ifname ?? "";
+    message.proto = object.proto ?? 0;
+    message.pkttype = object.pkttype ?? 0;
+    message.hatype = object.hatype ?? 0;
+    message.addr = object.addr ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseCanAddress(): CanAddress {
+  return { ifname: "" };
+}
+
+export const CanAddress: MessageFns<CanAddress> = {
+  encode(message: CanAddress, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ifname !== "") {
+      writer.uint32(10).string(message.ifname);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CanAddress {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCanAddress();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ifname = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CanAddress {
+    return { ifname: isSet(object.ifname) ? globalThis.String(object.ifname) : "" };
+  },
+
+  toJSON(message: CanAddress): unknown {
+    const obj: any = {};
+    if (message.ifname !== "") {
+      obj.ifname = message.ifname;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CanAddress>, I>>(base?: I): CanAddress {
+    return CanAddress.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CanAddress>, I>>(object: I): CanAddress {
+    const message = createBaseCanAddress();
+    message.ifname = object.ifname ?? "";
+    return message;
+  },
+};
+
+function createBaseTipcAddress(): TipcAddress {
+  return { addrType: 0, v1: 0, v2: 0, v3: 0, scope: 0 };
+}
+
+export const TipcAddress: MessageFns<TipcAddress> = {
+  encode(message: TipcAddress, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.addrType !== 0) {
+      writer.uint32(8).uint32(message.addrType);
+    }
+    if (message.v1 !== 0) {
+      writer.uint32(16).uint32(message.v1);
+    }
+    if (message.v2 !== 0) {
+      writer.uint32(24).uint32(message.v2);
+    }
+    if (message.v3 !== 0) {
+      writer.uint32(32).uint32(message.v3);
+    }
+    if (message.scope !== 0) {
+      writer.uint32(40).uint32(message.scope);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TipcAddress {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTipcAddress();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.addrType = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.v1 = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.v2 = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.v3 = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.scope = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TipcAddress {
+    return {
+      addrType: isSet(object.addrType)
+        ? globalThis.Number(object.addrType)
+        : isSet(object.addr_type)
+        ? globalThis.Number(object.addr_type)
+        : 0,
+      v1: isSet(object.v1) ? globalThis.Number(object.v1) : 0,
+      v2: isSet(object.v2) ? globalThis.Number(object.v2) : 0,
+      v3: isSet(object.v3) ? globalThis.Number(object.v3) : 0,
+      scope: isSet(object.scope) ? globalThis.Number(object.scope) : 0,
+    };
+  },
+
+  toJSON(message: TipcAddress): unknown {
+    const obj: any = {};
+    if (message.addrType !== 0) {
+      obj.addrType = Math.round(message.addrType);
+    }
+    if (message.v1 !== 0) {
+      obj.v1 = Math.round(message.v1);
+    }
+    if (message.v2 !== 0) {
+      obj.v2 = Math.round(message.v2);
+    }
+    if (message.v3 !== 0) {
+      obj.v3 = Math.round(message.v3);
+    }
+    if (message.scope !== 0) {
+      obj.scope = Math.round(message.scope);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TipcAddress>, I>>(base?: I): TipcAddress {
+    return TipcAddress.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TipcAddress>, I>>(object: I): TipcAddress {
+    const message = createBaseTipcAddress();
+    message.addrType = object.addrType ?? 0;
+    message.v1 = object.v1 ?? 0;
+    message.v2 = object.v2 ?? 0;
+    message.v3 = object.v3 ?? 0;
+    message.scope = object.scope ?? 0;
     return message;
   },
 };

@@ -89,16 +89,16 @@ function sleepUntil(deadline: number, signal: AbortSignal): Promise<void> {
 export class SocketOps {
   constructor(readonly broker: Broker) {}
 
-  /** Asks the policy before a syscall: a refusal is PermissionError and a log line, a privileged permission an audit line. */
-  #enforce(ctx: CallContext, action: Action, syscall: string): void {
+  /** @internal Asks the policy before a syscall: a refusal is PermissionError and a log line, a privileged permission an audit line. */
+  enforce(ctx: CallContext, action: Action, syscall: string): void {
     const decision = decide(this.broker.policy, ctx.session.identity, action);
     const logged = { ...action, ...('value' in action ? { value: undefined } : {}), ...('path' in action ? { path: action.path.toString('latin1') } : {}) };
     if (!decision.allowed) {
-      this.#audit(ctx, 'policy.deny', { action: logged, what: decision.what, grant: decision.grant, outcome: 'denied' });
+      this.audit(ctx, 'policy.deny', { action: logged, what: decision.what, grant: decision.grant, outcome: 'denied' });
       const strerror = decision.errno === 'EPERM' ? 'Operation not permitted' : 'Permission denied';
       throw osErrorNamed(decision.errno, syscall, `${strerror} (sockbroker policy: ${decision.what}; grant: ${decision.grant})`);
     }
-    if (decision.privileged) this.#audit(ctx, 'policy.allow', { action: logged, by: decision.by, outcome: 'allowed' });
+    if (decision.privileged) this.audit(ctx, 'policy.allow', { action: logged, by: decision.by, outcome: 'allowed' });
   }
 
   /**
@@ -106,7 +106,7 @@ export class SocketOps {
    * with the caller's fsuid/fsgid, so the kernel attributes the socket to the caller while the
    * daemon's capabilities still allow what the policy granted.
    */
-  #asCaller<T>(ctx: CallContext, fn: () => T): T {
+  asCaller<T>(ctx: CallContext, fn: () => T): T {
     const { uid, gid, hostRoot } = ctx.session.identity;
     if (hostRoot) return fn();
     return this.broker.netns.run(ctx.session.netns, () => {
@@ -126,7 +126,7 @@ export class SocketOps {
    * and groups set to the caller's: the kernel checks the path with the caller's rights and the
    * peer's SO_PEERCRED shows the caller, never root.
    */
-  #withCallerIds<T>(ctx: CallContext, fn: () => T): T {
+  withCallerIds<T>(ctx: CallContext, fn: () => T): T {
     const { uid, gid, groups, hostRoot } = ctx.session.identity;
     if (hostRoot) return fn();
     const saved = getThreadGroups();
@@ -143,11 +143,11 @@ export class SocketOps {
   }
 
   /** The session's per-call byte bound. */
-  #maxBytes(ctx: CallContext): number {
+  maxBytes(ctx: CallContext): number {
     return Math.min(this.broker.limits.maxSendBytes, ctx.session.quotas.bytesPerCall);
   }
 
-  #audit(ctx: CallContext, event: string, fields: Record<string, unknown>): void {
+  audit(ctx: CallContext, event: string, fields: Record<string, unknown>): void {
     this.broker.log.info({ event, session: ctx.session.id.slice(0, 8), ...describe(ctx.session.identity), ...fields });
   }
 
@@ -172,11 +172,11 @@ export class SocketOps {
     }
   }
 
-  #entry(ctx: CallContext, handle: number, syscall: string): SocketEntry {
+  entry(ctx: CallContext, handle: number, syscall: string): SocketEntry {
     return ctx.session.table.get(validateInt(handle, 'handle'), syscall);
   }
 
-  #register(ctx: CallContext, fd: number, info: SocketInfo): SocketEntry {
+  register(ctx: CallContext, fd: number, info: SocketInfo): SocketEntry {
     if (ctx.session.ended) {
       libc.close(fd);
       throw osErrorNamed('EBADF', 'socket', 'Bad file descriptor (session ended)');
@@ -191,10 +191,10 @@ export class SocketOps {
     const type = validateInt(req.type, 'type');
     const protocol = validateInt(req.protocol, 'proto');
     const info = { family, type: type & ~TYPE_FLAGS, protocol };
-    this.#enforce(ctx, { op: 'socket', ...info, pair: false }, 'socket');
+    this.enforce(ctx, { op: 'socket', ...info, pair: false }, 'socket');
     ctx.session.table.reserve(1);
-    const fd = this.#asCaller(ctx, () => libc.socket(family, info.type | TYPE_FLAGS, protocol));
-    const entry = this.#register(ctx, fd, info);
+    const fd = this.asCaller(ctx, () => libc.socket(family, info.type | TYPE_FLAGS, protocol));
+    const entry = this.register(ctx, fd, info);
     return { handle: entry.handle, info };
   };
 
@@ -203,30 +203,30 @@ export class SocketOps {
     const type = validateInt(req.type, 'type');
     const protocol = validateInt(req.protocol, 'proto');
     const info = { family, type: type & ~TYPE_FLAGS, protocol };
-    this.#enforce(ctx, { op: 'socket', ...info, pair: true }, 'socketpair');
+    this.enforce(ctx, { op: 'socket', ...info, pair: true }, 'socketpair');
     ctx.session.table.reserve(2);
-    const [a, b] = this.#asCaller(ctx, () => libc.socketpair(family, info.type | TYPE_FLAGS, protocol));
-    const ea = this.#register(ctx, a, info);
-    const eb = this.#register(ctx, b, info);
+    const [a, b] = this.asCaller(ctx, () => libc.socketpair(family, info.type | TYPE_FLAGS, protocol));
+    const ea = this.register(ctx, a, info);
+    const eb = this.register(ctx, b, info);
     return { handleA: ea.handle, handleB: eb.handle, info };
   };
 
   bind = async (ctx: CallContext, req: pb.BindRequest): Promise<pb.BindResponse> => {
-    const entry = this.#entry(ctx, req.handle, 'bind');
+    const entry = this.entry(ctx, req.handle, 'bind');
     const sa = await toSockaddr(req.address, entry.info.family, 'bind');
-    this.#live(entry, 'bind');
+    this.live(entry, 'bind');
     if (entry.info.family === C.AF_UNIX) {
-      this.#enforce(ctx, { op: 'unix', path: req.address!.unix!.path, syscall: 'bind' }, 'bind');
-      this.#withCallerIds(ctx, () => libc.bind(entry.fd, sa));
+      this.enforce(ctx, { op: 'unix', path: req.address!.unix!.path, syscall: 'bind' }, 'bind');
+      this.withCallerIds(ctx, () => libc.bind(entry.fd, sa));
     } else {
-      this.#enforce(ctx, { op: 'bind', family: entry.info.family, port: portOf(req.address) }, 'bind');
+      this.enforce(ctx, { op: 'bind', family: entry.info.family, port: portOf(req.address) }, 'bind');
       libc.bind(entry.fd, sa);
     }
-    return { local: this.#name(entry, libc.getsockname) };
+    return { local: this.name(entry, libc.getsockname) };
   };
 
   listen = async (ctx: CallContext, req: pb.ListenRequest): Promise<pb.ListenResponse> => {
-    const entry = this.#entry(ctx, req.handle, 'listen');
+    const entry = this.entry(ctx, req.handle, 'listen');
     // Python >= 3.5: default min(SOMAXCONN, 128); a negative backlog is taken as 0.
     const backlog = Math.max(0, req.backlog === undefined ? Math.min(C.SOMAXCONN, 128) : validateInt(req.backlog, 'backlog'));
     libc.listen(entry.fd, backlog);
@@ -234,38 +234,38 @@ export class SocketOps {
   };
 
   accept = async (ctx: CallContext, req: pb.AcceptRequest): Promise<pb.AcceptResponse> => {
-    const entry = this.#entry(ctx, req.handle, 'accept');
+    const entry = this.entry(ctx, req.handle, 'accept');
     const timeout = validateTimeout(req.timeout);
     ctx.session.table.reserve(1);
     const { fd, addr } = await drive(this.broker.reactor, entry, 'read', timeout, ctx.signal, 'accept', () =>
-      this.#asCaller(ctx, () => libc.accept4(entry.fd, TYPE_FLAGS)),
+      this.asCaller(ctx, () => libc.accept4(entry.fd, TYPE_FLAGS)),
     );
     if (ctx.signal.aborted) {
       // The caller is gone: nobody will ever learn this handle.
       libc.close(fd);
       throw ctx.signal.reason;
     }
-    const child = this.#register(ctx, fd, entry.info);
+    const child = this.register(ctx, fd, entry.info);
     return {
       handle: child.handle,
       info: entry.info,
       address: fromSockaddr(addr, entry.info.family),
-      local: this.#name(child, libc.getsockname),
+      local: this.name(child, libc.getsockname),
     };
   };
 
   connect = async (ctx: CallContext, req: pb.ConnectRequest): Promise<pb.ConnectResponse> => {
-    const entry = this.#entry(ctx, req.handle, 'connect');
+    const entry = this.entry(ctx, req.handle, 'connect');
     const timeout = validateTimeout(req.timeout);
     const sa = await toSockaddr(req.address, entry.info.family, 'connect');
     const unix = entry.info.family === C.AF_UNIX;
-    if (unix) this.#enforce(ctx, { op: 'unix', path: req.address!.unix!.path, syscall: 'connect' }, 'connect');
-    const connect = (): void => (unix ? this.#withCallerIds(ctx, () => libc.connect(entry.fd, sa)) : libc.connect(entry.fd, sa));
+    if (unix) this.enforce(ctx, { op: 'unix', path: req.address!.unix!.path, syscall: 'connect' }, 'connect');
+    const connect = (): void => (unix ? this.withCallerIds(ctx, () => libc.connect(entry.fd, sa)) : libc.connect(entry.fd, sa));
     const deadline = deadlineFor(timeout);
-    this.#live(entry, 'connect');
+    this.live(entry, 'connect');
     try {
       connect();
-      return this.#ends(entry);
+      return this.ends(entry);
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (code !== 'EINPROGRESS' && !isAgain(err) && code !== 'EINTR') throw err;
@@ -273,7 +273,7 @@ export class SocketOps {
     }
     // In progress: wait for writability, then the outcome is in SO_ERROR.
     await waitReady(this.broker.reactor, entry, 'write', deadline, ctx.signal, 'connect');
-    this.#live(entry, 'connect');
+    this.live(entry, 'connect');
     const soError = libc.getsockopt(entry.fd, C.SOL_SOCKET, C.SO_ERROR, 4).readInt32LE(0);
     // Linux leaves the socket "connecting" until connect() is called again: that call moves it to
     // connected or, after a failure, back to unconnected. Without it the user's next connect()
@@ -284,30 +284,30 @@ export class SocketOps {
       // Its outcome is already in soError.
     }
     if (soError !== 0) throw osError(soError, 'connect');
-    return this.#ends(entry);
+    return this.ends(entry);
   };
 
   send = async (ctx: CallContext, req: pb.SendRequest): Promise<pb.SendResponse> => {
     const syscall = req.address ? 'sendto' : 'send';
-    const entry = this.#entry(ctx, req.handle, syscall);
-    const data = validateData(req.data, this.#maxBytes(ctx), syscall);
+    const entry = this.entry(ctx, req.handle, syscall);
+    const data = validateData(req.data, this.maxBytes(ctx), syscall);
     const flags = validateInt(req.flags, 'flags');
     const timeout = validateTimeout(req.timeout);
     const sa = req.address ? await toSockaddr(req.address, entry.info.family, syscall) : null;
     const unix = sa !== null && entry.info.family === C.AF_UNIX;
-    if (unix) this.#enforce(ctx, { op: 'unix', path: req.address!.unix!.path, syscall: 'sendto' }, syscall);
+    if (unix) this.enforce(ctx, { op: 'unix', path: req.address!.unix!.path, syscall: 'sendto' }, syscall);
     const sendto = (): number => libc.sendto(entry.fd, data, flags | C.MSG_NOSIGNAL, sa!);
     const sent = await entry.writes.run(() =>
       drive(this.broker.reactor, entry, 'write', timeout, ctx.signal, syscall, () =>
-        !sa ? libc.send(entry.fd, data, flags | C.MSG_NOSIGNAL) : unix ? this.#withCallerIds(ctx, sendto) : sendto(),
+        !sa ? libc.send(entry.fd, data, flags | C.MSG_NOSIGNAL) : unix ? this.withCallerIds(ctx, sendto) : sendto(),
       ),
     );
     return { sent };
   };
 
   sendAll = async (ctx: CallContext, req: pb.SendAllRequest): Promise<pb.SendAllResponse> => {
-    const entry = this.#entry(ctx, req.handle, 'sendall');
-    const data = validateData(req.data, this.#maxBytes(ctx), 'sendall');
+    const entry = this.entry(ctx, req.handle, 'sendall');
+    const data = validateData(req.data, this.maxBytes(ctx), 'sendall');
     const flags = validateInt(req.flags, 'flags') | C.MSG_NOSIGNAL;
     const timeout = validateTimeout(req.timeout);
     const deadline = deadlineFor(timeout);
@@ -324,7 +324,7 @@ export class SocketOps {
 
   recv = async (ctx: CallContext, req: pb.RecvRequest): Promise<pb.RecvResponse> => {
     const syscall = req.wantAddress ? 'recvfrom' : 'recv';
-    const entry = this.#entry(ctx, req.handle, syscall);
+    const entry = this.entry(ctx, req.handle, syscall);
     const bufsize = validateSize(req.bufsize, this.broker.limits.maxRecvBytes, syscall);
     const flags = validateInt(req.flags, 'flags');
     const timeout = validateTimeout(req.timeout);
@@ -354,19 +354,19 @@ export class SocketOps {
   };
 
   shutdown = async (ctx: CallContext, req: pb.ShutdownRequest): Promise<pb.ShutdownResponse> => {
-    const entry = this.#entry(ctx, req.handle, 'shutdown');
+    const entry = this.entry(ctx, req.handle, 'shutdown');
     libc.shutdown(entry.fd, validateInt(req.how, 'how'));
     return {};
   };
 
   close = async (ctx: CallContext, req: pb.CloseSocketRequest): Promise<pb.CloseSocketResponse> => {
-    const entry = this.#entry(ctx, req.handle, 'close');
+    const entry = this.entry(ctx, req.handle, 'close');
     await this.closeEntry(ctx.session.table, entry);
     return {};
   };
 
   getSockOpt = async (ctx: CallContext, req: pb.GetSockOptRequest): Promise<pb.GetSockOptResponse> => {
-    const entry = this.#entry(ctx, req.handle, 'getsockopt');
+    const entry = this.entry(ctx, req.handle, 'getsockopt');
     const level = validateInt(req.level, 'level');
     const name = validateInt(req.name, 'optname');
     if (req.buflen === undefined) {
@@ -380,7 +380,7 @@ export class SocketOps {
   };
 
   setSockOpt = async (ctx: CallContext, req: pb.SetSockOptRequest): Promise<pb.SetSockOptResponse> => {
-    const entry = this.#entry(ctx, req.handle, 'setsockopt');
+    const entry = this.entry(ctx, req.handle, 'setsockopt');
     const level = validateInt(req.level, 'level');
     const name = validateInt(req.name, 'optname');
     let value: Buffer;
@@ -398,18 +398,18 @@ export class SocketOps {
     } else {
       throw argumentError('type', 'setsockopt() takes a value: an int or a bytes-like object', 'value');
     }
-    this.#enforce(ctx, { op: 'setsockopt', level, name, value: policyValue }, 'setsockopt');
+    this.enforce(ctx, { op: 'setsockopt', level, name, value: policyValue }, 'setsockopt');
     libc.setsockopt(entry.fd, level, name, value);
     return {};
   };
 
   getSockName = async (ctx: CallContext, req: pb.GetSockNameRequest): Promise<pb.GetSockNameResponse> => {
-    const entry = this.#entry(ctx, req.handle, 'getsockname');
+    const entry = this.entry(ctx, req.handle, 'getsockname');
     return { address: fromSockaddr(libc.getsockname(entry.fd), entry.info.family) };
   };
 
   getPeerName = async (ctx: CallContext, req: pb.GetPeerNameRequest): Promise<pb.GetPeerNameResponse> => {
-    const entry = this.#entry(ctx, req.handle, 'getpeername');
+    const entry = this.entry(ctx, req.handle, 'getpeername');
     return { address: fromSockaddr(libc.getpeername(entry.fd), entry.info.family) };
   };
 
@@ -474,7 +474,7 @@ export class SocketOps {
   }
 
   /** getsockname/getpeername for a reply's repr fields; undefined when the kernel has none. */
-  #name(entry: SocketEntry, get: (fd: number) => Buffer): pb.GetSockNameResponse['address'] {
+  name(entry: SocketEntry, get: (fd: number) => Buffer): pb.GetSockNameResponse['address'] {
     try {
       return fromSockaddr(get(entry.fd), entry.info.family);
     } catch {
@@ -482,11 +482,11 @@ export class SocketOps {
     }
   }
 
-  #ends(entry: SocketEntry): pb.ConnectResponse {
-    return { local: this.#name(entry, libc.getsockname), peer: this.#name(entry, libc.getpeername) };
+  ends(entry: SocketEntry): pb.ConnectResponse {
+    return { local: this.name(entry, libc.getsockname), peer: this.name(entry, libc.getpeername) };
   }
 
-  #live(entry: SocketEntry, syscall: string): void {
+  live(entry: SocketEntry, syscall: string): void {
     if (entry.closed) throw osErrorNamed('EBADF', syscall);
   }
 }

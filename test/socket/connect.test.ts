@@ -19,7 +19,7 @@ test('accept(): [connection, address] with the peer address; the connection talk
   t.deepEqual(addr, await c.getsockname());
   t.deepEqual(await conn.getsockname(), await l.getsockname());
   t.deepEqual([conn.family, conn.type, conn.proto], [l.family, l.type, l.proto]);
-  const py = pyValue<unknown[]>(
+  const py = await pyValue<unknown[]>(
     "l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(); c = socket.socket(); c.connect(l.getsockname()); conn, addr = l.accept()\n" +
       'result = [addr == c.getsockname(), conn.getsockname() == l.getsockname(), [conn.family, conn.type, conn.proto], conn.gettimeout()]',
   );
@@ -35,7 +35,7 @@ test('accept() on a socket that is not listening raises EINVAL as python3', asyn
   const socket = fx.socket();
   await using s = await socket.socket();
   await s.bind(['127.0.0.1', 0]);
-  const expected = pyRaises("s = socket.socket(); s.bind(('127.0.0.1', 0)); s.accept()");
+  const expected = await pyRaises("s = socket.socket(); s.bind(('127.0.0.1', 0)); s.accept()");
   t.is(expected?.errno, 22);
   await raisesLikePython(t, () => s.accept(), OSError, expected);
 });
@@ -50,7 +50,7 @@ test('connect(): to a listener; refused port → ConnectionRefusedError errno 11
   await conn.close();
   const port = await deadPort(socket);
   await using r = await socket.socket();
-  const expected = pyRaises(`${PY_DEAD_PORT}socket.socket().connect(('127.0.0.1', p))`);
+  const expected = await pyRaises(`${PY_DEAD_PORT}socket.socket().connect(('127.0.0.1', p))`);
   t.deepEqual(expected, { cls: 'ConnectionRefusedError', errno: 111, message: '[Errno 111] Connection refused' });
   await raisesLikePython(t, () => r.connect(['127.0.0.1', port]), ConnectionRefusedError, expected);
   t.is((await t.throwsAsync(() => r.connect(['127.0.0.1', port])) as OSError).code, 'ECONNREFUSED');
@@ -59,7 +59,7 @@ test('connect(): to a listener; refused port → ConnectionRefusedError errno 11
 test('connect() on a connected socket raises EISCONN (106) as python3', async (t) => {
   const socket = fx.socket();
   const [c, conn, l] = await tcpPair(socket);
-  const expected = pyRaises("l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(); c = socket.socket(); c.connect(l.getsockname()); c.connect(l.getsockname())");
+  const expected = await pyRaises("l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(); c = socket.socket(); c.connect(l.getsockname()); c.connect(l.getsockname())");
   t.deepEqual(expected, { cls: 'OSError', errno: 106, message: '[Errno 106] Transport endpoint is already connected' });
   await raisesLikePython(t, async () => c.connect((await l.getsockname())!), OSError, expected);
   // Also to another address, and again (no one-off success).
@@ -70,7 +70,7 @@ test('connect() on a connected socket raises EISCONN (106) as python3', async (t
 test('connect(): bad addresses raise as python3', async (t) => {
   const socket = fx.socket();
   await using s = await socket.socket();
-  const py = pyRaisesAll({
+  const py = await pyRaisesAll({
     str: "socket.socket().connect('x')",
     triple: "socket.socket().connect(('127.0.0.1', 1, 2))",
     port: "socket.socket().connect(('127.0.0.1', 70000))",
@@ -84,7 +84,7 @@ test('connectEx(): 0 on success, 111 refused, 106 when connected, as python3', a
   const socket = fx.socket();
   await using l = await listener(socket);
   const port = await deadPort(socket);
-  const py = pyValue<number[]>(
+  const py = await pyValue<number[]>(
     PY_DEAD_PORT +
       "l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(); c = socket.socket()\n" +
       "result = [socket.socket().connect_ex(('127.0.0.1', p)), c.connect_ex(l.getsockname()), c.connect_ex(l.getsockname())]",
@@ -101,7 +101,7 @@ test('connectEx(): 0 on success, 111 refused, 106 when connected, as python3', a
 test('connectEx(): bad arguments still raise (as python3)', async (t) => {
   const socket = fx.socket();
   await using s = await socket.socket();
-  const py = pyRaisesAll({ str: "socket.socket().connect_ex('x')", port: "socket.socket().connect_ex(('127.0.0.1', -1))" });
+  const py = await pyRaisesAll({ str: "socket.socket().connect_ex('x')", port: "socket.socket().connect_ex(('127.0.0.1', -1))" });
   await raisesLikePython(t, () => s.connectEx('x'), TypeError, py.str);
   await raisesLikePython(t, () => s.connectEx(['127.0.0.1', -1]), OverflowError, py.port);
 });
@@ -116,7 +116,7 @@ test('connect() on UDP sets the default peer: send/recv without addresses', asyn
   t.deepEqual(await a.getpeername(), await b.getsockname());
   t.is(await a.send(Buffer.from('dgram')), 5);
   t.deepEqual(await b.recvfrom(100), [Buffer.from('dgram'), await a.getsockname()]);
-  const py = pyValue<unknown[]>(
+  const py = await pyValue<unknown[]>(
     "a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); a.bind(('127.0.0.1', 0)); b.bind(('127.0.0.1', 0))\n" +
       "a.connect(b.getsockname()); n = a.send(b'dgram'); d, addr = b.recvfrom(100); result = [n, d.decode(), addr == a.getsockname()]",
   );

@@ -23,7 +23,7 @@ test('recv(): data, MSG_PEEK leaves it, recv(0) is empty, as python3', async (t)
     (await a.recv(100, socket.MSG_PEEK)).toString(),
     (await a.recv(100)).toString(),
   ];
-  const py = pyValue<string[]>(
+  const py = await pyValue<string[]>(
     PY_PAIR +
       "import select\nc.send(b'hello world'); select.select([a], [], [], 10)\n" +
       'result = [x.decode() for x in (a.recv(0), a.recv(5, socket.MSG_PEEK), a.recv(5), a.recv(100, socket.MSG_PEEK), a.recv(100))]',
@@ -42,7 +42,7 @@ test('recv()/recvfrom() return empty at EOF after the peer shuts down writing (S
   // The other direction still works.
   await a.sendall(Buffer.from('still open'));
   got.push((await c.recv(100)).toString());
-  const py = pyValue<unknown[]>(
+  const py = await pyValue<unknown[]>(
     PY_PAIR +
       "c.sendall(b'last'); c.shutdown(socket.SHUT_WR)\n" +
       "r = [a.recv(100).decode(), len(a.recv(100)), list(a.recvfrom(100))]; r[2][0] = r[2][0].hex(); a.sendall(b'still open'); r.append(c.recv(100).decode()); result = r",
@@ -54,7 +54,7 @@ test('recv()/recvfrom() return empty at EOF after the peer shuts down writing (S
 
 test('recvfrom() on a socketpair (no peer address) gives None/null, stream and datagram, as python3', async (t) => {
   const socket = fx.socket();
-  const py = pyValue<unknown[]>(
+  const py = await pyValue<unknown[]>(
     "r = []\nfor ty in (socket.SOCK_STREAM, socket.SOCK_DGRAM):\n    a, b = socket.socketpair(socket.AF_UNIX, ty); b.send(b'x'); d, addr = a.recvfrom(5); r.append([d.decode(), addr])\nresult = r",
   );
   t.deepEqual(py, [['x', null], ['x', null]]);
@@ -73,7 +73,7 @@ test('recvfrom() on a socketpair (no peer address) gives None/null, stream and d
 test('recv family: negative sizes and nbytes larger than the buffer raise ValueError as python3', async (t) => {
   const socket = fx.socket();
   const [a, b] = await socket.socketpair();
-  const py = pyRaisesAll({
+  const py = await pyRaisesAll({
     recv: 'a, b = socket.socketpair(); a.recv(-1)',
     recvfrom: 'a, b = socket.socketpair(); a.recvfrom(-1)',
     recvInto: 'a, b = socket.socketpair(); a.recv_into(bytearray(4), -1)',
@@ -119,7 +119,7 @@ test('recvInto()/recvfromInto(): fill the buffer (or its first nbytes) and retur
   await socket.poll([a], socket.POLLIN, 10);
   const [n3, addr] = await a.recvfromInto(view, 0, socket.MSG_PEEK);
   const rest = (await a.recv(10)).toString();
-  const py = pyValue<unknown[]>(
+  const py = await pyValue<unknown[]>(
     "import select\na, b = socket.socketpair(); b.sendall(b'abcdefgh'); select.select([a], [], [], 10); buf = bytearray(b'......')\n" +
       "n1 = a.recv_into(buf, 2); s1 = buf.decode(); n2 = a.recv_into(buf); s2 = buf.decode(); view = bytearray(4); b.sendall(b'wxyz!'); select.select([a], [], [], 10)\n" +
       'n3, addr = a.recvfrom_into(view, 0, socket.MSG_PEEK); result = [n1, s1, n2, s2, n3, view.decode(), addr, a.recv(10).decode()]',
@@ -152,7 +152,7 @@ test('send()/sendall(): counts and a large sendall arriving intact', async (t) =
   }
   await sent;
   t.true(Buffer.concat(parts).equals(big));
-  const py = pyValue<unknown[]>(PY_PAIR + "result = [c.send(b'abc'), c.sendall(b'f')]");
+  const py = await pyValue<unknown[]>(PY_PAIR + "result = [c.send(b'abc'), c.sendall(b'f')]");
   t.deepEqual(py, [3, null]);
   for (const s of [c, a, l]) await s.close();
 });
@@ -161,7 +161,7 @@ test("send/sendall/sendto with str data raise TypeError \"a bytes-like object is
   const socket = fx.socket();
   const [a, b] = await socket.socketpair();
   await using u = await socket.socket(socket.AF_INET, socket.SOCK_DGRAM);
-  const py = pyRaisesAll({
+  const py = await pyRaisesAll({
     send: "a, b = socket.socketpair(); a.send('abc')",
     sendall: "a, b = socket.socketpair(); a.sendall('abc')",
     sendto: "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto('abc', ('127.0.0.1', 9))",
@@ -193,7 +193,7 @@ test('sendto()/recvfrom(): a UDP round trip with addresses, both sendto forms, a
   await client.sendto(Buffer.from('abcdef'), serverAddr);
   const peek = await server.recvfrom(3, socket.MSG_PEEK);
   const short = await server.recvfrom(3);
-  const py = pyValue<unknown[]>(
+  const py = await pyValue<unknown[]>(
     "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 0)); c.bind(('127.0.0.1', 0))\n" +
       "r = [c.sendto(b'question', s.getsockname())]; d, f = s.recvfrom(100); r += [d.decode(), f == c.getsockname(), s.sendto(b'answer', 0, f)]\n" +
       "d, f = c.recvfrom(100); r += [d.decode(), f == s.getsockname()]; c.sendto(b'abcdef', s.getsockname())\n" +
@@ -208,7 +208,7 @@ test('sendto()/recvfrom(): a UDP round trip with addresses, both sendto forms, a
 test('sendto(): bad addresses and UDP send without a peer raise as python3', async (t) => {
   const socket = fx.socket();
   await using u = await socket.socket(socket.AF_INET, socket.SOCK_DGRAM);
-  const py = pyRaisesAll({
+  const py = await pyRaisesAll({
     str: "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', 'bad')",
     port: "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('127.0.0.1', 65536))",
     noPeer: "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).send(b'x')",
@@ -224,7 +224,7 @@ test('shutdown(SHUT_WR): the peer gets EOF; sending after it is EPIPE (BrokenPip
   const [c, a, l] = await tcpPair(socket);
   await c.shutdown(socket.SHUT_WR);
   t.is((await a.recv(10)).length, 0);
-  const py = pyRaisesAll({
+  const py = await pyRaisesAll({
     send: `${PY_PAIR}c.shutdown(socket.SHUT_WR); c.send(b'x')`,
     sendall: `${PY_PAIR}c.shutdown(socket.SHUT_WR); c.sendall(b'x')`,
   });
@@ -238,7 +238,7 @@ test('shutdown(): errors as python3 (not connected, bad how)', async (t) => {
   const socket = fx.socket();
   await using s = await socket.socket();
   const [c, a, l] = await tcpPair(socket);
-  const py = pyRaisesAll({
+  const py = await pyRaisesAll({
     notConnected: 'socket.socket().shutdown(socket.SHUT_RDWR)',
     how: `${PY_PAIR}c.shutdown(5)`,
     overflow: 'socket.socket().shutdown(2**31)',

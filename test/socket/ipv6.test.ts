@@ -17,7 +17,7 @@ test('TCP over ::1: bind, listen, connect, accept; names are 4-tuples as in pyth
   t.deepEqual([c.family, conn.family], [socket.AF_INET6, socket.AF_INET6]);
   await c.sendall(Buffer.from('over v6'));
   t.deepEqual(await conn.recv(100), Buffer.from('over v6'));
-  const py = pyValue<unknown[]>(
+  const py = await pyValue<unknown[]>(
     "l = socket.socket(socket.AF_INET6); l.bind(('::1', 0)); l.listen(); c = socket.socket(socket.AF_INET6); c.connect(('::1', l.getsockname()[1])); conn, addr = l.accept()\n" +
       'result = [list(l.getsockname())[0], len(l.getsockname()), list(addr)[2:], addr == c.getsockname(), conn.family]',
   );
@@ -32,11 +32,11 @@ test('bind on AF_INET6: "" is ::, short tuples, flowinfo overflow, <broadcast>, 
   await using any = await socket.socket(socket.AF_INET6);
   await any.bind(['', 0]);
   const [host, , flow, scope] = (await any.getsockname()) as [string, number, number, number];
-  const py = pyValue<unknown[]>("s = socket.socket(socket.AF_INET6); s.bind(('', 0)); n = s.getsockname(); result = [n[0], n[2], n[3]]");
+  const py = await pyValue<unknown[]>("s = socket.socket(socket.AF_INET6); s.bind(('', 0)); n = s.getsockname(); result = [n[0], n[2], n[3]]");
   t.deepEqual([host, flow, scope], py);
   t.deepEqual(py, ['::', 0, 0]);
   await using s = await socket.socket(socket.AF_INET6);
-  const errs = pyRaisesAll({
+  const errs = await pyRaisesAll({
     short: "socket.socket(socket.AF_INET6).bind(('::1',))",
     flowinfo: "socket.socket(socket.AF_INET6).bind(('::1', 0, 1 << 20))",
     notTuple: "socket.socket(socket.AF_INET6).bind('::1')",
@@ -57,7 +57,7 @@ test('connect on ::1: refused port → ConnectionRefusedError 111, as python3', 
   const socket = fx.socket();
   const port = await deadPort(socket, socket.AF_INET6);
   await using s = await socket.socket(socket.AF_INET6);
-  const expected = pyRaises(
+  const expected = await pyRaises(
     "d = socket.socket(socket.AF_INET6); d.bind(('::1', 0)); p = d.getsockname()[1]; d.close()\nsocket.socket(socket.AF_INET6).connect(('::1', p))",
   );
   await raisesLikePython(t, () => s.connect(['::1', port]), ConnectionRefusedError, expected);
@@ -78,7 +78,7 @@ test('UDP over ::1: sendto/recvfrom carry 4-tuple addresses', async (t) => {
   const buf = Buffer.alloc(10);
   const [n, from2] = await a.recvfromInto(buf);
   t.deepEqual([buf.subarray(0, n).toString(), from2], ['pong6', await b.getsockname()]);
-  const py = pyValue<unknown[]>(
+  const py = await pyValue<unknown[]>(
     "a = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); b = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); a.bind(('::1', 0)); b.bind(('::1', 0))\n" +
       "a.sendto(b'ping6', b.getsockname()); d, f = b.recvfrom(100); b.sendto(b'pong6', ('::1', a.getsockname()[1])); buf = bytearray(10); n, f2 = a.recvfrom_into(buf)\n" +
       'result = [d.decode(), f == a.getsockname(), len(f), buf[:n].decode(), f2 == b.getsockname()]',
@@ -102,7 +102,7 @@ test('getaddrinfo for ::1 and createConnection over IPv6', async (t) => {
   await using l = await listener(socket, socket.AF_INET6);
   const port = await portOf(l);
   const infos = await socket.getaddrinfo('::1', port, socket.AF_INET6, socket.SOCK_STREAM);
-  const py = pyValue(`result = [list(r[:4]) + [list(r[4])] for r in socket.getaddrinfo('::1', ${port}, socket.AF_INET6, socket.SOCK_STREAM)]`);
+  const py = await pyValue(`result = [list(r[:4]) + [list(r[4])] for r in socket.getaddrinfo('::1', ${port}, socket.AF_INET6, socket.SOCK_STREAM)]`);
   t.deepEqual(infos, py);
   await using c = await socket.createConnection(['::1', port]);
   t.is(c.family, socket.AF_INET6);

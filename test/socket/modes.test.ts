@@ -21,7 +21,7 @@ const PY_TIMEOUT = () => pyRaises('a, b = socket.socketpair(); a.settimeout(0.1)
 const BIG = Buffer.alloc(2 << 20, 0x61);
 
 async function assertTimesOut(t: import('ava').ExecutionContext, fn: () => Promise<unknown>): Promise<void> {
-  const expected = PY_TIMEOUT();
+  const expected = await PY_TIMEOUT();
   t.deepEqual(expected, { cls: 'timeout', errno: null, message: 'timed out' });
   const { ms, error } = await timed(fn);
   t.true(error instanceof SocketTimeout, `expected socket.timeout, got ${String(error)}`);
@@ -49,7 +49,7 @@ test('recv, non-blocking: BlockingIOError errno 11 at once, as python3', async (
   const socket = fx.socket();
   const [a, b] = await socket.socketpair();
   a.setblocking(false);
-  const expected = pyRaises('a, b = socket.socketpair(); a.setblocking(False); a.recv(1)');
+  const expected = await pyRaises('a, b = socket.socketpair(); a.setblocking(False); a.recv(1)');
   t.deepEqual(expected, { cls: 'BlockingIOError', errno: 11, message: '[Errno 11] Resource temporarily unavailable' });
   const { ms } = await timed(() => raisesLikePython(t, () => a.recv(100), BlockingIOError, expected));
   t.true(ms < 5000, `took ${ms} ms`);
@@ -98,7 +98,7 @@ test('accept, non-blocking: BlockingIOError errno 11, as python3', async (t) => 
   const socket = fx.socket();
   await using l = await listener(socket);
   l.setblocking(false);
-  const expected = pyRaises("l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(); l.setblocking(False); l.accept()");
+  const expected = await pyRaises("l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(); l.setblocking(False); l.accept()");
   t.is(expected?.errno, 11);
   await raisesLikePython(t, () => l.accept(), BlockingIOError, expected);
 });
@@ -151,14 +151,14 @@ test('connect, non-blocking: BlockingIOError errno 115 (EINPROGRESS), then it co
   await using c = await socket.socket();
   c.setblocking(false);
   const port = await portOf(l);
-  const expected = pyRaises(`s = socket.socket(); s.setblocking(False); s.connect(('127.0.0.1', ${port}))`);
+  const expected = await pyRaises(`s = socket.socket(); s.setblocking(False); s.connect(('127.0.0.1', ${port}))`);
   t.deepEqual(expected, { cls: 'BlockingIOError', errno: 115, message: '[Errno 115] Operation now in progress' });
   await raisesLikePython(t, () => c.connect(['127.0.0.1', port]), BlockingIOError, expected);
   // Writable once connected, SO_ERROR 0; then connect_ex reports completion (0) once and
   // EISCONN after, as python3 does for the same sequence.
   t.deepEqual(await socket.poll([c], socket.POLLOUT, 10), [[c, socket.POLLOUT]]);
   t.is(await c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), 0);
-  const py = pyValue<number[]>(
+  const py = await pyValue<number[]>(
     `import select\nc = socket.socket(); c.setblocking(False); r = [c.connect_ex(('127.0.0.1', ${port}))]; select.select([], [c], [], 10)\n` +
       `r += [c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), c.connect_ex(('127.0.0.1', ${port})), c.connect_ex(('127.0.0.1', ${port}))]; result = r`,
   );
@@ -175,7 +175,7 @@ test('connect, timeout mode: socket.timeout after about the timeout (full backlo
   const { l, port, queued } = await fullListener(socket);
   const c = await socket.socket();
   c.settimeout(TIMEOUT_S);
-  const expected = pyRaises(`s = socket.socket(); s.settimeout(0.2); s.connect(('127.0.0.1', ${port}))`);
+  const expected = await pyRaises(`s = socket.socket(); s.settimeout(0.2); s.connect(('127.0.0.1', ${port}))`);
   t.deepEqual(expected, { cls: 'timeout', errno: null, message: 'timed out' });
   await assertTimesOut(t, () => c.connect(['127.0.0.1', port]));
   // connect_ex reports a timeout as EWOULDBLOCK (11), as CPython does.
@@ -208,7 +208,7 @@ test('sendall, non-blocking: BlockingIOError errno 11 once the buffer is full, a
   const socket = fx.socket();
   const [a, b] = await socket.socketpair();
   a.setblocking(false);
-  const expected = pyRaises(`a, b = socket.socketpair(); a.setblocking(False); a.sendall(b'a' * ${BIG.length})`);
+  const expected = await pyRaises(`a, b = socket.socketpair(); a.setblocking(False); a.sendall(b'a' * ${BIG.length})`);
   t.deepEqual(expected, { cls: 'BlockingIOError', errno: 11, message: '[Errno 11] Resource temporarily unavailable' });
   await raisesLikePython(t, () => a.sendall(BIG), BlockingIOError, expected);
   // send() too, now that the buffer is full.
@@ -221,7 +221,7 @@ test('sendall, timeout mode: socket.timeout after about the timeout', async (t) 
   const socket = fx.socket();
   const [a, b] = await socket.socketpair();
   a.settimeout(TIMEOUT_S);
-  const expected = pyRaises(`a, b = socket.socketpair(); a.settimeout(0.2); a.sendall(b'a' * ${BIG.length})`);
+  const expected = await pyRaises(`a, b = socket.socketpair(); a.settimeout(0.2); a.sendall(b'a' * ${BIG.length})`);
   t.deepEqual(expected, { cls: 'timeout', errno: null, message: 'timed out' });
   await assertTimesOut(t, () => a.sendall(BIG));
   await a.close();

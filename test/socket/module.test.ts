@@ -22,7 +22,7 @@ const fx = useDaemon(test);
 test('socket() defaults: AF_INET, SOCK_STREAM, proto 0, blocking (as python3)', async (t) => {
   const socket = fx.socket();
   await using s = await socket.socket();
-  const py = pyValue<[number, number, number, number | null]>('s = socket.socket(); result = [s.family, s.type, s.proto, s.gettimeout()]; s.close()');
+  const py = await pyValue<[number, number, number, number | null]>('s = socket.socket(); result = [s.family, s.type, s.proto, s.gettimeout()]; s.close()');
   t.deepEqual(py, [socket.AF_INET, socket.SOCK_STREAM, 0, null]);
   t.deepEqual([s.family, s.type, s.proto, s.gettimeout()], py);
   t.true(s instanceof Socket);
@@ -32,7 +32,7 @@ test('socket() defaults: AF_INET, SOCK_STREAM, proto 0, blocking (as python3)', 
 test('socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP) keeps the given family/type/proto', async (t) => {
   const socket = fx.socket();
   await using s = await socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP);
-  const py = pyValue<number[]>('s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP); result = [s.family, s.type, s.proto]; s.close()');
+  const py = await pyValue<number[]>('s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP); result = [s.family, s.type, s.proto]; s.close()');
   t.deepEqual([s.family, s.type, s.proto], py);
   t.deepEqual(py, [socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP]);
 });
@@ -40,7 +40,7 @@ test('socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP) keeps the given family/type/proto
 test('SOCK_NONBLOCK in type: non-blocking mode, and type has neither NONBLOCK nor CLOEXEC', async (t) => {
   const socket = fx.socket();
   await using s = await socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC);
-  const py = pyValue<[number, number | null]>(
+  const py = await pyValue<[number, number | null]>(
     's = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC); result = [s.type, s.gettimeout()]; s.close()',
   );
   t.deepEqual(py, [socket.SOCK_STREAM, 0]);
@@ -48,7 +48,7 @@ test('SOCK_NONBLOCK in type: non-blocking mode, and type has neither NONBLOCK no
   // The mode is real: accept on an empty queue raises at once.
   await s.bind(['127.0.0.1', 0]);
   await s.listen();
-  const expected = pyRaises(
+  const expected = await pyRaises(
     "s = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK); s.bind(('127.0.0.1', 0)); s.listen()\ntry:\n    s.accept()\nfinally:\n    s.close()",
   );
   await raisesLikePython(t, () => s.accept(), BlockingIOError, expected);
@@ -57,7 +57,7 @@ test('SOCK_NONBLOCK in type: non-blocking mode, and type has neither NONBLOCK no
 
 test('socket() with bad arguments raises as python3', async (t) => {
   const socket = fx.socket();
-  const py = pyRaisesAll({
+  const py = await pyRaisesAll({
     family: "socket.socket('x')",
     unknownFamily: 'socket.socket(12345)',
     badType: 'socket.socket(socket.AF_INET, 12345)',
@@ -73,7 +73,7 @@ test('socketpair() defaults to AF_UNIX/SOCK_STREAM and the two ends talk', async
   const [a, b] = await socket.socketpair();
   await using _a = a;
   await using _b = b;
-  const py = pyValue<number[][]>('a, b = socket.socketpair(); result = [[s.family, s.type, s.proto] for s in (a, b)]; a.close(); b.close()');
+  const py = await pyValue<number[][]>('a, b = socket.socketpair(); result = [[s.family, s.type, s.proto] for s in (a, b)]; a.close(); b.close()');
   t.deepEqual(py, [[socket.AF_UNIX, socket.SOCK_STREAM, 0], [socket.AF_UNIX, socket.SOCK_STREAM, 0]]);
   t.deepEqual([[a.family, a.type, a.proto], [b.family, b.type, b.proto]], py);
   t.not(a.fileno(), b.fileno());
@@ -88,7 +88,7 @@ test('socketpair(AF_UNIX, SOCK_DGRAM) keeps message boundaries', async (t) => {
   const [a, b] = await socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM);
   await using _a = a;
   await using _b = b;
-  const py = pyValue<unknown[]>(
+  const py = await pyValue<unknown[]>(
     "a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM); a.send(b'one'); a.send(b'two'); result = [b.type, b.recv(10).decode(), b.recv(10).decode()]; a.close(); b.close()",
   );
   await a.send(Buffer.from('one'));
@@ -101,7 +101,7 @@ test('createConnection(): connected socket like python3 (proto from getaddrinfo,
   const socket = fx.socket();
   await using l = await listener(socket);
   const port = await portOf(l);
-  const py = pyValue<unknown[]>(
+  const py = await pyValue<unknown[]>(
     "l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()\n" +
       'c = socket.create_connection(l.getsockname()); c2 = socket.create_connection(l.getsockname(), 2.5)\n' +
       'result = [c.family, c.type, c.proto, c.gettimeout(), c2.gettimeout(), c.getpeername() == l.getsockname()]\n' +
@@ -128,7 +128,7 @@ test('createConnection(address, timeout, sourceAddress) binds the source address
   t.deepEqual(await c.getsockname(), ['127.0.0.1', srcPort]);
   t.deepEqual(addr, ['127.0.0.1', srcPort]);
   t.is(c.gettimeout(), null);
-  const py = pyValue<boolean>(
+  const py = await pyValue<boolean>(
     "l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(); p = socket.socket(); p.bind(('127.0.0.1', 0)); src = p.getsockname(); p.close()\n" +
       "c = socket.create_connection(l.getsockname(), None, src); result = [c.getsockname() == src, c.gettimeout()]; c.close(); l.close()",
   );
@@ -138,7 +138,7 @@ test('createConnection(address, timeout, sourceAddress) binds the source address
 test('createConnection() to a refused port raises ConnectionRefusedError as python3', async (t) => {
   const socket = fx.socket();
   const port = await deadPort(socket);
-  const expected = pyRaises("s = socket.socket(); s.bind(('127.0.0.1', 0)); p = s.getsockname()[1]; s.close()\nsocket.create_connection(('127.0.0.1', p))");
+  const expected = await pyRaises("s = socket.socket(); s.bind(('127.0.0.1', 0)); p = s.getsockname()[1]; s.close()\nsocket.create_connection(('127.0.0.1', p))");
   await raisesLikePython(t, () => socket.createConnection(['127.0.0.1', port]), ConnectionRefusedError, expected);
   t.is(expected?.errno, 111);
 });
@@ -167,11 +167,11 @@ test('createConnection() tries each address in turn and raises the error of the 
         t.deepEqual(infos.map((i) => i[0]).sort(), [socket.AF_INET, socket.AF_INET6].sort());
         const last = infos[infos.length - 1]![0];
         const pyInfos = infos.map(([f, ty, p, cn, sa]) => `(${f}, ${ty}, ${p}, '${cn}', ${JSON.stringify(sa).replace('[', '(').replace(']', ')')})`).join(', ');
-        const expected = pyRaises(`import unittest.mock as m\nwith m.patch('socket.getaddrinfo', return_value=[${pyInfos}]):\n    socket.create_connection(('both.test', ${port}), 0.5)`);
+        const expected = await pyRaises(`import unittest.mock as m\nwith m.patch('socket.getaddrinfo', return_value=[${pyInfos}]):\n    socket.create_connection(('both.test', ${port}), 0.5)`);
         const cls = last === socket.AF_INET ? SocketTimeout : ConnectionRefusedError;
         await raisesLikePython(t, () => socket.createConnection(['both.test', port], 0.5), cls, expected);
         // The other order gives the other error: each address is tried.
-        const reversed = pyRaises(`import unittest.mock as m\nwith m.patch('socket.getaddrinfo', return_value=[${pyInfos}][::-1]):\n    socket.create_connection(('both.test', ${port}), 0.5)`);
+        const reversed = await pyRaises(`import unittest.mock as m\nwith m.patch('socket.getaddrinfo', return_value=[${pyInfos}][::-1]):\n    socket.create_connection(('both.test', ${port}), 0.5)`);
         t.is(reversed?.cls, last === socket.AF_INET ? 'ConnectionRefusedError' : 'timeout');
         for (const f of fillers) await f.close();
       } finally {
@@ -194,7 +194,7 @@ test('getaddrinfo() results equal python3 (numeric hosts, services, AI_PASSIVE w
     ['no port', ['127.0.0.1', null, socket.AF_INET, socket.SOCK_STREAM], "('127.0.0.1', None, socket.AF_INET, socket.SOCK_STREAM)"],
   ];
   for (const [name, args, pyArgs] of cases) {
-    const expected = pyValue(`result = [list(r[:4]) + [list(r[4])] for r in socket.getaddrinfo${pyArgs}]`);
+    const expected = await pyValue(`result = [list(r[:4]) + [list(r[4])] for r in socket.getaddrinfo${pyArgs}]`);
     t.deepEqual(await socket.getaddrinfo(...args), expected, name);
   }
   const passive = await socket.getaddrinfo(null, 80, socket.AF_INET, socket.SOCK_STREAM, 0, socket.AI_PASSIVE);
@@ -203,7 +203,7 @@ test('getaddrinfo() results equal python3 (numeric hosts, services, AI_PASSIVE w
 
 test('getaddrinfo() errors: gaierror codes and messages of python3', async (t) => {
   const socket = fx.socket();
-  const py = pyRaisesAll({
+  const py = await pyRaisesAll({
     host: "socket.getaddrinfo('not-a-number', 80, 0, 0, 0, socket.AI_NUMERICHOST)",
     service: "socket.getaddrinfo('127.0.0.1', 'no-such-service')",
     family: "socket.getaddrinfo('127.0.0.1', 80, 12345)",
@@ -224,7 +224,7 @@ test('getaddrinfo() errors: gaierror codes and messages of python3', async (t) =
 
 test('getdefaulttimeout()/setdefaulttimeout(): None at start; new sockets, pairs and create_connection use it', async (t) => {
   const socket = await fx.fresh();
-  const py = pyValue<unknown[]>(
+  const py = await pyValue<unknown[]>(
     "r = [socket.getdefaulttimeout()]; socket.setdefaulttimeout(2.5); s = socket.socket(); a, b = socket.socketpair()\n" +
       "r += [socket.getdefaulttimeout(), s.gettimeout(), a.gettimeout(), b.gettimeout()]\n" +
       "s2 = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK); r.append(s2.gettimeout())\n" +
@@ -250,7 +250,7 @@ test('getdefaulttimeout()/setdefaulttimeout(): None at start; new sockets, pairs
 
 test('setdefaulttimeout() with bad values raises as python3', async (t) => {
   const socket = await fx.fresh();
-  const py = pyRaisesAll({
+  const py = await pyRaisesAll({
     negative: 'socket.setdefaulttimeout(-1)',
     nan: "socket.setdefaulttimeout(float('nan'))",
     inf: "socket.setdefaulttimeout(float('inf'))",
@@ -267,7 +267,7 @@ test("accepted sockets' timeout follows the seed's 'Timeouts and the accept meth
   const socket = await fx.fresh();
   const defaults = [null, 3] as const;
   const modes = [null, 0, 5] as const;
-  const py = pyValue<Array<[number | null, number | null, number | null]>>(
+  const py = await pyValue<Array<[number | null, number | null, number | null]>>(
     'import select\nres = []\n' +
       'for default in (None, 3.0):\n' +
       '    for mode in (None, 0.0, 5.0):\n' +
@@ -308,7 +308,7 @@ test('poll(): readiness of several handles, as select.poll reports it in python3
   const [a, b] = await socket.socketpair();
   const [c, d] = await socket.socketpair();
   await a.send(Buffer.from('x'));
-  const py = pyValue<unknown[]>(
+  const py = await pyValue<unknown[]>(
     "import select\na, b = socket.socketpair(); c, d = socket.socketpair(); a.send(b'x')\n" +
       'names = {b.fileno(): "b", d.fileno(): "d", a.fileno(): "a"}\n' +
       'p = select.poll(); p.register(b, select.POLLIN); p.register(d, select.POLLIN); r1 = sorted([names[f], e] for f, e in p.poll(0))\n' +
@@ -332,7 +332,7 @@ test('poll(): timeout 0 with nothing ready returns [] at once; a timeout expires
   const socket = fx.socket();
   const [a, b] = await socket.socketpair();
   const now = await timed(() => socket.poll([b], socket.POLLIN, 0));
-  t.true(now.ms < 2000, `poll(0) took ${now.ms} ms`);
+  t.true(now.ms < 20_000, `poll(0) took ${now.ms} ms`); // generous: a loaded machine; a wait would be forever
   t.deepEqual(await socket.poll([b], socket.POLLIN, 0), []);
   let result: unknown;
   const waited = await timed(async () => (result = await socket.poll([b], socket.POLLIN, 0.3)));
@@ -342,7 +342,7 @@ test('poll(): timeout 0 with nothing ready returns [] at once; a timeout expires
   t.is(await stillPending(forever, 200), 'pending');
   await a.send(Buffer.from('wake'));
   t.deepEqual(await forever, [[b, socket.POLLIN]]);
-  const py = pyValue<unknown[]>('import select\na, b = socket.socketpair(); p = select.poll(); p.register(b, select.POLLIN); result = [p.poll(0), p.poll(300)]');
+  const py = await pyValue<unknown[]>('import select\na, b = socket.socketpair(); p = select.poll(); p.register(b, select.POLLIN); result = [p.poll(0), p.poll(300)]');
   t.deepEqual(py, [[], []]);
   await a.close();
   await b.close();
@@ -353,7 +353,7 @@ test('poll(): a closed handle reports POLLNVAL (as python3 for a closed fd)', as
   const s = await socket.socket();
   const fd = s.fileno();
   await s.close();
-  const py = pyValue<number[]>('import select\ns = socket.socket(); fd = s.fileno(); s.close(); p = select.poll(); p.register(fd, select.POLLIN); result = [e for f, e in p.poll(0)]');
+  const py = await pyValue<number[]>('import select\ns = socket.socket(); fd = s.fileno(); s.close(); p = select.poll(); p.register(fd, select.POLLIN); result = [e for f, e in p.poll(0)]');
   t.deepEqual(py, [socket.POLLNVAL]);
   t.deepEqual(await socket.poll([fd], socket.POLLIN, 0), [[fd, socket.POLLNVAL]]);
   const [live, peer] = await socket.socketpair();
@@ -365,14 +365,14 @@ test('poll(): a closed handle reports POLLNVAL (as python3 for a closed fd)', as
   await peer.close();
 });
 
-test('has_ipv6 equals python3', (t) => {
+test('has_ipv6 equals python3', async (t) => {
   const socket = fx.socket();
-  const py = pyValue<boolean>('result = socket.has_ipv6');
+  const py = await pyValue<boolean>('result = socket.has_ipv6');
   t.is(typeof socket.has_ipv6, 'boolean');
   t.is(socket.has_ipv6, py);
 });
 
-test('constants: a sample equals python3', (t) => {
+test('constants: a sample equals python3', async (t) => {
   const socket = fx.socket() as unknown as Record<string, number>;
   const names = [
     'AF_INET', 'AF_INET6', 'AF_UNIX', 'AF_UNSPEC', 'AF_PACKET', 'AF_NETLINK', 'AF_CAN',
@@ -383,14 +383,14 @@ test('constants: a sample equals python3', (t) => {
     'SHUT_RD', 'SHUT_WR', 'SHUT_RDWR', 'SOMAXCONN', 'INADDR_ANY', 'INADDR_LOOPBACK', 'INADDR_BROADCAST',
     'AI_PASSIVE', 'AI_CANONNAME', 'AI_NUMERICHOST', 'NI_NUMERICHOST', 'EAI_NONAME', 'EAI_SERVICE', 'EAI_AGAIN',
   ];
-  const py = pyValue<Record<string, number>>(`result = {n: int(getattr(socket, n)) for n in ${JSON.stringify(names)}}`);
+  const py = await pyValue<Record<string, number>>(`result = {n: int(getattr(socket, n)) for n in ${JSON.stringify(names)}}`);
   t.is(Object.keys(py).length, names.length);
   t.deepEqual(Object.fromEntries(names.map((n) => [n, socket[n]])), py);
 });
 
-test('exception classes: the module names them and they nest as in Python', (t) => {
+test('exception classes: the module names them and they nest as in Python', async (t) => {
   const socket = fx.socket();
-  const py = pyValue<boolean[]>(
+  const py = await pyValue<boolean[]>(
     'result = [socket.error is OSError, issubclass(socket.timeout, OSError), issubclass(socket.gaierror, OSError), issubclass(socket.herror, OSError), issubclass(ConnectionRefusedError, ConnectionError), issubclass(BlockingIOError, OSError)]',
   );
   t.deepEqual(py, [true, true, true, true, true, true]);
@@ -419,12 +419,12 @@ test('socket(family, type, proto, fileno) wraps an existing handle of the sessio
   t.deepEqual(await w.getsockname(), await s.getsockname());
   // Closing one object closes the socket under both: the other then gets EBADF.
   await w.close();
-  const expected = pyRaises(
+  const expected = await pyRaises(
     "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 0)); w = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 0, s.fileno()); w.close(); s.getsockname()",
   );
   t.is(expected?.errno, 9);
   await raisesLikePython(t, () => s.getsockname(), OSError, expected);
-  const py = pyValue<unknown[]>(
+  const py = await pyValue<unknown[]>(
     "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 0)); w = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 0, s.fileno())\n" +
       'result = [w.fileno() == s.fileno(), w.getsockname() == s.getsockname()]; w.detach()',
   );

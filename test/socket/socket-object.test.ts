@@ -11,7 +11,7 @@ const fx = useDaemon(test);
 
 test('bind(): numeric host, "" and "<broadcast>" bind as in python3', async (t) => {
   const socket = fx.socket();
-  const py = pyValue<unknown[]>(
+  const py = await pyValue<unknown[]>(
     "s = socket.socket(); s.bind(('127.0.0.1', 0)); a = s.getsockname(); s.close()\n" +
       "s = socket.socket(); s.bind(('', 0)); b = s.getsockname(); s.close()\n" +
       "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('<broadcast>', 0)); c = s.getsockname(); s.close()\n" +
@@ -33,7 +33,7 @@ test('bind(): numeric host, "" and "<broadcast>" bind as in python3', async (t) 
 test('bind(): port out of range raises OverflowError as python3', async (t) => {
   const socket = fx.socket();
   await using s = await socket.socket();
-  const py = pyRaisesAll({ high: "socket.socket().bind(('', 65536))", low: "socket.socket().bind(('', -1))" });
+  const py = await pyRaisesAll({ high: "socket.socket().bind(('', 65536))", low: "socket.socket().bind(('', -1))" });
   await raisesLikePython(t, () => s.bind(['', 65536]), OverflowError, py.high);
   await raisesLikePython(t, () => s.bind(['', -1]), OverflowError, py.low);
   t.is(py.high?.message, 'bind(): port must be 0-65535.');
@@ -51,7 +51,7 @@ test("bind(): wrong address types raise python3's TypeError messages", async (t)
     ["('', '80')", ['', '80']],
     ["('', 1.5)", ['', 1.5]],
   ];
-  const py = pyRaisesAll(Object.fromEntries(cases.map(([p]) => [p, `socket.socket().bind(${p})`])));
+  const py = await pyRaisesAll(Object.fromEntries(cases.map(([p]) => [p, `socket.socket().bind(${p})`])));
   for (const [p, js] of cases) {
     await raisesLikePython(t, () => s.bind(js as [string, number]), TypeError, py[p]!);
   }
@@ -61,7 +61,7 @@ test("bind(): wrong address types raise python3's TypeError messages", async (t)
 
 test('bind(): OS errors (twice, address in use, not a local address) as python3', async (t) => {
   const socket = fx.socket();
-  const py = pyRaisesAll({
+  const py = await pyRaisesAll({
     twice: "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.bind(('127.0.0.1', 0))",
     inUse: "a = socket.socket(); a.bind(('127.0.0.1', 0)); a.listen(); socket.socket().bind(a.getsockname())",
     notLocal: "socket.socket().bind(('192.0.2.1', 0))",
@@ -82,7 +82,7 @@ test('close(): idempotent; then fileno() is -1 and every method raises EBADF as 
   t.true(s.fileno() >= 0);
   await s.close();
   await s.close();
-  const py = pyValue<number>('s = socket.socket(); s.close(); s.close(); result = s.fileno()');
+  const py = await pyValue<number>('s = socket.socket(); s.close(); s.close(); result = s.fileno()');
   t.is(s.fileno(), py);
   t.is(py, -1);
   const calls: Array<[string, string, () => Promise<unknown>]> = [
@@ -103,13 +103,13 @@ test('close(): idempotent; then fileno() is -1 and every method raises EBADF as 
     ['getsockopt', 's.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)', () => s.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)],
     ['setsockopt', 's.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)', () => s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)],
   ];
-  const py2 = pyRaisesAll(Object.fromEntries(calls.map(([name, code]) => [name, `s = socket.socket(); s.close()\n${code}`])));
+  const py2 = await pyRaisesAll(Object.fromEntries(calls.map(([name, code]) => [name, `s = socket.socket(); s.close()\n${code}`])));
   for (const [name, , fn] of calls) {
     t.is(py2[name]?.errno, 9, name);
     await raisesLikePython(t, fn, OSError, py2[name]!);
   }
   // connect_ex returns the errno instead.
-  const ex = pyValue<number>("s = socket.socket(); s.close(); result = s.connect_ex(('127.0.0.1', 1))");
+  const ex = await pyValue<number>("s = socket.socket(); s.close(); result = s.connect_ex(('127.0.0.1', 1))");
   t.is(ex, 9);
   t.is(await s.connectEx(['127.0.0.1', 1]), ex);
 });
@@ -122,13 +122,13 @@ test('fileno(): a small handle number, stable, distinct per socket', async (t) =
   t.is(a.fileno(), a.fileno());
   t.not(a.fileno(), b.fileno());
   // python3's fileno() is an int >= 0 too, and -1 after close (see the close test).
-  t.true(pyValue<boolean>('s = socket.socket(); result = isinstance(s.fileno(), int) and s.fileno() >= 0; s.close()'));
+  t.true(await pyValue<boolean>('s = socket.socket(); result = isinstance(s.fileno(), int) and s.fileno() >= 0; s.close()'));
 });
 
 test('getpeername(): ENOTCONN before connect, the peer after', async (t) => {
   const socket = fx.socket();
   await using s = await socket.socket();
-  const expected = pyRaises('socket.socket().getpeername()');
+  const expected = await pyRaises('socket.socket().getpeername()');
   t.is(expected?.errno, 107);
   await raisesLikePython(t, () => s.getpeername(), OSError, expected);
   const [c, conn, l] = await tcpPair(socket);
@@ -142,7 +142,7 @@ test('getsockname(): unbound inet and unnamed AF_UNIX as python3', async (t) => 
   await using s = await socket.socket();
   await using s6 = await socket.socket(socket.AF_INET6);
   const [a, b] = await socket.socketpair();
-  const py = pyValue<unknown[]>(
+  const py = await pyValue<unknown[]>(
     's = socket.socket(); s6 = socket.socket(socket.AF_INET6); a, b = socket.socketpair()\n' +
       'result = [list(s.getsockname()), list(s6.getsockname()), a.getsockname(), b.getpeername()]',
   );
@@ -156,7 +156,7 @@ test('getsockopt(): int form and buflen form (bytes) as python3', async (t) => {
   const socket = fx.socket();
   await using s = await socket.socket();
   await using u = await socket.socket(socket.AF_INET, socket.SOCK_DGRAM);
-  const py = pyValue<unknown[]>(
+  const py = await pyValue<unknown[]>(
     's = socket.socket(); u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n' +
       'r = [s.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE), u.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE), s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)]\n' +
       's.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); r.append(s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR))\n' +
@@ -181,7 +181,7 @@ test('getsockopt(): int form and buflen form (bytes) as python3', async (t) => {
 test("getsockopt(): 'getsockopt buflen out of range' and unknown options as python3", async (t) => {
   const socket = fx.socket();
   await using s = await socket.socket();
-  const py = pyRaisesAll({
+  const py = await pyRaisesAll({
     big: 'socket.socket().getsockopt(socket.SOL_SOCKET, socket.SO_TYPE, 1025)',
     negative: 'socket.socket().getsockopt(socket.SOL_SOCKET, socket.SO_TYPE, -1)',
     unknown: 'socket.socket().getsockopt(socket.SOL_SOCKET, 9999)',
@@ -198,7 +198,7 @@ test("getsockopt(): 'getsockopt buflen out of range' and unknown options as pyth
 test('setsockopt(): int, bool and bytes values as python3', async (t) => {
   const socket = fx.socket();
   await using s = await socket.socket();
-  const py = pyValue<unknown[]>(
+  const py = await pyValue<unknown[]>(
     "import struct\ns = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, True); r = [s.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)]\n" +
       "s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 7)); r.append(s.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8).hex())\n" +
       's.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1); r.append(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)); result = r',
@@ -220,7 +220,7 @@ test('setsockopt(): overflow, wrong types and kernel refusals raise as python3',
   const socket = fx.socket();
   await using s = await socket.socket();
   const set = (v: unknown) => () => s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, v as number);
-  const py = pyRaisesAll({
+  const py = await pyRaisesAll({
     high: 'socket.socket().setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 2**31)',
     low: 'socket.socket().setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, -2**31 - 1)',
     str: "socket.socket().setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 'x')",
@@ -248,7 +248,7 @@ test('setsockopt(): overflow, wrong types and kernel refusals raise as python3',
 test('gettimeout()/settimeout()/setblocking(): the values python3 reports', async (t) => {
   const socket = fx.socket();
   await using s = await socket.socket();
-  const py = pyValue<unknown[]>(
+  const py = await pyValue<unknown[]>(
     's = socket.socket(); r = [s.gettimeout()]\n' +
       'for v in (2.5, 0, None, 1e-3, True, 9e9): s.settimeout(v); r.append(s.gettimeout())\n' +
       's.setblocking(False); r.append(s.gettimeout()); s.setblocking(True); r.append(s.gettimeout())\n' +
@@ -275,7 +275,7 @@ test('settimeout(): bad values raise as python3 and leave the timeout unchanged'
   const socket = fx.socket();
   await using s = await socket.socket();
   s.settimeout(4);
-  const py = pyRaisesAll({
+  const py = await pyRaisesAll({
     negative: 'socket.socket().settimeout(-1)',
     nan: "socket.socket().settimeout(float('nan'))",
     inf: "socket.socket().settimeout(float('inf'))",
@@ -311,7 +311,7 @@ test('listen(): default backlog min(SOMAXCONN, 128) and an explicit one, as pyth
   const socket = fx.socket();
   await using a = await listener(socket);
   await using b = await listener(socket, socket.AF_INET, 5);
-  const py = pyValue<number[]>(
+  const py = await pyValue<number[]>(
     "import subprocess\ndef q(s): return int(subprocess.run(['ss', '-ltnH', 'sport = :%d' % s.getsockname()[1]], capture_output=True, text=True).stdout.split()[2])\n" +
       "a = socket.socket(); a.bind(('127.0.0.1', 0)); a.listen(); b = socket.socket(); b.bind(('127.0.0.1', 0)); b.listen(5); result = [q(a), q(b)]",
   );
@@ -328,7 +328,7 @@ test('listen(): errors as python3 (UDP socket, backlog overflow)', async (t) => 
   const socket = fx.socket();
   await using u = await socket.socket(socket.AF_INET, socket.SOCK_DGRAM);
   await using s = await socket.socket();
-  const py = pyRaisesAll({
+  const py = await pyRaisesAll({
     udp: 'socket.socket(socket.AF_INET, socket.SOCK_DGRAM).listen()',
     overflow: 'socket.socket().listen(2**31)',
   });
@@ -378,7 +378,7 @@ test("toString() is Python 3.4's repr (fresh, bound, connected, UDP, AF_UNIX, cl
   const [ua] = await socket.socketpair();
   const closed = await socket.socket();
   await closed.close();
-  const py = pyValue<string[]>(
+  const py = await pyValue<string[]>(
     REPR34 +
       "fresh = socket.socket(); bound = socket.socket(); bound.bind(('127.0.0.1', 0))\n" +
       "l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(); c = socket.socket(); c.connect(l.getsockname()); conn, _ = l.accept()\n" +
@@ -402,7 +402,7 @@ test('toString() of an IPv6 socket shows the 4-tuple laddr', async (t) => {
   const socket = fx.socket();
   await using s = await socket.socket(socket.AF_INET6);
   await s.bind(['::1', 0]);
-  const py = pyValue<string>(REPR34 + "s = socket.socket(socket.AF_INET6); s.bind(('::1', 0)); result = repr34(s)");
+  const py = await pyValue<string>(REPR34 + "s = socket.socket(socket.AF_INET6); s.bind(('::1', 0)); result = repr34(s)");
   t.is(shape(String(s)), shape(py));
   t.is(String(s), `<socket.socket fd=${s.fileno()}, family=AddressFamily.AF_INET6, type=SocketType.SOCK_STREAM, proto=0, laddr=('::1', ${await portOf(s)}, 0, 0)>`);
 });
@@ -428,6 +428,6 @@ test('Symbol.asyncDispose: `await using` closes the socket, like `with` in pytho
     throw new Error('boom');
   }, { message: 'boom' });
   t.is(inner.fileno(), -1);
-  const py = pyValue<number[]>('with socket.socket() as s:\n    pass\nresult = [s.fileno()]');
+  const py = await pyValue<number[]>('with socket.socket() as s:\n    pass\nresult = [s.fileno()]');
   t.deepEqual([outer.fileno()], py);
 });

@@ -1,6 +1,6 @@
 // python3 as the living reference: run snippets of Python socket code and get back the values
 // they compute or the exception they raise, in a shape the SDK's results can be compared with.
-import { execFileSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import type { ExecutionContext } from 'ava';
 
 /** An exception as both sides report it: class name, errno (null if none) and str(e). */
@@ -28,25 +28,38 @@ print(json.dumps({k: run(v) for k, v in json.loads(sys.stdin.read()).items()}))
 
 type Outcome = { raised?: Raised; value?: unknown };
 
-function runPython(cases: Record<string, string>): Record<string, Outcome> {
-  const out = execFileSync('python3', ['-c', RUNNER], { input: JSON.stringify(cases), encoding: 'utf8' });
-  return JSON.parse(out) as Record<string, Outcome>;
+// Asynchronous on purpose: a test worker must keep its event loop free (its broker sessions and
+// gRPC streams live there), so python3 never runs through execFileSync.
+function runPython(cases: Record<string, string>): Promise<Record<string, Outcome>> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('python3', ['-c', RUNNER], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code !== 0) reject(new Error(`python3 exited with ${code}: ${err}`));
+      else resolve(JSON.parse(out) as Record<string, Outcome>);
+    });
+    child.stdin.end(JSON.stringify(cases));
+  });
 }
 
 /** Runs each snippet in python3 and returns the exception it raised (null if none), by key. */
-export function pyRaisesAll<K extends string>(cases: Record<K, string>): Record<K, Raised | null> {
-  const res = runPython(cases);
+export async function pyRaisesAll<K extends string>(cases: Record<K, string>): Promise<Record<K, Raised | null>> {
+  const res = await runPython(cases);
   return Object.fromEntries(Object.keys(cases).map((k) => [k, res[k]!.raised ?? null])) as Record<K, Raised | null>;
 }
 
 /** The exception one python3 snippet raises (null if none). */
-export function pyRaises(code: string): Raised | null {
-  return pyRaisesAll({ x: code }).x;
+export async function pyRaises(code: string): Promise<Raised | null> {
+  return (await pyRaisesAll({ x: code })).x;
 }
 
 /** Runs a python3 snippet that assigns `result` (JSON-serialisable) and returns it. */
-export function pyValue<T = unknown>(code: string): T {
-  const res = runPython({ x: code }).x!;
+export async function pyValue<T = unknown>(code: string): Promise<T> {
+  const res = (await runPython({ x: code })).x!;
   if (res.raised) throw new Error(`python3 raised ${res.raised.cls}: ${res.raised.message}`);
   return res.value as T;
 }

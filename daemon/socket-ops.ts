@@ -56,6 +56,12 @@ function validateTimeout(value: number | undefined): Timeout {
   return value;
 }
 
+/** MSG_DONTWAIT makes a blocking call non-blocking (CPython calls a blocking socket's syscall
+ * without waiting, so EAGAIN is raised); a timeout still waits for readiness first, as CPython. */
+function dontWait(timeout: Timeout, flags: number): Timeout {
+  return timeout === undefined && (flags & C.MSG_DONTWAIT) !== 0 ? 0 : timeout;
+}
+
 function validateSize(value: number, max: number, syscall: string): number {
   if (!Number.isInteger(value) || value < 0) throw argumentError('value', `negative buffersize in ${syscall}`, 'bufsize');
   if (value > max) throw argumentError('value', `${syscall}: bufsize ${value} is above the broker's limit of ${max} bytes`, 'bufsize');
@@ -292,7 +298,7 @@ export class SocketOps {
     const entry = this.entry(ctx, req.handle, syscall);
     const data = validateData(req.data, this.maxBytes(ctx), syscall);
     const flags = validateInt(req.flags, 'flags');
-    const timeout = validateTimeout(req.timeout);
+    const timeout = dontWait(validateTimeout(req.timeout), flags);
     const sa = req.address ? await toSockaddr(req.address, entry.info.family, syscall) : null;
     const unix = sa !== null && entry.info.family === C.AF_UNIX;
     if (unix) this.enforce(ctx, { op: 'unix', path: req.address!.unix!.path, syscall: 'sendto' }, syscall);
@@ -309,7 +315,7 @@ export class SocketOps {
     const entry = this.entry(ctx, req.handle, 'sendall');
     const data = validateData(req.data, this.maxBytes(ctx), 'sendall');
     const flags = validateInt(req.flags, 'flags') | C.MSG_NOSIGNAL;
-    const timeout = validateTimeout(req.timeout);
+    const timeout = dontWait(validateTimeout(req.timeout), flags);
     const deadline = deadlineFor(timeout);
     await entry.writes.run(async () => {
       let offset = 0;
@@ -327,7 +333,7 @@ export class SocketOps {
     const entry = this.entry(ctx, req.handle, syscall);
     const bufsize = validateSize(req.bufsize, this.broker.limits.maxRecvBytes, syscall);
     const flags = validateInt(req.flags, 'flags');
-    const timeout = validateTimeout(req.timeout);
+    const timeout = dontWait(validateTimeout(req.timeout), flags);
     const buffered = entry.take(bufsize, (flags & C.MSG_PEEK) !== 0);
     let data: Buffer;
     let address;

@@ -1,7 +1,7 @@
 // Data transfer: recv, recvfrom, recv_into, recvfrom_into, send, sendall, sendto and shutdown,
 // compared with python3 for the same calls.
 import test from 'ava';
-import { BrokenPipeError, OSError, OverflowError, ValueError } from '../../client/index.js';
+import { BlockingIOError, BrokenPipeError, OSError, OverflowError, ValueError, timeout as SocketTimeout } from '../../client/index.js';
 import { useDaemon, tcpPair, portOf } from './helpers/fixture.js';
 import { pyRaisesAll, pyValue, raisesLikePython } from './helpers/py.js';
 
@@ -253,4 +253,26 @@ test('shutdown(): errors as python3 (not connected, bad how)', async (t) => {
   t.is((await c.recv(10)).length, 0);
   t.true((await portOf(l)) > 0);
   for (const x of [c, a, l]) await x.close();
+});
+
+test('MSG_DONTWAIT: a blocking socket raises BlockingIOError at once; a timeout socket still waits, as python3', async (t) => {
+  const socket = fx.socket();
+  const [a, b] = await socket.socketpair();
+  const py = await pyRaisesAll({
+    blocking: 'a, b = socket.socketpair(); a.recv(1, socket.MSG_DONTWAIT)',
+    timeout: 'a, b = socket.socketpair(); a.settimeout(0.2); a.recv(1, socket.MSG_DONTWAIT)',
+  });
+  t.deepEqual(py.blocking, { cls: 'BlockingIOError', errno: 11, message: '[Errno 11] Resource temporarily unavailable' });
+  t.deepEqual(py.timeout, { cls: 'timeout', errno: null, message: 'timed out' });
+  await raisesLikePython(t, () => a.recv(1, socket.MSG_DONTWAIT), BlockingIOError, py.blocking);
+  await raisesLikePython(t, () => a.recvfrom(1, socket.MSG_DONTWAIT), BlockingIOError, py.blocking);
+  a.settimeout(0.3);
+  await raisesLikePython(t, () => a.recv(1, socket.MSG_DONTWAIT), SocketTimeout, py.timeout);
+  // Data that is there is returned.
+  await b.send(Buffer.from('z'));
+  a.settimeout(null);
+  await socket.poll([a], socket.POLLIN, 10);
+  t.deepEqual(await a.recv(1, socket.MSG_DONTWAIT), Buffer.from('z'));
+  await a.close();
+  await b.close();
 });

@@ -16,7 +16,7 @@ test.before(() => {
   ip('netns', 'add', ns);
   ip('-n', ns, 'link', 'set', 'lo', 'up');
   ip('-n', ns, 'link', 'add', 'sbv0', 'type', 'veth', 'peer', 'name', 'sbv1');
-  ip('-n', ns, 'addr', 'add', '192.0.2.1/24', 'dev', 'sbv0');
+  ip('-n', ns, 'addr', 'add', '198.51.100.1/24', 'dev', 'sbv0');
   ip('-n', ns, 'link', 'set', 'sbv0', 'up');
   ip('-n', ns, 'link', 'set', 'sbv1', 'up');
 });
@@ -40,8 +40,8 @@ const hostNetwork = process.env.HOST_NETWORK === '1';
 let socket;
 try { socket = await connect(process.env.SOCKBROKER_ADDRESS, { hostNetwork }); }
 catch (e) { console.log(JSON.stringify({ connect: e.constructor.name + ':' + e.errno })); process.exit(0); }
-await probe('bindNsAddress', async () => { const s = await socket.socket(socket.AF_INET, socket.SOCK_DGRAM); await s.bind(['192.0.2.1', 0]); const a = await s.getsockname(); await s.close(); return a[0]; });
-await probe('route', async () => { const s = await socket.socket(socket.AF_INET, socket.SOCK_DGRAM); await s.connect(['192.0.2.77', 9]); const a = await s.getsockname(); await s.close(); return a[0]; });
+await probe('bindNsAddress', async () => { const s = await socket.socket(socket.AF_INET, socket.SOCK_DGRAM); await s.bind(['198.51.100.1', 0]); const a = await s.getsockname(); await s.close(); return a[0]; });
+await probe('route', async () => { const s = await socket.socket(socket.AF_INET, socket.SOCK_DGRAM); await s.connect(['198.51.100.77', 9]); const a = await s.getsockname(); await s.close(); return a[0]; });
 await probe('raw', async () => { const s = await socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); await s.close(); });
 await socket.disconnect();
 console.log(JSON.stringify({ uid: process.getuid(), ...out }));
@@ -75,8 +75,8 @@ for (const asNobody of [false, true]) {
     await withDaemon(async (d) => {
       const out = await inNamespace(d.address, asNobody);
       t.is(out.uid, asNobody ? 65534 : 0);
-      t.is(out.bindNsAddress, 'ok:"192.0.2.1"', "the namespace's own address is bindable");
-      t.is(out.route, 'ok:"192.0.2.1"', "routing follows the namespace's table");
+      t.is(out.bindNsAddress, 'ok:"198.51.100.1"', "the namespace's own address is bindable");
+      t.is(out.route, 'ok:"198.51.100.1"', "routing follows the namespace's table");
       t.is(out.raw, 'PermissionError:1', 'root in a container is an ordinary identity');
       const opened = d.logs.map((l) => JSON.parse(l)).find((e) => e.event === 'session.open');
       t.is(opened.hostRoot, false);
@@ -93,7 +93,7 @@ test("the host's namespace needs a grant", async (t) => {
   await withDaemon(async (d) => {
     // Without the grant (root in the namespace has none): refused.
     t.deepEqual(await inNamespace(d.address, false, true), { connect: 'PermissionError:1' });
-    // With it: the session's sockets live in the host's namespace, where 192.0.2.1 is no address.
+    // With it: the session's sockets live in the host's namespace, where 198.51.100.1 is no address.
     const out = await inNamespace(d.address, true, true);
     t.is(out.bindNsAddress, 'OSError:99', 'EADDRNOTAVAIL: this socket is in the host namespace');
     t.true(d.logs.some((l) => l.includes('"event":"policy.allow"') && l.includes('"by":"nobody-host-net"')));

@@ -127,6 +127,13 @@ export class Socket {
   async listen(backlog?: number): Promise<void> {
     const handle = this.#check();
     await this.#m.transport.call('listen', { handle, backlog: backlog === undefined ? undefined : toCInt(backlog) });
+    await this.#autobound();
+  }
+
+  /** After a call that may bind an unbound inet socket to a port (listen, sendto), learn the
+   * address, so repr shows it as Python's (which asks getsockname) does. */
+  async #autobound(): Promise<void> {
+    if (Array.isArray(this.#laddr) && this.#laddr[1] === 0) await this.getsockname().catch(() => undefined);
   }
 
   /** Resolves to [connection, address]; the new socket's mode follows the seed's accept rules. */
@@ -187,6 +194,7 @@ export class Socket {
       { handle, data: buf, flags, address: this.#addr(addr, 'sendto'), timeout: this.#mode },
       this.#deadline,
     );
+    await this.#autobound();
     return res.sent;
   }
 

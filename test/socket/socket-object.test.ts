@@ -398,6 +398,26 @@ test("toString() is Python 3.4's repr (fresh, bound, connected, UDP, AF_UNIX, cl
   for (const s of [fresh, bound, c, conn, l, udp, ua]) await s.close();
 });
 
+test('toString() after listen() or sendto() on an unbound socket shows the port the kernel picked', async (t) => {
+  const socket = fx.socket();
+  await using l = await socket.socket();
+  await l.listen();
+  await using u = await socket.socket(socket.AF_INET, socket.SOCK_DGRAM);
+  await using sink = await socket.socket(socket.AF_INET, socket.SOCK_DGRAM);
+  await sink.bind(['127.0.0.1', 0]);
+  await u.sendto(Buffer.from('x'), (await sink.getsockname())!);
+  const py = await pyValue<string[]>(
+    REPR34 +
+      "l = socket.socket(); l.listen(); u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); k = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); k.bind(('127.0.0.1', 0))\n" +
+      "u.sendto(b'x', k.getsockname()); result = [repr34(l), repr34(u), str(l.getsockname()[1] > 0)]",
+  );
+  t.deepEqual([shape(String(l)), shape(String(u))], py.slice(0, 2).map(shape));
+  t.is(py[2], 'True');
+  t.is(String(l), `<socket.socket fd=${l.fileno()}, family=AddressFamily.AF_INET, type=SocketType.SOCK_STREAM, proto=0, laddr=('0.0.0.0', ${await portOf(l)})>`);
+  t.not(await portOf(l), 0);
+  t.is(String(u), `<socket.socket fd=${u.fileno()}, family=AddressFamily.AF_INET, type=SocketType.SOCK_DGRAM, proto=0, laddr=('0.0.0.0', ${await portOf(u)})>`);
+});
+
 test('toString() of an IPv6 socket shows the 4-tuple laddr', async (t) => {
   const socket = fx.socket();
   await using s = await socket.socket(socket.AF_INET6);

@@ -15,6 +15,9 @@ import { NetdbServiceService } from '../proto/gen/sockbroker/v1/netdb.js';
 import { Reactor } from './reactor.js';
 import { Sessions } from './sessions.js';
 import { SocketOps, type Broker } from './socket-ops.js';
+import { MsgOps } from './msg-ops.js';
+import { HandleOps } from './handle-ops.js';
+import { IoctlOps } from './ioctl-ops.js';
 import { callStream, unary, Peers, type Peer } from './rpc.js';
 import { sessionService } from './session-service.js';
 import { netdbService } from './netdb-service.js';
@@ -128,6 +131,9 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   });
   const broker: Broker = { reactor, sessions, limits, log, policy: config.policy, netns };
   ops = new SocketOps(broker);
+  const msgOps = new MsgOps(ops);
+  const handleOps = new HandleOps(ops);
+  const ioctlOps = new IoctlOps(ops);
   const live = new Set<(reason: BrokerError) => void>();
 
   const server = new grpc.Server({
@@ -156,6 +162,16 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     getSockName: ops.getSockName,
     getPeerName: ops.getPeerName,
     poll: ops.poll,
+    sendMsg: msgOps.sendMsg,
+    recvMsg: msgOps.recvMsg,
+    dup: handleOps.dup,
+    detach: handleOps.detach,
+    fromFd: handleOps.fromFd,
+    getInheritable: handleOps.getInheritable,
+    setInheritable: handleOps.setInheritable,
+    share: handleOps.share,
+    fromShare: handleOps.fromShare,
+    ioctl: ioctlOps.ioctl,
   };
   // Typed by the generated SocketServiceServer below; the handler table is keyed by op name.
   const u = (op: keyof typeof handlers): any => unary(sessions, peers, log, op, handlers[op] as any);
@@ -176,6 +192,16 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     getSockName: u('getSockName'),
     getPeerName: u('getPeerName'),
     poll: u('poll'),
+    sendMsg: u('sendMsg'),
+    recvMsg: u('recvMsg'),
+    dup: u('dup'),
+    detach: u('detach'),
+    fromFd: u('fromFd'),
+    getInheritable: u('getInheritable'),
+    setInheritable: u('setInheritable'),
+    share: u('share'),
+    fromShare: u('fromShare'),
+    ioctl: u('ioctl'),
     call: callStream(sessions, peers, log, limits.maxPendingCalls, handlers, live),
   };
   server.addService(SessionServiceService, sessionService({ sessions, peers, limits, log, netns, policy: () => broker.policy }) as any);

@@ -15,6 +15,8 @@ export class Session {
   attached = 0;
   ended = false;
   graceTimer: NodeJS.Timeout | undefined;
+  /** Run once when the session ends (e.g. its share tokens die with it). */
+  readonly onEnd = new Set<() => void>();
 
   constructor(
     readonly id: string,
@@ -97,6 +99,8 @@ export class Sessions {
     session.ended = true;
     clearTimeout(session.graceTimer);
     this.#byId.delete(session.id);
+    for (const f of session.onEnd) f();
+    session.onEnd.clear();
     const entries = session.table.entries();
     await Promise.all(entries.map((e) => this.opts.closeEntry(session.table, e)));
     if (session.netns !== null) this.opts.releaseNetns(session.netns);

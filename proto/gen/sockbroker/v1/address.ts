@@ -38,7 +38,11 @@ export interface Address {
     | CanAddress
     | undefined;
   /** AF_TIPC (addr_type, v1, v2, v3, scope). */
-  tipc?: TipcAddress | undefined;
+  tipc?:
+    | TipcAddress
+    | undefined;
+  /** AF_NETLINK (pid, groups). */
+  netlink?: NetlinkAddress | undefined;
 }
 
 /** InetAddress is Python's AF_INET tuple (host, port). */
@@ -109,6 +113,14 @@ export interface TipcAddress {
   scope: number;
 }
 
+/** NetlinkAddress is Python's AF_NETLINK pair (pid, groups). */
+export interface NetlinkAddress {
+  /** Port id (nl_pid): 0 = the kernel in requests, or let the kernel choose on bind. */
+  pid: number;
+  /** Multicast groups bit mask (nl_groups). */
+  groups: number;
+}
+
 function createBaseAddress(): Address {
   return {
     inet: undefined,
@@ -118,6 +130,7 @@ function createBaseAddress(): Address {
     packet: undefined,
     can: undefined,
     tipc: undefined,
+    netlink: undefined,
   };
 }
 
@@ -143,6 +156,9 @@ export const Address: MessageFns<Address> = {
     }
     if (message.tipc !== undefined) {
       TipcAddress.encode(message.tipc, writer.uint32(98).fork()).join();
+    }
+    if (message.netlink !== undefined) {
+      NetlinkAddress.encode(message.netlink, writer.uint32(130).fork()).join();
     }
     return writer;
   },
@@ -216,6 +232,14 @@ export const Address: MessageFns<Address> = {
             message.tipc = TipcAddress.decode(reader, reader.uint32());
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.netlink = NetlinkAddress.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -237,6 +261,7 @@ export const Address: MessageFns<Address> = {
       packet: isSet(object.packet) ? PacketAddress.fromJSON(object.packet) : undefined,
       can: isSet(object.can) ? CanAddress.fromJSON(object.can) : undefined,
       tipc: isSet(object.tipc) ? TipcAddress.fromJSON(object.tipc) : undefined,
+      netlink: isSet(object.netlink) ? NetlinkAddress.fromJSON(object.netlink) : undefined,
     };
   },
 
@@ -263,6 +288,9 @@ export const Address: MessageFns<Address> = {
     if (message.tipc !== undefined) {
       obj.tipc = TipcAddress.toJSON(message.tipc);
     }
+    if (message.netlink !== undefined) {
+      obj.netlink = NetlinkAddress.toJSON(message.netlink);
+    }
     return obj;
   },
 
@@ -287,6 +315,9 @@ export const Address: MessageFns<Address> = {
     message.can = (object.can !== undefined && object.can !== null) ? CanAddress.fromPartial(object.can) : undefined;
     message.tipc = (object.tipc !== undefined && object.tipc !== null)
       ? TipcAddress.fromPartial(object.tipc)
+      : undefined;
+    message.netlink = (object.netlink !== undefined && object.netlink !== null)
+      ? NetlinkAddress.fromPartial(object.netlink)
       : undefined;
     return message;
   },
@@ -983,6 +1014,91 @@ export const TipcAddress: MessageFns<TipcAddress> = {
     message.v2 = object.v2 ?? 0;
     message.v3 = object.v3 ?? 0;
     message.scope = object.scope ?? 0;
+    return message;
+  },
+};
+
+function createBaseNetlinkAddress(): NetlinkAddress {
+  return { pid: 0, groups: 0 };
+}
+
+export const NetlinkAddress: MessageFns<NetlinkAddress> = {
+  encode(message: NetlinkAddress, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).uint32(message.pid);
+    }
+    if (message.groups !== 0) {
+      writer.uint32(16).uint32(message.groups);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NetlinkAddress {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNetlinkAddress();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pid = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.groups = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NetlinkAddress {
+    return {
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      groups: isSet(object.groups) ? globalThis.Number(object.groups) : 0,
+    };
+  },
+
+  toJSON(message: NetlinkAddress): unknown {
+    const obj: any = {};
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.groups !== 0) {
+      obj.groups = Math.round(message.groups);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<NetlinkAddress>, I>>(base?: I): NetlinkAddress {
+    return NetlinkAddress.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NetlinkAddress>, I>>(object: I): NetlinkAddress {
+    const message = createBaseNetlinkAddress();
+    message.pid = object.pid ?? 0;
+    message.groups = object.groups ?? 0;
     return message;
   },
 };

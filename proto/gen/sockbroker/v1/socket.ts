@@ -315,6 +315,259 @@ export interface PollResponse {
   ready: PollEntry[];
 }
 
+/**
+ * ControlMessage is one ancillary data item (cmsg_level, cmsg_type, cmsg_data), typed: the broker
+ * rebuilds the kernel bytes itself, so a caller can never name a daemon fd.
+ */
+export interface ControlMessage {
+  /** cmsg_level (SOL_SOCKET, IPPROTO_IP, IPPROTO_IPV6, ...). */
+  level: number;
+  /** cmsg_type (SCM_RIGHTS, SCM_CREDENTIALS, IP_PKTINFO, ...). */
+  type: number;
+  /** SCM_RIGHTS: handles of the session (received: new handles). */
+  rights?:
+    | HandleList
+    | undefined;
+  /** SCM_CREDENTIALS: struct ucred. */
+  credentials?:
+    | Credentials
+    | undefined;
+  /** IP_PKTINFO: struct in_pktinfo. */
+  inPktinfo?:
+    | InPktinfo
+    | undefined;
+  /** IPV6_PKTINFO: struct in6_pktinfo. */
+  in6Pktinfo?:
+    | In6Pktinfo
+    | undefined;
+  /** A C int item (IP_TTL, IP_TOS as an int, IPV6_HOPLIMIT, IPV6_TCLASS). */
+  intValue?:
+    | number
+    | undefined;
+  /** A one-byte item (IP_TOS as the kernel delivers it), 0..255. */
+  byteValue?:
+    | number
+    | undefined;
+  /** SO_TIMESTAMP: struct timeval. */
+  timeval?:
+    | Timeval
+    | undefined;
+  /** Any other item, raw: received items only (sending needs host root). */
+  other?: Buffer | undefined;
+}
+
+/** HandleList is the fds of an SCM_RIGHTS item, as handles of the session. */
+export interface HandleList {
+  /** Handle numbers, in order. */
+  handles: number[];
+}
+
+/** Credentials is struct ucred. */
+export interface Credentials {
+  /** Process id, as the broker host's pid namespace sees it. */
+  pid: number;
+  /** User id. */
+  uid: number;
+  /** Group id. */
+  gid: number;
+}
+
+/** InPktinfo is struct in_pktinfo. */
+export interface InPktinfo {
+  /** Interface index. */
+  ifindex: number;
+  /** Local address (ipi_spec_dst), dotted quad. */
+  specDst: string;
+  /** Header destination address (ipi_addr), dotted quad. */
+  addr: string;
+}
+
+/** In6Pktinfo is struct in6_pktinfo. */
+export interface In6Pktinfo {
+  /** Address (ipi6_addr), IPv6 text. */
+  addr: string;
+  /** Interface index. */
+  ifindex: number;
+}
+
+/** Timeval is struct timeval. */
+export interface Timeval {
+  /** Seconds since the epoch. */
+  sec: number;
+  /** Microseconds, 0..999999. */
+  usec: number;
+}
+
+/** SendMsgRequest is socket.sendmsg(buffers[, ancdata[, flags[, address]]]). */
+export interface SendMsgRequest {
+  /** Socket handle. */
+  handle: number;
+  /** The data buffers, gathered in order; at most max_iov, together at most max_send_bytes. */
+  buffers: Buffer[];
+  /** Ancillary data items; at most max_cmsgs, SCM_RIGHTS with at most max_cmsg_fds handles. */
+  ancdata: ControlMessage[];
+  /** MSG_* flags. */
+  flags: number;
+  /** Destination; unset = none (a connected socket). */
+  address?:
+    | Address
+    | undefined;
+  /** Timeout in seconds; unset = blocking, 0 = non-blocking. */
+  timeout?: number | undefined;
+}
+
+/** SendMsgResponse reports how much was sent. */
+export interface SendMsgResponse {
+  /** Bytes of non-ancillary data sent. */
+  sent: number;
+}
+
+/** RecvMsgRequest is socket.recvmsg(bufsize[, ancbufsize[, flags]]). */
+export interface RecvMsgRequest {
+  /** Socket handle. */
+  handle: number;
+  /** Maximum bytes of data; at most max_recv_bytes. */
+  bufsize: number;
+  /** Size in bytes of the ancillary buffer (CMSG_SPACE units of the broker host); at most max_ancbufsize. */
+  ancbufsize: number;
+  /** MSG_* flags. */
+  flags: number;
+  /** Timeout in seconds; unset = blocking, 0 = non-blocking. */
+  timeout?: number | undefined;
+}
+
+/** RecvMsgResponse is (data, ancdata, msg_flags, address). */
+export interface RecvMsgResponse {
+  /** The data received (at most bufsize bytes). */
+  data: Buffer;
+  /** What recvmsg(2) returned: larger than data with MSG_TRUNC on a datagram socket. */
+  nbytes: number;
+  /** Ancillary data items, in the kernel's order. */
+  ancdata: ControlMessage[];
+  /** msg_flags (MSG_TRUNC, MSG_CTRUNC, MSG_EOR, ...). */
+  msgFlags: number;
+  /** The sender's address; unset when the kernel gave none. */
+  address?: Address | undefined;
+}
+
+/** DupRequest is socket.dup(). */
+export interface DupRequest {
+  /** Socket handle. */
+  handle: number;
+}
+
+/** DupResponse names the duplicate. */
+export interface DupResponse {
+  /** The new handle (non-inheritable). */
+  handle: number;
+  /** Its family, type and protocol. */
+  info?: SocketInfo | undefined;
+}
+
+/** DetachRequest is socket.detach(). */
+export interface DetachRequest {
+  /** Socket handle. */
+  handle: number;
+}
+
+/** DetachResponse is empty: the handle stays open for fromfd or socket(fileno=). */
+export interface DetachResponse {
+}
+
+/** FromFdRequest is socket.fromfd(fd, family, type, proto) over a handle of the session. */
+export interface FromFdRequest {
+  /** The handle to duplicate (a detached handle is released once duplicated). */
+  handle: number;
+}
+
+/** FromFdResponse names the duplicate. */
+export interface FromFdResponse {
+  /** The new handle. */
+  handle: number;
+  /** The socket's real family, type and protocol. */
+  info?: SocketInfo | undefined;
+}
+
+/** GetInheritableRequest is socket.get_inheritable(). */
+export interface GetInheritableRequest {
+  /** Socket handle. */
+  handle: number;
+}
+
+/** GetInheritableResponse carries the flag. */
+export interface GetInheritableResponse {
+  /** The handle's inheritable flag. */
+  inheritable: boolean;
+}
+
+/** SetInheritableRequest is socket.set_inheritable(inheritable). */
+export interface SetInheritableRequest {
+  /** Socket handle. */
+  handle: number;
+  /** The new flag. */
+  inheritable: boolean;
+}
+
+/** SetInheritableResponse is empty on success. */
+export interface SetInheritableResponse {
+}
+
+/** ShareRequest is socket.share(process_id). */
+export interface ShareRequest {
+  /** Socket handle. */
+  handle: number;
+  /** Process id (in the broker host's pid namespace) of the only process that may redeem it. */
+  pid: number;
+}
+
+/** ShareResponse carries the token. */
+export interface ShareResponse {
+  /** Opaque one-time token; expires after share_ttl_seconds or when this session ends. */
+  token: Buffer;
+}
+
+/** FromShareRequest is socket.fromshare(data). */
+export interface FromShareRequest {
+  /** A token from Share. */
+  token: Buffer;
+}
+
+/** FromShareResponse names the new socket. */
+export interface FromShareResponse {
+  /** The new handle. */
+  handle: number;
+  /** Its family, type and protocol. */
+  info?: SocketInfo | undefined;
+}
+
+/** KeepaliveValues is Winsock's struct tcp_keepalive (SIO_KEEPALIVE_VALS). */
+export interface KeepaliveValues {
+  /** Non-zero turns keepalive on (SO_KEEPALIVE). */
+  onoff: number;
+  /** Idle time before the first probe, milliseconds (TCP_KEEPIDLE, rounded up to seconds). */
+  keepalivetime: number;
+  /** Time between probes, milliseconds (TCP_KEEPINTVL, rounded up to seconds). */
+  keepaliveinterval: number;
+}
+
+/** IoctlRequest is socket.ioctl(control, option). */
+export interface IoctlRequest {
+  /** Socket handle. */
+  handle: number;
+  /** Winsock control code (SIO_RCVALL, SIO_KEEPALIVE_VALS, SIO_LOOPBACK_FAST_PATH). */
+  control: number;
+  /** An unsigned int option (SIO_RCVALL's RCVALL_*, SIO_LOOPBACK_FAST_PATH's flag). */
+  value?:
+    | number
+    | undefined;
+  /** SIO_KEEPALIVE_VALS's (onoff, keepalivetime, keepaliveinterval). */
+  keepalive?: KeepaliveValues | undefined;
+}
+
+/** IoctlResponse is empty on success (Python returns None). */
+export interface IoctlResponse {
+}
+
 /** CancelRequest cancels the pending call with the envelope's call_id. */
 export interface CancelRequest {
 }
@@ -387,6 +640,46 @@ export interface CallRequest {
   poll?:
     | PollRequest
     | undefined;
+  /** SendMsg. */
+  sendMsg?:
+    | SendMsgRequest
+    | undefined;
+  /** RecvMsg. */
+  recvMsg?:
+    | RecvMsgRequest
+    | undefined;
+  /** Dup. */
+  dup?:
+    | DupRequest
+    | undefined;
+  /** Detach. */
+  detach?:
+    | DetachRequest
+    | undefined;
+  /** FromFd. */
+  fromFd?:
+    | FromFdRequest
+    | undefined;
+  /** GetInheritable. */
+  getInheritable?:
+    | GetInheritableRequest
+    | undefined;
+  /** SetInheritable. */
+  setInheritable?:
+    | SetInheritableRequest
+    | undefined;
+  /** Share. */
+  share?:
+    | ShareRequest
+    | undefined;
+  /** FromShare. */
+  fromShare?:
+    | FromShareRequest
+    | undefined;
+  /** Ioctl. */
+  ioctl?:
+    | IoctlRequest
+    | undefined;
   /** Cancel the pending call with this call_id (gets no response of its own). */
   cancel?: CancelRequest | undefined;
 }
@@ -458,6 +751,46 @@ export interface CallResponse {
   /** Poll. */
   poll?:
     | PollResponse
+    | undefined;
+  /** SendMsg. */
+  sendMsg?:
+    | SendMsgResponse
+    | undefined;
+  /** RecvMsg. */
+  recvMsg?:
+    | RecvMsgResponse
+    | undefined;
+  /** Dup. */
+  dup?:
+    | DupResponse
+    | undefined;
+  /** Detach. */
+  detach?:
+    | DetachResponse
+    | undefined;
+  /** FromFd. */
+  fromFd?:
+    | FromFdResponse
+    | undefined;
+  /** GetInheritable. */
+  getInheritable?:
+    | GetInheritableResponse
+    | undefined;
+  /** SetInheritable. */
+  setInheritable?:
+    | SetInheritableResponse
+    | undefined;
+  /** Share. */
+  share?:
+    | ShareResponse
+    | undefined;
+  /** FromShare. */
+  fromShare?:
+    | FromShareResponse
+    | undefined;
+  /** Ioctl. */
+  ioctl?:
+    | IoctlResponse
     | undefined;
   /** The error, as a unary call would carry it: gRPC code, message, google.rpc.ErrorInfo detail. */
   error?: Status | undefined;
@@ -3412,6 +3745,2487 @@ export const PollResponse: MessageFns<PollResponse> = {
   },
 };
 
+function createBaseControlMessage(): ControlMessage {
+  return {
+    level: 0,
+    type: 0,
+    rights: undefined,
+    credentials: undefined,
+    inPktinfo: undefined,
+    in6Pktinfo: undefined,
+    intValue: undefined,
+    byteValue: undefined,
+    timeval: undefined,
+    other: undefined,
+  };
+}
+
+export const ControlMessage: MessageFns<ControlMessage> = {
+  encode(message: ControlMessage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.level !== 0) {
+      writer.uint32(8).int32(message.level);
+    }
+    if (message.type !== 0) {
+      writer.uint32(16).int32(message.type);
+    }
+    if (message.rights !== undefined) {
+      HandleList.encode(message.rights, writer.uint32(26).fork()).join();
+    }
+    if (message.credentials !== undefined) {
+      Credentials.encode(message.credentials, writer.uint32(34).fork()).join();
+    }
+    if (message.inPktinfo !== undefined) {
+      InPktinfo.encode(message.inPktinfo, writer.uint32(42).fork()).join();
+    }
+    if (message.in6Pktinfo !== undefined) {
+      In6Pktinfo.encode(message.in6Pktinfo, writer.uint32(50).fork()).join();
+    }
+    if (message.intValue !== undefined) {
+      writer.uint32(56).int32(message.intValue);
+    }
+    if (message.byteValue !== undefined) {
+      writer.uint32(64).uint32(message.byteValue);
+    }
+    if (message.timeval !== undefined) {
+      Timeval.encode(message.timeval, writer.uint32(74).fork()).join();
+    }
+    if (message.other !== undefined) {
+      writer.uint32(82).bytes(message.other);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ControlMessage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseControlMessage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.level = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.type = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.rights = HandleList.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.credentials = Credentials.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.inPktinfo = InPktinfo.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.in6Pktinfo = In6Pktinfo.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.intValue = reader.int32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.byteValue = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.timeval = Timeval.decode(reader, reader.uint32());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.other = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ControlMessage {
+    return {
+      level: isSet(object.level) ? globalThis.Number(object.level) : 0,
+      type: isSet(object.type) ? globalThis.Number(object.type) : 0,
+      rights: isSet(object.rights) ? HandleList.fromJSON(object.rights) : undefined,
+      credentials: isSet(object.credentials) ? Credentials.fromJSON(object.credentials) : undefined,
+      inPktinfo: isSet(object.inPktinfo)
+        ? InPktinfo.fromJSON(object.inPktinfo)
+        : isSet(object.in_pktinfo)
+        ? InPktinfo.fromJSON(object.in_pktinfo)
+        : undefined,
+      in6Pktinfo: isSet(object.in6Pktinfo)
+        ? In6Pktinfo.fromJSON(object.in6Pktinfo)
+        : isSet(object.in6_pktinfo)
+        ? In6Pktinfo.fromJSON(object.in6_pktinfo)
+        : undefined,
+      intValue: isSet(object.intValue)
+        ? globalThis.Number(object.intValue)
+        : isSet(object.int_value)
+        ? globalThis.Number(object.int_value)
+        : undefined,
+      byteValue: isSet(object.byteValue)
+        ? globalThis.Number(object.byteValue)
+        : isSet(object.byte_value)
+        ? globalThis.Number(object.byte_value)
+        : undefined,
+      timeval: isSet(object.timeval) ? Timeval.fromJSON(object.timeval) : undefined,
+      other: isSet(object.other) ? Buffer.from(bytesFromBase64(object.other)) : undefined,
+    };
+  },
+
+  toJSON(message: ControlMessage): unknown {
+    const obj: any = {};
+    if (message.level !== 0) {
+      obj.level = Math.round(message.level);
+    }
+    if (message.type !== 0) {
+      obj.type = Math.round(message.type);
+    }
+    if (message.rights !== undefined) {
+      obj.rights = HandleList.toJSON(message.rights);
+    }
+    if (message.credentials !== undefined) {
+      obj.credentials = Credentials.toJSON(message.credentials);
+    }
+    if (message.inPktinfo !== undefined) {
+      obj.inPktinfo = InPktinfo.toJSON(message.inPktinfo);
+    }
+    if (message.in6Pktinfo !== undefined) {
+      obj.in6Pktinfo = In6Pktinfo.toJSON(message.in6Pktinfo);
+    }
+    if (message.intValue !== undefined) {
+      obj.intValue = Math.round(message.intValue);
+    }
+    if (message.byteValue !== undefined) {
+      obj.byteValue = Math.round(message.byteValue);
+    }
+    if (message.timeval !== undefined) {
+      obj.timeval = Timeval.toJSON(message.timeval);
+    }
+    if (message.other !== undefined) {
+      obj.other = base64FromBytes(message.other);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ControlMessage>, I>>(base?: I): ControlMessage {
+    return ControlMessage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ControlMessage>, I>>(object: I): ControlMessage {
+    const message = createBaseControlMessage();
+    message.level = object.level ?? 0;
+    message.type = object.type ?? 0;
+    message.rights = (object.rights !== undefined && object.rights !== null)
+      ? HandleList.fromPartial(object.rights)
+      : undefined;
+    message.credentials = (object.credentials !== undefined && object.credentials !== null)
+      ? Credentials.fromPartial(object.credentials)
+      : undefined;
+    message.inPktinfo = (object.inPktinfo !== undefined && object.inPktinfo !== null)
+      ? InPktinfo.fromPartial(object.inPktinfo)
+      : undefined;
+    message.in6Pktinfo = (object.in6Pktinfo !== undefined && object.in6Pktinfo !== null)
+      ? In6Pktinfo.fromPartial(object.in6Pktinfo)
+      : undefined;
+    message.intValue = object.intValue ?? undefined;
+    message.byteValue = object.byteValue ?? undefined;
+    message.timeval = (object.timeval !== undefined && object.timeval !== null)
+      ? Timeval.fromPartial(object.timeval)
+      : undefined;
+    message.other = object.other ?? undefined;
+    return message;
+  },
+};
+
+function createBaseHandleList(): HandleList {
+  return { handles: [] };
+}
+
+export const HandleList: MessageFns<HandleList> = {
+  encode(message: HandleList, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handles.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.handles) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HandleList {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHandleList();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 8) {
+              message.handles.push(reader.int32());
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.handles.push(reader.int32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HandleList {
+    return {
+      handles: globalThis.Array.isArray(object?.handles) ? object.handles.map((e: any) => globalThis.Number(e)) : [],
+    };
+  },
+
+  toJSON(message: HandleList): unknown {
+    const obj: any = {};
+    if (message.handles?.length) {
+      obj.handles = message.handles.map((e) => Math.round(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HandleList>, I>>(base?: I): HandleList {
+    return HandleList.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HandleList>, I>>(object: I): HandleList {
+    const message = createBaseHandleList();
+    message.handles = object.handles?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseCredentials(): Credentials {
+  return { pid: 0, uid: 0, gid: 0 };
+}
+
+export const Credentials: MessageFns<Credentials> = {
+  encode(message: Credentials, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pid !== 0) {
+      writer.uint32(8).int32(message.pid);
+    }
+    if (message.uid !== 0) {
+      writer.uint32(16).uint32(message.uid);
+    }
+    if (message.gid !== 0) {
+      writer.uint32(24).uint32(message.gid);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Credentials {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCredentials();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pid = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.uid = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.gid = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Credentials {
+    return {
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      uid: isSet(object.uid) ? globalThis.Number(object.uid) : 0,
+      gid: isSet(object.gid) ? globalThis.Number(object.gid) : 0,
+    };
+  },
+
+  toJSON(message: Credentials): unknown {
+    const obj: any = {};
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.uid !== 0) {
+      obj.uid = Math.round(message.uid);
+    }
+    if (message.gid !== 0) {
+      obj.gid = Math.round(message.gid);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Credentials>, I>>(base?: I): Credentials {
+    return Credentials.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Credentials>, I>>(object: I): Credentials {
+    const message = createBaseCredentials();
+    message.pid = object.pid ?? 0;
+    message.uid = object.uid ?? 0;
+    message.gid = object.gid ?? 0;
+    return message;
+  },
+};
+
+function createBaseInPktinfo(): InPktinfo {
+  return { ifindex: 0, specDst: "", addr: "" };
+}
+
+export const InPktinfo: MessageFns<InPktinfo> = {
+  encode(message: InPktinfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ifindex !== 0) {
+      writer.uint32(8).int32(message.ifindex);
+    }
+    if (message.specDst !== "") {
+      writer.uint32(18).string(message.specDst);
+    }
+    if (message.addr !== "") {
+      writer.uint32(26).string(message.addr);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InPktinfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInPktinfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.ifindex = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.specDst = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.addr = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InPktinfo {
+    return {
+      ifindex: isSet(object.ifindex) ? globalThis.Number(object.ifindex) : 0,
+      specDst: isSet(object.specDst)
+        ? globalThis.String(object.specDst)
+        : isSet(object.spec_dst)
+        ? globalThis.String(object.spec_dst)
+        : "",
+      addr: isSet(object.addr) ? globalThis.String(object.addr) : "",
+    };
+  },
+
+  toJSON(message: InPktinfo): unknown {
+    const obj: any = {};
+    if (message.ifindex !== 0) {
+      obj.ifindex = Math.round(message.ifindex);
+    }
+    if (message.specDst !== "") {
+      obj.specDst = message.specDst;
+    }
+    if (message.addr !== "") {
+      obj.addr = message.addr;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<InPktinfo>, I>>(base?: I): InPktinfo {
+    return InPktinfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<InPktinfo>, I>>(object: I): InPktinfo {
+    const message = createBaseInPktinfo();
+    message.ifindex = object.ifindex ?? 0;
+    message.specDst = object.specDst ?? "";
+    message.addr = object.addr ?? "";
+    return message;
+  },
+};
+
+function createBaseIn6Pktinfo(): In6Pktinfo {
+  return { addr: "", ifindex: 0 };
+}
+
+export const In6Pktinfo: MessageFns<In6Pktinfo> = {
+  encode(message: In6Pktinfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.addr !== "") {
+      writer.uint32(10).string(message.addr);
+    }
+    if (message.ifindex !== 0) {
+      writer.uint32(16).uint32(message.ifindex);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): In6Pktinfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIn6Pktinfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.addr = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.ifindex = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): In6Pktinfo {
+    return {
+      addr: isSet(object.addr) ? globalThis.String(object.addr) : "",
+      ifindex: isSet(object.ifindex) ? globalThis.Number(object.ifindex) : 0,
+    };
+  },
+
+  toJSON(message: In6Pktinfo): unknown {
+    const obj: any = {};
+    if (message.addr !== "") {
+      obj.addr = message.addr;
+    }
+    if (message.ifindex !== 0) {
+      obj.ifindex = Math.round(message.ifindex);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<In6Pktinfo>, I>>(base?: I): In6Pktinfo {
+    return In6Pktinfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<In6Pktinfo>, I>>(object: I): In6Pktinfo {
+    const message = createBaseIn6Pktinfo();
+    message.addr = object.addr ?? "";
+    message.ifindex = object.ifindex ?? 0;
+    return message;
+  },
+};
+
+function createBaseTimeval(): Timeval {
+  return { sec: 0, usec: 0 };
+}
+
+export const Timeval: MessageFns<Timeval> = {
+  encode(message: Timeval, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sec !== 0) {
+      writer.uint32(8).int64(message.sec);
+    }
+    if (message.usec !== 0) {
+      writer.uint32(16).int64(message.usec);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Timeval {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTimeval();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.sec = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.usec = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Timeval {
+    return {
+      sec: isSet(object.sec) ? globalThis.Number(object.sec) : 0,
+      usec: isSet(object.usec) ? globalThis.Number(object.usec) : 0,
+    };
+  },
+
+  toJSON(message: Timeval): unknown {
+    const obj: any = {};
+    if (message.sec !== 0) {
+      obj.sec = Math.round(message.sec);
+    }
+    if (message.usec !== 0) {
+      obj.usec = Math.round(message.usec);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Timeval>, I>>(base?: I): Timeval {
+    return Timeval.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Timeval>, I>>(object: I): Timeval {
+    const message = createBaseTimeval();
+    message.sec = object.sec ?? 0;
+    message.usec = object.usec ?? 0;
+    return message;
+  },
+};
+
+function createBaseSendMsgRequest(): SendMsgRequest {
+  return { handle: 0, buffers: [], ancdata: [], flags: 0, address: undefined, timeout: undefined };
+}
+
+export const SendMsgRequest: MessageFns<SendMsgRequest> = {
+  encode(message: SendMsgRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== 0) {
+      writer.uint32(8).int32(message.handle);
+    }
+    for (const v of message.buffers) {
+      writer.uint32(18).bytes(v!);
+    }
+    for (const v of message.ancdata) {
+      ControlMessage.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.flags !== 0) {
+      writer.uint32(32).int32(message.flags);
+    }
+    if (message.address !== undefined) {
+      Address.encode(message.address, writer.uint32(42).fork()).join();
+    }
+    if (message.timeout !== undefined) {
+      writer.uint32(49).double(message.timeout);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SendMsgRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSendMsgRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.handle = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.buffers.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.ancdata.push(ControlMessage.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.flags = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.address = Address.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.timeout = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SendMsgRequest {
+    return {
+      handle: isSet(object.handle) ? globalThis.Number(object.handle) : 0,
+      buffers: globalThis.Array.isArray(object?.buffers)
+        ? object.buffers.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+      ancdata: globalThis.Array.isArray(object?.ancdata)
+        ? object.ancdata.map((e: any) => ControlMessage.fromJSON(e))
+        : [],
+      flags: isSet(object.flags) ? globalThis.Number(object.flags) : 0,
+      address: isSet(object.address) ? Address.fromJSON(object.address) : undefined,
+      timeout: isSet(object.timeout) ? globalThis.Number(object.timeout) : undefined,
+    };
+  },
+
+  toJSON(message: SendMsgRequest): unknown {
+    const obj: any = {};
+    if (message.handle !== 0) {
+      obj.handle = Math.round(message.handle);
+    }
+    if (message.buffers?.length) {
+      obj.buffers = message.buffers.map((e) => base64FromBytes(e));
+    }
+    if (message.ancdata?.length) {
+      obj.ancdata = message.ancdata.map((e) => ControlMessage.toJSON(e));
+    }
+    if (message.flags !== 0) {
+      obj.flags = Math.round(message.flags);
+    }
+    if (message.address !== undefined) {
+      obj.address = Address.toJSON(message.address);
+    }
+    if (message.timeout !== undefined) {
+      obj.timeout = floatToJson(message.timeout);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SendMsgRequest>, I>>(base?: I): SendMsgRequest {
+    return SendMsgRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SendMsgRequest>, I>>(object: I): SendMsgRequest {
+    const message = createBaseSendMsgRequest();
+    message.handle = object.handle ?? 0;
+    message.buffers = object.buffers?.map((e) => e) || [];
+    message.ancdata = object.ancdata?.map((e) => ControlMessage.fromPartial(e)) || [];
+    message.flags = object.flags ?? 0;
+    message.address = (object.address !== undefined && object.address !== null)
+      ? Address.fromPartial(object.address)
+      : undefined;
+    message.timeout = object.timeout ?? undefined;
+    return message;
+  },
+};
+
+function createBaseSendMsgResponse(): SendMsgResponse {
+  return { sent: 0 };
+}
+
+export const SendMsgResponse: MessageFns<SendMsgResponse> = {
+  encode(message: SendMsgResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sent !== 0) {
+      writer.uint32(8).int64(message.sent);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SendMsgResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSendMsgResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.sent = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SendMsgResponse {
+    return { sent: isSet(object.sent) ? globalThis.Number(object.sent) : 0 };
+  },
+
+  toJSON(message: SendMsgResponse): unknown {
+    const obj: any = {};
+    if (message.sent !== 0) {
+      obj.sent = Math.round(message.sent);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SendMsgResponse>, I>>(base?: I): SendMsgResponse {
+    return SendMsgResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SendMsgResponse>, I>>(object: I): SendMsgResponse {
+    const message = createBaseSendMsgResponse();
+    message.sent = object.sent ?? 0;
+    return message;
+  },
+};
+
+function createBaseRecvMsgRequest(): RecvMsgRequest {
+  return { handle: 0, bufsize: 0, ancbufsize: 0, flags: 0, timeout: undefined };
+}
+
+export const RecvMsgRequest: MessageFns<RecvMsgRequest> = {
+  encode(message: RecvMsgRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== 0) {
+      writer.uint32(8).int32(message.handle);
+    }
+    if (message.bufsize !== 0) {
+      writer.uint32(16).uint32(message.bufsize);
+    }
+    if (message.ancbufsize !== 0) {
+      writer.uint32(24).uint32(message.ancbufsize);
+    }
+    if (message.flags !== 0) {
+      writer.uint32(32).int32(message.flags);
+    }
+    if (message.timeout !== undefined) {
+      writer.uint32(41).double(message.timeout);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecvMsgRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecvMsgRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.handle = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.bufsize = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.ancbufsize = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.flags = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.timeout = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecvMsgRequest {
+    return {
+      handle: isSet(object.handle) ? globalThis.Number(object.handle) : 0,
+      bufsize: isSet(object.bufsize) ? globalThis.Number(object.bufsize) : 0,
+      ancbufsize: isSet(object.ancbufsize) ? globalThis.Number(object.ancbufsize) : 0,
+      flags: isSet(object.flags) ? globalThis.Number(object.flags) : 0,
+      timeout: isSet(object.timeout) ? globalThis.Number(object.timeout) : undefined,
+    };
+  },
+
+  toJSON(message: RecvMsgRequest): unknown {
+    const obj: any = {};
+    if (message.handle !== 0) {
+      obj.handle = Math.round(message.handle);
+    }
+    if (message.bufsize !== 0) {
+      obj.bufsize = Math.round(message.bufsize);
+    }
+    if (message.ancbufsize !== 0) {
+      obj.ancbufsize = Math.round(message.ancbufsize);
+    }
+    if (message.flags !== 0) {
+      obj.flags = Math.round(message.flags);
+    }
+    if (message.timeout !== undefined) {
+      obj.timeout = floatToJson(message.timeout);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RecvMsgRequest>, I>>(base?: I): RecvMsgRequest {
+    return RecvMsgRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecvMsgRequest>, I>>(object: I): RecvMsgRequest {
+    const message = createBaseRecvMsgRequest();
+    message.handle = object.handle ?? 0;
+    message.bufsize = object.bufsize ?? 0;
+    message.ancbufsize = object.ancbufsize ?? 0;
+    message.flags = object.flags ?? 0;
+    message.timeout = object.timeout ?? undefined;
+    return message;
+  },
+};
+
+function createBaseRecvMsgResponse(): RecvMsgResponse {
+  return { data: Buffer.alloc(0), nbytes: 0, ancdata: [], msgFlags: 0, address: undefined };
+}
+
+export const RecvMsgResponse: MessageFns<RecvMsgResponse> = {
+  encode(message: RecvMsgResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.data.length !== 0) {
+      writer.uint32(10).bytes(message.data);
+    }
+    if (message.nbytes !== 0) {
+      writer.uint32(16).int64(message.nbytes);
+    }
+    for (const v of message.ancdata) {
+      ControlMessage.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.msgFlags !== 0) {
+      writer.uint32(32).int32(message.msgFlags);
+    }
+    if (message.address !== undefined) {
+      Address.encode(message.address, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecvMsgResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecvMsgResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.nbytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.ancdata.push(ControlMessage.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.msgFlags = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.address = Address.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecvMsgResponse {
+    return {
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      nbytes: isSet(object.nbytes) ? globalThis.Number(object.nbytes) : 0,
+      ancdata: globalThis.Array.isArray(object?.ancdata)
+        ? object.ancdata.map((e: any) => ControlMessage.fromJSON(e))
+        : [],
+      msgFlags: isSet(object.msgFlags)
+        ? globalThis.Number(object.msgFlags)
+        : isSet(object.msg_flags)
+        ? globalThis.Number(object.msg_flags)
+        : 0,
+      address: isSet(object.address) ? Address.fromJSON(object.address) : undefined,
+    };
+  },
+
+  toJSON(message: RecvMsgResponse): unknown {
+    const obj: any = {};
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    if (message.nbytes !== 0) {
+      obj.nbytes = Math.round(message.nbytes);
+    }
+    if (message.ancdata?.length) {
+      obj.ancdata = message.ancdata.map((e) => ControlMessage.toJSON(e));
+    }
+    if (message.msgFlags !== 0) {
+      obj.msgFlags = Math.round(message.msgFlags);
+    }
+    if (message.address !== undefined) {
+      obj.address = Address.toJSON(message.address);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RecvMsgResponse>, I>>(base?: I): RecvMsgResponse {
+    return RecvMsgResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecvMsgResponse>, I>>(object: I): RecvMsgResponse {
+    const message = createBaseRecvMsgResponse();
+    message.data = object.data ?? Buffer.alloc(0);
+    message.nbytes = object.nbytes ?? 0;
+    message.ancdata = object.ancdata?.map((e) => ControlMessage.fromPartial(e)) || [];
+    message.msgFlags = object.msgFlags ?? 0;
+    message.address = (object.address !== undefined && object.address !== null)
+      ? Address.fromPartial(object.address)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseDupRequest(): DupRequest {
+  return { handle: 0 };
+}
+
+export const DupRequest: MessageFns<DupRequest> = {
+  encode(message: DupRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== 0) {
+      writer.uint32(8).int32(message.handle);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DupRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDupRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.handle = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DupRequest {
+    return { handle: isSet(object.handle) ? globalThis.Number(object.handle) : 0 };
+  },
+
+  toJSON(message: DupRequest): unknown {
+    const obj: any = {};
+    if (message.handle !== 0) {
+      obj.handle = Math.round(message.handle);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DupRequest>, I>>(base?: I): DupRequest {
+    return DupRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DupRequest>, I>>(object: I): DupRequest {
+    const message = createBaseDupRequest();
+    message.handle = object.handle ?? 0;
+    return message;
+  },
+};
+
+function createBaseDupResponse(): DupResponse {
+  return { handle: 0, info: undefined };
+}
+
+export const DupResponse: MessageFns<DupResponse> = {
+  encode(message: DupResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== 0) {
+      writer.uint32(8).int32(message.handle);
+    }
+    if (message.info !== undefined) {
+      SocketInfo.encode(message.info, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DupResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDupResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.handle = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.info = SocketInfo.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DupResponse {
+    return {
+      handle: isSet(object.handle) ? globalThis.Number(object.handle) : 0,
+      info: isSet(object.info) ? SocketInfo.fromJSON(object.info) : undefined,
+    };
+  },
+
+  toJSON(message: DupResponse): unknown {
+    const obj: any = {};
+    if (message.handle !== 0) {
+      obj.handle = Math.round(message.handle);
+    }
+    if (message.info !== undefined) {
+      obj.info = SocketInfo.toJSON(message.info);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DupResponse>, I>>(base?: I): DupResponse {
+    return DupResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DupResponse>, I>>(object: I): DupResponse {
+    const message = createBaseDupResponse();
+    message.handle = object.handle ?? 0;
+    message.info = (object.info !== undefined && object.info !== null)
+      ? SocketInfo.fromPartial(object.info)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseDetachRequest(): DetachRequest {
+  return { handle: 0 };
+}
+
+export const DetachRequest: MessageFns<DetachRequest> = {
+  encode(message: DetachRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== 0) {
+      writer.uint32(8).int32(message.handle);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DetachRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDetachRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.handle = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DetachRequest {
+    return { handle: isSet(object.handle) ? globalThis.Number(object.handle) : 0 };
+  },
+
+  toJSON(message: DetachRequest): unknown {
+    const obj: any = {};
+    if (message.handle !== 0) {
+      obj.handle = Math.round(message.handle);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DetachRequest>, I>>(base?: I): DetachRequest {
+    return DetachRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DetachRequest>, I>>(object: I): DetachRequest {
+    const message = createBaseDetachRequest();
+    message.handle = object.handle ?? 0;
+    return message;
+  },
+};
+
+function createBaseDetachResponse(): DetachResponse {
+  return {};
+}
+
+export const DetachResponse: MessageFns<DetachResponse> = {
+  encode(_: DetachResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DetachResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDetachResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): DetachResponse {
+    return {};
+  },
+
+  toJSON(_: DetachResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DetachResponse>, I>>(base?: I): DetachResponse {
+    return DetachResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DetachResponse>, I>>(_: I): DetachResponse {
+    const message = createBaseDetachResponse();
+    return message;
+  },
+};
+
+function createBaseFromFdRequest(): FromFdRequest {
+  return { handle: 0 };
+}
+
+export const FromFdRequest: MessageFns<FromFdRequest> = {
+  encode(message: FromFdRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== 0) {
+      writer.uint32(8).int32(message.handle);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FromFdRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFromFdRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.handle = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FromFdRequest {
+    return { handle: isSet(object.handle) ? globalThis.Number(object.handle) : 0 };
+  },
+
+  toJSON(message: FromFdRequest): unknown {
+    const obj: any = {};
+    if (message.handle !== 0) {
+      obj.handle = Math.round(message.handle);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FromFdRequest>, I>>(base?: I): FromFdRequest {
+    return FromFdRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FromFdRequest>, I>>(object: I): FromFdRequest {
+    const message = createBaseFromFdRequest();
+    message.handle = object.handle ?? 0;
+    return message;
+  },
+};
+
+function createBaseFromFdResponse(): FromFdResponse {
+  return { handle: 0, info: undefined };
+}
+
+export const FromFdResponse: MessageFns<FromFdResponse> = {
+  encode(message: FromFdResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== 0) {
+      writer.uint32(8).int32(message.handle);
+    }
+    if (message.info !== undefined) {
+      SocketInfo.encode(message.info, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FromFdResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFromFdResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.handle = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.info = SocketInfo.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FromFdResponse {
+    return {
+      handle: isSet(object.handle) ? globalThis.Number(object.handle) : 0,
+      info: isSet(object.info) ? SocketInfo.fromJSON(object.info) : undefined,
+    };
+  },
+
+  toJSON(message: FromFdResponse): unknown {
+    const obj: any = {};
+    if (message.handle !== 0) {
+      obj.handle = Math.round(message.handle);
+    }
+    if (message.info !== undefined) {
+      obj.info = SocketInfo.toJSON(message.info);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FromFdResponse>, I>>(base?: I): FromFdResponse {
+    return FromFdResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FromFdResponse>, I>>(object: I): FromFdResponse {
+    const message = createBaseFromFdResponse();
+    message.handle = object.handle ?? 0;
+    message.info = (object.info !== undefined && object.info !== null)
+      ? SocketInfo.fromPartial(object.info)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetInheritableRequest(): GetInheritableRequest {
+  return { handle: 0 };
+}
+
+export const GetInheritableRequest: MessageFns<GetInheritableRequest> = {
+  encode(message: GetInheritableRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== 0) {
+      writer.uint32(8).int32(message.handle);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetInheritableRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetInheritableRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.handle = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetInheritableRequest {
+    return { handle: isSet(object.handle) ? globalThis.Number(object.handle) : 0 };
+  },
+
+  toJSON(message: GetInheritableRequest): unknown {
+    const obj: any = {};
+    if (message.handle !== 0) {
+      obj.handle = Math.round(message.handle);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetInheritableRequest>, I>>(base?: I): GetInheritableRequest {
+    return GetInheritableRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetInheritableRequest>, I>>(object: I): GetInheritableRequest {
+    const message = createBaseGetInheritableRequest();
+    message.handle = object.handle ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetInheritableResponse(): GetInheritableResponse {
+  return { inheritable: false };
+}
+
+export const GetInheritableResponse: MessageFns<GetInheritableResponse> = {
+  encode(message: GetInheritableResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.inheritable !== false) {
+      writer.uint32(8).bool(message.inheritable);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetInheritableResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetInheritableResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.inheritable = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetInheritableResponse {
+    return { inheritable: isSet(object.inheritable) ? globalThis.Boolean(object.inheritable) : false };
+  },
+
+  toJSON(message: GetInheritableResponse): unknown {
+    const obj: any = {};
+    if (message.inheritable !== false) {
+      obj.inheritable = message.inheritable;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetInheritableResponse>, I>>(base?: I): GetInheritableResponse {
+    return GetInheritableResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetInheritableResponse>, I>>(object: I): GetInheritableResponse {
+    const message = createBaseGetInheritableResponse();
+    message.inheritable = object.inheritable ?? false;
+    return message;
+  },
+};
+
+function createBaseSetInheritableRequest(): SetInheritableRequest {
+  return { handle: 0, inheritable: false };
+}
+
+export const SetInheritableRequest: MessageFns<SetInheritableRequest> = {
+  encode(message: SetInheritableRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== 0) {
+      writer.uint32(8).int32(message.handle);
+    }
+    if (message.inheritable !== false) {
+      writer.uint32(16).bool(message.inheritable);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetInheritableRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetInheritableRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.handle = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.inheritable = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetInheritableRequest {
+    return {
+      handle: isSet(object.handle) ? globalThis.Number(object.handle) : 0,
+      inheritable: isSet(object.inheritable) ? globalThis.Boolean(object.inheritable) : false,
+    };
+  },
+
+  toJSON(message: SetInheritableRequest): unknown {
+    const obj: any = {};
+    if (message.handle !== 0) {
+      obj.handle = Math.round(message.handle);
+    }
+    if (message.inheritable !== false) {
+      obj.inheritable = message.inheritable;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetInheritableRequest>, I>>(base?: I): SetInheritableRequest {
+    return SetInheritableRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetInheritableRequest>, I>>(object: I): SetInheritableRequest {
+    const message = createBaseSetInheritableRequest();
+    message.handle = object.handle ?? 0;
+    message.inheritable = object.inheritable ?? false;
+    return message;
+  },
+};
+
+function createBaseSetInheritableResponse(): SetInheritableResponse {
+  return {};
+}
+
+export const SetInheritableResponse: MessageFns<SetInheritableResponse> = {
+  encode(_: SetInheritableResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetInheritableResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetInheritableResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): SetInheritableResponse {
+    return {};
+  },
+
+  toJSON(_: SetInheritableResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetInheritableResponse>, I>>(base?: I): SetInheritableResponse {
+    return SetInheritableResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetInheritableResponse>, I>>(_: I): SetInheritableResponse {
+    const message = createBaseSetInheritableResponse();
+    return message;
+  },
+};
+
+function createBaseShareRequest(): ShareRequest {
+  return { handle: 0, pid: 0 };
+}
+
+export const ShareRequest: MessageFns<ShareRequest> = {
+  encode(message: ShareRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== 0) {
+      writer.uint32(8).int32(message.handle);
+    }
+    if (message.pid !== 0) {
+      writer.uint32(16).int32(message.pid);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShareRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShareRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.handle = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pid = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShareRequest {
+    return {
+      handle: isSet(object.handle) ? globalThis.Number(object.handle) : 0,
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+    };
+  },
+
+  toJSON(message: ShareRequest): unknown {
+    const obj: any = {};
+    if (message.handle !== 0) {
+      obj.handle = Math.round(message.handle);
+    }
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ShareRequest>, I>>(base?: I): ShareRequest {
+    return ShareRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ShareRequest>, I>>(object: I): ShareRequest {
+    const message = createBaseShareRequest();
+    message.handle = object.handle ?? 0;
+    message.pid = object.pid ?? 0;
+    return message;
+  },
+};
+
+function createBaseShareResponse(): ShareResponse {
+  return { token: Buffer.alloc(0) };
+}
+
+export const ShareResponse: MessageFns<ShareResponse> = {
+  encode(message: ShareResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.token.length !== 0) {
+      writer.uint32(10).bytes(message.token);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShareResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShareResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.token = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShareResponse {
+    return { token: isSet(object.token) ? Buffer.from(bytesFromBase64(object.token)) : Buffer.alloc(0) };
+  },
+
+  toJSON(message: ShareResponse): unknown {
+    const obj: any = {};
+    if (message.token.length !== 0) {
+      obj.token = base64FromBytes(message.token);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ShareResponse>, I>>(base?: I): ShareResponse {
+    return ShareResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ShareResponse>, I>>(object: I): ShareResponse {
+    const message = createBaseShareResponse();
+    message.token = object.token ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseFromShareRequest(): FromShareRequest {
+  return { token: Buffer.alloc(0) };
+}
+
+export const FromShareRequest: MessageFns<FromShareRequest> = {
+  encode(message: FromShareRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.token.length !== 0) {
+      writer.uint32(10).bytes(message.token);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FromShareRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFromShareRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.token = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FromShareRequest {
+    return { token: isSet(object.token) ? Buffer.from(bytesFromBase64(object.token)) : Buffer.alloc(0) };
+  },
+
+  toJSON(message: FromShareRequest): unknown {
+    const obj: any = {};
+    if (message.token.length !== 0) {
+      obj.token = base64FromBytes(message.token);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FromShareRequest>, I>>(base?: I): FromShareRequest {
+    return FromShareRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FromShareRequest>, I>>(object: I): FromShareRequest {
+    const message = createBaseFromShareRequest();
+    message.token = object.token ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseFromShareResponse(): FromShareResponse {
+  return { handle: 0, info: undefined };
+}
+
+export const FromShareResponse: MessageFns<FromShareResponse> = {
+  encode(message: FromShareResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== 0) {
+      writer.uint32(8).int32(message.handle);
+    }
+    if (message.info !== undefined) {
+      SocketInfo.encode(message.info, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FromShareResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFromShareResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.handle = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.info = SocketInfo.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FromShareResponse {
+    return {
+      handle: isSet(object.handle) ? globalThis.Number(object.handle) : 0,
+      info: isSet(object.info) ? SocketInfo.fromJSON(object.info) : undefined,
+    };
+  },
+
+  toJSON(message: FromShareResponse): unknown {
+    const obj: any = {};
+    if (message.handle !== 0) {
+      obj.handle = Math.round(message.handle);
+    }
+    if (message.info !== undefined) {
+      obj.info = SocketInfo.toJSON(message.info);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FromShareResponse>, I>>(base?: I): FromShareResponse {
+    return FromShareResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FromShareResponse>, I>>(object: I): FromShareResponse {
+    const message = createBaseFromShareResponse();
+    message.handle = object.handle ?? 0;
+    message.info = (object.info !== undefined && object.info !== null)
+      ? SocketInfo.fromPartial(object.info)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseKeepaliveValues(): KeepaliveValues {
+  return { onoff: 0, keepalivetime: 0, keepaliveinterval: 0 };
+}
+
+export const KeepaliveValues: MessageFns<KeepaliveValues> = {
+  encode(message: KeepaliveValues, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.onoff !== 0) {
+      writer.uint32(8).uint32(message.onoff);
+    }
+    if (message.keepalivetime !== 0) {
+      writer.uint32(16).uint32(message.keepalivetime);
+    }
+    if (message.keepaliveinterval !== 0) {
+      writer.uint32(24).uint32(message.keepaliveinterval);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeepaliveValues {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeepaliveValues();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.onoff = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.keepalivetime = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.keepaliveinterval = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KeepaliveValues {
+    return {
+      onoff: isSet(object.onoff) ? globalThis.Number(object.onoff) : 0,
+      keepalivetime: isSet(object.keepalivetime) ? globalThis.Number(object.keepalivetime) : 0,
+      keepaliveinterval: isSet(object.keepaliveinterval) ? globalThis.Number(object.keepaliveinterval) : 0,
+    };
+  },
+
+  toJSON(message: KeepaliveValues): unknown {
+    const obj: any = {};
+    if (message.onoff !== 0) {
+      obj.onoff = Math.round(message.onoff);
+    }
+    if (message.keepalivetime !== 0) {
+      obj.keepalivetime = Math.round(message.keepalivetime);
+    }
+    if (message.keepaliveinterval !== 0) {
+      obj.keepaliveinterval = Math.round(message.keepaliveinterval);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KeepaliveValues>, I>>(base?: I): KeepaliveValues {
+    return KeepaliveValues.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeepaliveValues>, I>>(object: I): KeepaliveValues {
+    const message = createBaseKeepaliveValues();
+    message.onoff = object.onoff ?? 0;
+    message.keepalivetime = object.keepalivetime ?? 0;
+    message.keepaliveinterval = object.keepaliveinterval ?? 0;
+    return message;
+  },
+};
+
+function createBaseIoctlRequest(): IoctlRequest {
+  return { handle: 0, control: 0, value: undefined, keepalive: undefined };
+}
+
+export const IoctlRequest: MessageFns<IoctlRequest> = {
+  encode(message: IoctlRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== 0) {
+      writer.uint32(8).int32(message.handle);
+    }
+    if (message.control !== 0) {
+      writer.uint32(16).uint32(message.control);
+    }
+    if (message.value !== undefined) {
+      writer.uint32(24).uint32(message.value);
+    }
+    if (message.keepalive !== undefined) {
+      KeepaliveValues.encode(message.keepalive, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IoctlRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIoctlRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.handle = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.control = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.value = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.keepalive = KeepaliveValues.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IoctlRequest {
+    return {
+      handle: isSet(object.handle) ? globalThis.Number(object.handle) : 0,
+      control: isSet(object.control) ? globalThis.Number(object.control) : 0,
+      value: isSet(object.value) ? globalThis.Number(object.value) : undefined,
+      keepalive: isSet(object.keepalive) ? KeepaliveValues.fromJSON(object.keepalive) : undefined,
+    };
+  },
+
+  toJSON(message: IoctlRequest): unknown {
+    const obj: any = {};
+    if (message.handle !== 0) {
+      obj.handle = Math.round(message.handle);
+    }
+    if (message.control !== 0) {
+      obj.control = Math.round(message.control);
+    }
+    if (message.value !== undefined) {
+      obj.value = Math.round(message.value);
+    }
+    if (message.keepalive !== undefined) {
+      obj.keepalive = KeepaliveValues.toJSON(message.keepalive);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<IoctlRequest>, I>>(base?: I): IoctlRequest {
+    return IoctlRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<IoctlRequest>, I>>(object: I): IoctlRequest {
+    const message = createBaseIoctlRequest();
+    message.handle = object.handle ?? 0;
+    message.control = object.control ?? 0;
+    message.value = object.value ?? undefined;
+    message.keepalive = (object.keepalive !== undefined && object.keepalive !== null)
+      ? KeepaliveValues.fromPartial(object.keepalive)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseIoctlResponse(): IoctlResponse {
+  return {};
+}
+
+export const IoctlResponse: MessageFns<IoctlResponse> = {
+  encode(_: IoctlResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IoctlResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIoctlResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): IoctlResponse {
+    return {};
+  },
+
+  toJSON(_: IoctlResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<IoctlResponse>, I>>(base?: I): IoctlResponse {
+    return IoctlResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<IoctlResponse>, I>>(_: I): IoctlResponse {
+    const message = createBaseIoctlResponse();
+    return message;
+  },
+};
+
 function createBaseCancelRequest(): CancelRequest {
   return {};
 }
@@ -3483,6 +6297,16 @@ function createBaseCallRequest(): CallRequest {
     getSockName: undefined,
     getPeerName: undefined,
     poll: undefined,
+    sendMsg: undefined,
+    recvMsg: undefined,
+    dup: undefined,
+    detach: undefined,
+    fromFd: undefined,
+    getInheritable: undefined,
+    setInheritable: undefined,
+    share: undefined,
+    fromShare: undefined,
+    ioctl: undefined,
     cancel: undefined,
   };
 }
@@ -3539,6 +6363,36 @@ export const CallRequest: MessageFns<CallRequest> = {
     }
     if (message.poll !== undefined) {
       PollRequest.encode(message.poll, writer.uint32(202).fork()).join();
+    }
+    if (message.sendMsg !== undefined) {
+      SendMsgRequest.encode(message.sendMsg, writer.uint32(242).fork()).join();
+    }
+    if (message.recvMsg !== undefined) {
+      RecvMsgRequest.encode(message.recvMsg, writer.uint32(250).fork()).join();
+    }
+    if (message.dup !== undefined) {
+      DupRequest.encode(message.dup, writer.uint32(258).fork()).join();
+    }
+    if (message.detach !== undefined) {
+      DetachRequest.encode(message.detach, writer.uint32(266).fork()).join();
+    }
+    if (message.fromFd !== undefined) {
+      FromFdRequest.encode(message.fromFd, writer.uint32(274).fork()).join();
+    }
+    if (message.getInheritable !== undefined) {
+      GetInheritableRequest.encode(message.getInheritable, writer.uint32(282).fork()).join();
+    }
+    if (message.setInheritable !== undefined) {
+      SetInheritableRequest.encode(message.setInheritable, writer.uint32(290).fork()).join();
+    }
+    if (message.share !== undefined) {
+      ShareRequest.encode(message.share, writer.uint32(298).fork()).join();
+    }
+    if (message.fromShare !== undefined) {
+      FromShareRequest.encode(message.fromShare, writer.uint32(306).fork()).join();
+    }
+    if (message.ioctl !== undefined) {
+      IoctlRequest.encode(message.ioctl, writer.uint32(314).fork()).join();
     }
     if (message.cancel !== undefined) {
       CancelRequest.encode(message.cancel, writer.uint32(794).fork()).join();
@@ -3695,6 +6549,86 @@ export const CallRequest: MessageFns<CallRequest> = {
             message.poll = PollRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.sendMsg = SendMsgRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 31: {
+            if (tag !== 250) {
+              break;
+            }
+
+            message.recvMsg = RecvMsgRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 32: {
+            if (tag !== 258) {
+              break;
+            }
+
+            message.dup = DupRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 33: {
+            if (tag !== 266) {
+              break;
+            }
+
+            message.detach = DetachRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 34: {
+            if (tag !== 274) {
+              break;
+            }
+
+            message.fromFd = FromFdRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 35: {
+            if (tag !== 282) {
+              break;
+            }
+
+            message.getInheritable = GetInheritableRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 36: {
+            if (tag !== 290) {
+              break;
+            }
+
+            message.setInheritable = SetInheritableRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 37: {
+            if (tag !== 298) {
+              break;
+            }
+
+            message.share = ShareRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 38: {
+            if (tag !== 306) {
+              break;
+            }
+
+            message.fromShare = FromShareRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 39: {
+            if (tag !== 314) {
+              break;
+            }
+
+            message.ioctl = IoctlRequest.decode(reader, reader.uint32());
+            continue;
+          }
           case 99: {
             if (tag !== 794) {
               break;
@@ -3758,6 +6692,40 @@ export const CallRequest: MessageFns<CallRequest> = {
         ? GetPeerNameRequest.fromJSON(object.get_peer_name)
         : undefined,
       poll: isSet(object.poll) ? PollRequest.fromJSON(object.poll) : undefined,
+      sendMsg: isSet(object.sendMsg)
+        ? SendMsgRequest.fromJSON(object.sendMsg)
+        : isSet(object.send_msg)
+        ? SendMsgRequest.fromJSON(object.send_msg)
+        : undefined,
+      recvMsg: isSet(object.recvMsg)
+        ? RecvMsgRequest.fromJSON(object.recvMsg)
+        : isSet(object.recv_msg)
+        ? RecvMsgRequest.fromJSON(object.recv_msg)
+        : undefined,
+      dup: isSet(object.dup) ? DupRequest.fromJSON(object.dup) : undefined,
+      detach: isSet(object.detach) ? DetachRequest.fromJSON(object.detach) : undefined,
+      fromFd: isSet(object.fromFd)
+        ? FromFdRequest.fromJSON(object.fromFd)
+        : isSet(object.from_fd)
+        ? FromFdRequest.fromJSON(object.from_fd)
+        : undefined,
+      getInheritable: isSet(object.getInheritable)
+        ? GetInheritableRequest.fromJSON(object.getInheritable)
+        : isSet(object.get_inheritable)
+        ? GetInheritableRequest.fromJSON(object.get_inheritable)
+        : undefined,
+      setInheritable: isSet(object.setInheritable)
+        ? SetInheritableRequest.fromJSON(object.setInheritable)
+        : isSet(object.set_inheritable)
+        ? SetInheritableRequest.fromJSON(object.set_inheritable)
+        : undefined,
+      share: isSet(object.share) ? ShareRequest.fromJSON(object.share) : undefined,
+      fromShare: isSet(object.fromShare)
+        ? FromShareRequest.fromJSON(object.fromShare)
+        : isSet(object.from_share)
+        ? FromShareRequest.fromJSON(object.from_share)
+        : undefined,
+      ioctl: isSet(object.ioctl) ? IoctlRequest.fromJSON(object.ioctl) : undefined,
       cancel: isSet(object.cancel) ? CancelRequest.fromJSON(object.cancel) : undefined,
     };
   },
@@ -3814,6 +6782,36 @@ export const CallRequest: MessageFns<CallRequest> = {
     }
     if (message.poll !== undefined) {
       obj.poll = PollRequest.toJSON(message.poll);
+    }
+    if (message.sendMsg !== undefined) {
+      obj.sendMsg = SendMsgRequest.toJSON(message.sendMsg);
+    }
+    if (message.recvMsg !== undefined) {
+      obj.recvMsg = RecvMsgRequest.toJSON(message.recvMsg);
+    }
+    if (message.dup !== undefined) {
+      obj.dup = DupRequest.toJSON(message.dup);
+    }
+    if (message.detach !== undefined) {
+      obj.detach = DetachRequest.toJSON(message.detach);
+    }
+    if (message.fromFd !== undefined) {
+      obj.fromFd = FromFdRequest.toJSON(message.fromFd);
+    }
+    if (message.getInheritable !== undefined) {
+      obj.getInheritable = GetInheritableRequest.toJSON(message.getInheritable);
+    }
+    if (message.setInheritable !== undefined) {
+      obj.setInheritable = SetInheritableRequest.toJSON(message.setInheritable);
+    }
+    if (message.share !== undefined) {
+      obj.share = ShareRequest.toJSON(message.share);
+    }
+    if (message.fromShare !== undefined) {
+      obj.fromShare = FromShareRequest.toJSON(message.fromShare);
+    }
+    if (message.ioctl !== undefined) {
+      obj.ioctl = IoctlRequest.toJSON(message.ioctl);
     }
     if (message.cancel !== undefined) {
       obj.cancel = CancelRequest.toJSON(message.cancel);
@@ -3875,6 +6873,34 @@ export const CallRequest: MessageFns<CallRequest> = {
     message.poll = (object.poll !== undefined && object.poll !== null)
       ? PollRequest.fromPartial(object.poll)
       : undefined;
+    message.sendMsg = (object.sendMsg !== undefined && object.sendMsg !== null)
+      ? SendMsgRequest.fromPartial(object.sendMsg)
+      : undefined;
+    message.recvMsg = (object.recvMsg !== undefined && object.recvMsg !== null)
+      ? RecvMsgRequest.fromPartial(object.recvMsg)
+      : undefined;
+    message.dup = (object.dup !== undefined && object.dup !== null) ? DupRequest.fromPartial(object.dup) : undefined;
+    message.detach = (object.detach !== undefined && object.detach !== null)
+      ? DetachRequest.fromPartial(object.detach)
+      : undefined;
+    message.fromFd = (object.fromFd !== undefined && object.fromFd !== null)
+      ? FromFdRequest.fromPartial(object.fromFd)
+      : undefined;
+    message.getInheritable = (object.getInheritable !== undefined && object.getInheritable !== null)
+      ? GetInheritableRequest.fromPartial(object.getInheritable)
+      : undefined;
+    message.setInheritable = (object.setInheritable !== undefined && object.setInheritable !== null)
+      ? SetInheritableRequest.fromPartial(object.setInheritable)
+      : undefined;
+    message.share = (object.share !== undefined && object.share !== null)
+      ? ShareRequest.fromPartial(object.share)
+      : undefined;
+    message.fromShare = (object.fromShare !== undefined && object.fromShare !== null)
+      ? FromShareRequest.fromPartial(object.fromShare)
+      : undefined;
+    message.ioctl = (object.ioctl !== undefined && object.ioctl !== null)
+      ? IoctlRequest.fromPartial(object.ioctl)
+      : undefined;
     message.cancel = (object.cancel !== undefined && object.cancel !== null)
       ? CancelRequest.fromPartial(object.cancel)
       : undefined;
@@ -3901,6 +6927,16 @@ function createBaseCallResponse(): CallResponse {
     getSockName: undefined,
     getPeerName: undefined,
     poll: undefined,
+    sendMsg: undefined,
+    recvMsg: undefined,
+    dup: undefined,
+    detach: undefined,
+    fromFd: undefined,
+    getInheritable: undefined,
+    setInheritable: undefined,
+    share: undefined,
+    fromShare: undefined,
+    ioctl: undefined,
     error: undefined,
   };
 }
@@ -3957,6 +6993,36 @@ export const CallResponse: MessageFns<CallResponse> = {
     }
     if (message.poll !== undefined) {
       PollResponse.encode(message.poll, writer.uint32(202).fork()).join();
+    }
+    if (message.sendMsg !== undefined) {
+      SendMsgResponse.encode(message.sendMsg, writer.uint32(242).fork()).join();
+    }
+    if (message.recvMsg !== undefined) {
+      RecvMsgResponse.encode(message.recvMsg, writer.uint32(250).fork()).join();
+    }
+    if (message.dup !== undefined) {
+      DupResponse.encode(message.dup, writer.uint32(258).fork()).join();
+    }
+    if (message.detach !== undefined) {
+      DetachResponse.encode(message.detach, writer.uint32(266).fork()).join();
+    }
+    if (message.fromFd !== undefined) {
+      FromFdResponse.encode(message.fromFd, writer.uint32(274).fork()).join();
+    }
+    if (message.getInheritable !== undefined) {
+      GetInheritableResponse.encode(message.getInheritable, writer.uint32(282).fork()).join();
+    }
+    if (message.setInheritable !== undefined) {
+      SetInheritableResponse.encode(message.setInheritable, writer.uint32(290).fork()).join();
+    }
+    if (message.share !== undefined) {
+      ShareResponse.encode(message.share, writer.uint32(298).fork()).join();
+    }
+    if (message.fromShare !== undefined) {
+      FromShareResponse.encode(message.fromShare, writer.uint32(306).fork()).join();
+    }
+    if (message.ioctl !== undefined) {
+      IoctlResponse.encode(message.ioctl, writer.uint32(314).fork()).join();
     }
     if (message.error !== undefined) {
       Status.encode(message.error, writer.uint32(802).fork()).join();
@@ -4113,6 +7179,86 @@ export const CallResponse: MessageFns<CallResponse> = {
             message.poll = PollResponse.decode(reader, reader.uint32());
             continue;
           }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.sendMsg = SendMsgResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 31: {
+            if (tag !== 250) {
+              break;
+            }
+
+            message.recvMsg = RecvMsgResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 32: {
+            if (tag !== 258) {
+              break;
+            }
+
+            message.dup = DupResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 33: {
+            if (tag !== 266) {
+              break;
+            }
+
+            message.detach = DetachResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 34: {
+            if (tag !== 274) {
+              break;
+            }
+
+            message.fromFd = FromFdResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 35: {
+            if (tag !== 282) {
+              break;
+            }
+
+            message.getInheritable = GetInheritableResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 36: {
+            if (tag !== 290) {
+              break;
+            }
+
+            message.setInheritable = SetInheritableResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 37: {
+            if (tag !== 298) {
+              break;
+            }
+
+            message.share = ShareResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 38: {
+            if (tag !== 306) {
+              break;
+            }
+
+            message.fromShare = FromShareResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 39: {
+            if (tag !== 314) {
+              break;
+            }
+
+            message.ioctl = IoctlResponse.decode(reader, reader.uint32());
+            continue;
+          }
           case 100: {
             if (tag !== 802) {
               break;
@@ -4176,6 +7322,40 @@ export const CallResponse: MessageFns<CallResponse> = {
         ? GetPeerNameResponse.fromJSON(object.get_peer_name)
         : undefined,
       poll: isSet(object.poll) ? PollResponse.fromJSON(object.poll) : undefined,
+      sendMsg: isSet(object.sendMsg)
+        ? SendMsgResponse.fromJSON(object.sendMsg)
+        : isSet(object.send_msg)
+        ? SendMsgResponse.fromJSON(object.send_msg)
+        : undefined,
+      recvMsg: isSet(object.recvMsg)
+        ? RecvMsgResponse.fromJSON(object.recvMsg)
+        : isSet(object.recv_msg)
+        ? RecvMsgResponse.fromJSON(object.recv_msg)
+        : undefined,
+      dup: isSet(object.dup) ? DupResponse.fromJSON(object.dup) : undefined,
+      detach: isSet(object.detach) ? DetachResponse.fromJSON(object.detach) : undefined,
+      fromFd: isSet(object.fromFd)
+        ? FromFdResponse.fromJSON(object.fromFd)
+        : isSet(object.from_fd)
+        ? FromFdResponse.fromJSON(object.from_fd)
+        : undefined,
+      getInheritable: isSet(object.getInheritable)
+        ? GetInheritableResponse.fromJSON(object.getInheritable)
+        : isSet(object.get_inheritable)
+        ? GetInheritableResponse.fromJSON(object.get_inheritable)
+        : undefined,
+      setInheritable: isSet(object.setInheritable)
+        ? SetInheritableResponse.fromJSON(object.setInheritable)
+        : isSet(object.set_inheritable)
+        ? SetInheritableResponse.fromJSON(object.set_inheritable)
+        : undefined,
+      share: isSet(object.share) ? ShareResponse.fromJSON(object.share) : undefined,
+      fromShare: isSet(object.fromShare)
+        ? FromShareResponse.fromJSON(object.fromShare)
+        : isSet(object.from_share)
+        ? FromShareResponse.fromJSON(object.from_share)
+        : undefined,
+      ioctl: isSet(object.ioctl) ? IoctlResponse.fromJSON(object.ioctl) : undefined,
       error: isSet(object.error) ? Status.fromJSON(object.error) : undefined,
     };
   },
@@ -4232,6 +7412,36 @@ export const CallResponse: MessageFns<CallResponse> = {
     }
     if (message.poll !== undefined) {
       obj.poll = PollResponse.toJSON(message.poll);
+    }
+    if (message.sendMsg !== undefined) {
+      obj.sendMsg = SendMsgResponse.toJSON(message.sendMsg);
+    }
+    if (message.recvMsg !== undefined) {
+      obj.recvMsg = RecvMsgResponse.toJSON(message.recvMsg);
+    }
+    if (message.dup !== undefined) {
+      obj.dup = DupResponse.toJSON(message.dup);
+    }
+    if (message.detach !== undefined) {
+      obj.detach = DetachResponse.toJSON(message.detach);
+    }
+    if (message.fromFd !== undefined) {
+      obj.fromFd = FromFdResponse.toJSON(message.fromFd);
+    }
+    if (message.getInheritable !== undefined) {
+      obj.getInheritable = GetInheritableResponse.toJSON(message.getInheritable);
+    }
+    if (message.setInheritable !== undefined) {
+      obj.setInheritable = SetInheritableResponse.toJSON(message.setInheritable);
+    }
+    if (message.share !== undefined) {
+      obj.share = ShareResponse.toJSON(message.share);
+    }
+    if (message.fromShare !== undefined) {
+      obj.fromShare = FromShareResponse.toJSON(message.fromShare);
+    }
+    if (message.ioctl !== undefined) {
+      obj.ioctl = IoctlResponse.toJSON(message.ioctl);
     }
     if (message.error !== undefined) {
       obj.error = Status.toJSON(message.error);
@@ -4292,6 +7502,34 @@ export const CallResponse: MessageFns<CallResponse> = {
       : undefined;
     message.poll = (object.poll !== undefined && object.poll !== null)
       ? PollResponse.fromPartial(object.poll)
+      : undefined;
+    message.sendMsg = (object.sendMsg !== undefined && object.sendMsg !== null)
+      ? SendMsgResponse.fromPartial(object.sendMsg)
+      : undefined;
+    message.recvMsg = (object.recvMsg !== undefined && object.recvMsg !== null)
+      ? RecvMsgResponse.fromPartial(object.recvMsg)
+      : undefined;
+    message.dup = (object.dup !== undefined && object.dup !== null) ? DupResponse.fromPartial(object.dup) : undefined;
+    message.detach = (object.detach !== undefined && object.detach !== null)
+      ? DetachResponse.fromPartial(object.detach)
+      : undefined;
+    message.fromFd = (object.fromFd !== undefined && object.fromFd !== null)
+      ? FromFdResponse.fromPartial(object.fromFd)
+      : undefined;
+    message.getInheritable = (object.getInheritable !== undefined && object.getInheritable !== null)
+      ? GetInheritableResponse.fromPartial(object.getInheritable)
+      : undefined;
+    message.setInheritable = (object.setInheritable !== undefined && object.setInheritable !== null)
+      ? SetInheritableResponse.fromPartial(object.setInheritable)
+      : undefined;
+    message.share = (object.share !== undefined && object.share !== null)
+      ? ShareResponse.fromPartial(object.share)
+      : undefined;
+    message.fromShare = (object.fromShare !== undefined && object.fromShare !== null)
+      ? FromShareResponse.fromPartial(object.fromShare)
+      : undefined;
+    message.ioctl = (object.ioctl !== undefined && object.ioctl !== null)
+      ? IoctlResponse.fromPartial(object.ioctl)
       : undefined;
     message.error = (object.error !== undefined && object.error !== null)
       ? Status.fromPartial(object.error)
@@ -4468,6 +7706,110 @@ export const SocketServiceService = {
     responseSerialize: (value: PollResponse): Buffer => Buffer.from(PollResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PollResponse => PollResponse.decode(value),
   },
+  /** SendMsg is socket.sendmsg(buffers[, ancdata[, flags[, address]]]) with typed ancillary data. */
+  sendMsg: {
+    path: "/sockbroker.v1.SocketService/SendMsg" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SendMsgRequest): Buffer => Buffer.from(SendMsgRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SendMsgRequest => SendMsgRequest.decode(value),
+    responseSerialize: (value: SendMsgResponse): Buffer => Buffer.from(SendMsgResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SendMsgResponse => SendMsgResponse.decode(value),
+  },
+  /** RecvMsg is socket.recvmsg(bufsize[, ancbufsize[, flags]]) (recvmsg_into scatters on the client). */
+  recvMsg: {
+    path: "/sockbroker.v1.SocketService/RecvMsg" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RecvMsgRequest): Buffer => Buffer.from(RecvMsgRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RecvMsgRequest => RecvMsgRequest.decode(value),
+    responseSerialize: (value: RecvMsgResponse): Buffer => Buffer.from(RecvMsgResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RecvMsgResponse => RecvMsgResponse.decode(value),
+  },
+  /** Dup is socket.dup(): a new handle for the same socket. */
+  dup: {
+    path: "/sockbroker.v1.SocketService/Dup" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DupRequest): Buffer => Buffer.from(DupRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DupRequest => DupRequest.decode(value),
+    responseSerialize: (value: DupResponse): Buffer => Buffer.from(DupResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DupResponse => DupResponse.decode(value),
+  },
+  /** Detach is socket.detach(): the handle stays open, reserved until fromfd or the session ends. */
+  detach: {
+    path: "/sockbroker.v1.SocketService/Detach" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DetachRequest): Buffer => Buffer.from(DetachRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DetachRequest => DetachRequest.decode(value),
+    responseSerialize: (value: DetachResponse): Buffer => Buffer.from(DetachResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DetachResponse => DetachResponse.decode(value),
+  },
+  /** FromFd is socket.fromfd(fd, family, type, proto) within the session: duplicates a handle. */
+  fromFd: {
+    path: "/sockbroker.v1.SocketService/FromFd" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: FromFdRequest): Buffer => Buffer.from(FromFdRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): FromFdRequest => FromFdRequest.decode(value),
+    responseSerialize: (value: FromFdResponse): Buffer => Buffer.from(FromFdResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): FromFdResponse => FromFdResponse.decode(value),
+  },
+  /** GetInheritable is socket.get_inheritable(): the per-handle flag (daemon fds stay close-on-exec). */
+  getInheritable: {
+    path: "/sockbroker.v1.SocketService/GetInheritable" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetInheritableRequest): Buffer =>
+      Buffer.from(GetInheritableRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetInheritableRequest => GetInheritableRequest.decode(value),
+    responseSerialize: (value: GetInheritableResponse): Buffer =>
+      Buffer.from(GetInheritableResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetInheritableResponse => GetInheritableResponse.decode(value),
+  },
+  /** SetInheritable is socket.set_inheritable(flag). */
+  setInheritable: {
+    path: "/sockbroker.v1.SocketService/SetInheritable" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetInheritableRequest): Buffer =>
+      Buffer.from(SetInheritableRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetInheritableRequest => SetInheritableRequest.decode(value),
+    responseSerialize: (value: SetInheritableResponse): Buffer =>
+      Buffer.from(SetInheritableResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetInheritableResponse => SetInheritableResponse.decode(value),
+  },
+  /** Share is socket.share(pid): a one-time token that the process with that pid can redeem. */
+  share: {
+    path: "/sockbroker.v1.SocketService/Share" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ShareRequest): Buffer => Buffer.from(ShareRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ShareRequest => ShareRequest.decode(value),
+    responseSerialize: (value: ShareResponse): Buffer => Buffer.from(ShareResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ShareResponse => ShareResponse.decode(value),
+  },
+  /** FromShare is socket.fromshare(token): the shared socket as a new handle of this session. */
+  fromShare: {
+    path: "/sockbroker.v1.SocketService/FromShare" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: FromShareRequest): Buffer => Buffer.from(FromShareRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): FromShareRequest => FromShareRequest.decode(value),
+    responseSerialize: (value: FromShareResponse): Buffer => Buffer.from(FromShareResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): FromShareResponse => FromShareResponse.decode(value),
+  },
+  /** Ioctl is socket.ioctl(control, option) with the Winsock SIO_* codes. */
+  ioctl: {
+    path: "/sockbroker.v1.SocketService/Ioctl" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: IoctlRequest): Buffer => Buffer.from(IoctlRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): IoctlRequest => IoctlRequest.decode(value),
+    responseSerialize: (value: IoctlResponse): Buffer => Buffer.from(IoctlResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): IoctlResponse => IoctlResponse.decode(value),
+  },
   /**
    * Call carries the same requests in envelopes over one stream per session: the SDK's fast path.
    * Responses come back in completion order, matched by call_id.
@@ -4516,6 +7858,26 @@ export interface SocketServiceServer extends UntypedServiceImplementation {
   getPeerName: handleUnaryCall<GetPeerNameRequest, GetPeerNameResponse>;
   /** Poll waits until one of several handles is ready (the broker's select). */
   poll: handleUnaryCall<PollRequest, PollResponse>;
+  /** SendMsg is socket.sendmsg(buffers[, ancdata[, flags[, address]]]) with typed ancillary data. */
+  sendMsg: handleUnaryCall<SendMsgRequest, SendMsgResponse>;
+  /** RecvMsg is socket.recvmsg(bufsize[, ancbufsize[, flags]]) (recvmsg_into scatters on the client). */
+  recvMsg: handleUnaryCall<RecvMsgRequest, RecvMsgResponse>;
+  /** Dup is socket.dup(): a new handle for the same socket. */
+  dup: handleUnaryCall<DupRequest, DupResponse>;
+  /** Detach is socket.detach(): the handle stays open, reserved until fromfd or the session ends. */
+  detach: handleUnaryCall<DetachRequest, DetachResponse>;
+  /** FromFd is socket.fromfd(fd, family, type, proto) within the session: duplicates a handle. */
+  fromFd: handleUnaryCall<FromFdRequest, FromFdResponse>;
+  /** GetInheritable is socket.get_inheritable(): the per-handle flag (daemon fds stay close-on-exec). */
+  getInheritable: handleUnaryCall<GetInheritableRequest, GetInheritableResponse>;
+  /** SetInheritable is socket.set_inheritable(flag). */
+  setInheritable: handleUnaryCall<SetInheritableRequest, SetInheritableResponse>;
+  /** Share is socket.share(pid): a one-time token that the process with that pid can redeem. */
+  share: handleUnaryCall<ShareRequest, ShareResponse>;
+  /** FromShare is socket.fromshare(token): the shared socket as a new handle of this session. */
+  fromShare: handleUnaryCall<FromShareRequest, FromShareResponse>;
+  /** Ioctl is socket.ioctl(control, option) with the Winsock SIO_* codes. */
+  ioctl: handleUnaryCall<IoctlRequest, IoctlResponse>;
   /**
    * Call carries the same requests in envelopes over one stream per session: the SDK's fast path.
    * Responses come back in completion order, matched by call_id.
@@ -4767,6 +8129,163 @@ export interface SocketServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PollResponse) => void,
+  ): ClientUnaryCall;
+  /** SendMsg is socket.sendmsg(buffers[, ancdata[, flags[, address]]]) with typed ancillary data. */
+  sendMsg(
+    request: SendMsgRequest,
+    callback: (error: ServiceError | null, response: SendMsgResponse) => void,
+  ): ClientUnaryCall;
+  sendMsg(
+    request: SendMsgRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SendMsgResponse) => void,
+  ): ClientUnaryCall;
+  sendMsg(
+    request: SendMsgRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SendMsgResponse) => void,
+  ): ClientUnaryCall;
+  /** RecvMsg is socket.recvmsg(bufsize[, ancbufsize[, flags]]) (recvmsg_into scatters on the client). */
+  recvMsg(
+    request: RecvMsgRequest,
+    callback: (error: ServiceError | null, response: RecvMsgResponse) => void,
+  ): ClientUnaryCall;
+  recvMsg(
+    request: RecvMsgRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RecvMsgResponse) => void,
+  ): ClientUnaryCall;
+  recvMsg(
+    request: RecvMsgRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RecvMsgResponse) => void,
+  ): ClientUnaryCall;
+  /** Dup is socket.dup(): a new handle for the same socket. */
+  dup(request: DupRequest, callback: (error: ServiceError | null, response: DupResponse) => void): ClientUnaryCall;
+  dup(
+    request: DupRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DupResponse) => void,
+  ): ClientUnaryCall;
+  dup(
+    request: DupRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DupResponse) => void,
+  ): ClientUnaryCall;
+  /** Detach is socket.detach(): the handle stays open, reserved until fromfd or the session ends. */
+  detach(
+    request: DetachRequest,
+    callback: (error: ServiceError | null, response: DetachResponse) => void,
+  ): ClientUnaryCall;
+  detach(
+    request: DetachRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DetachResponse) => void,
+  ): ClientUnaryCall;
+  detach(
+    request: DetachRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DetachResponse) => void,
+  ): ClientUnaryCall;
+  /** FromFd is socket.fromfd(fd, family, type, proto) within the session: duplicates a handle. */
+  fromFd(
+    request: FromFdRequest,
+    callback: (error: ServiceError | null, response: FromFdResponse) => void,
+  ): ClientUnaryCall;
+  fromFd(
+    request: FromFdRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: FromFdResponse) => void,
+  ): ClientUnaryCall;
+  fromFd(
+    request: FromFdRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: FromFdResponse) => void,
+  ): ClientUnaryCall;
+  /** GetInheritable is socket.get_inheritable(): the per-handle flag (daemon fds stay close-on-exec). */
+  getInheritable(
+    request: GetInheritableRequest,
+    callback: (error: ServiceError | null, response: GetInheritableResponse) => void,
+  ): ClientUnaryCall;
+  getInheritable(
+    request: GetInheritableRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetInheritableResponse) => void,
+  ): ClientUnaryCall;
+  getInheritable(
+    request: GetInheritableRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetInheritableResponse) => void,
+  ): ClientUnaryCall;
+  /** SetInheritable is socket.set_inheritable(flag). */
+  setInheritable(
+    request: SetInheritableRequest,
+    callback: (error: ServiceError | null, response: SetInheritableResponse) => void,
+  ): ClientUnaryCall;
+  setInheritable(
+    request: SetInheritableRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetInheritableResponse) => void,
+  ): ClientUnaryCall;
+  setInheritable(
+    request: SetInheritableRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetInheritableResponse) => void,
+  ): ClientUnaryCall;
+  /** Share is socket.share(pid): a one-time token that the process with that pid can redeem. */
+  share(
+    request: ShareRequest,
+    callback: (error: ServiceError | null, response: ShareResponse) => void,
+  ): ClientUnaryCall;
+  share(
+    request: ShareRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ShareResponse) => void,
+  ): ClientUnaryCall;
+  share(
+    request: ShareRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ShareResponse) => void,
+  ): ClientUnaryCall;
+  /** FromShare is socket.fromshare(token): the shared socket as a new handle of this session. */
+  fromShare(
+    request: FromShareRequest,
+    callback: (error: ServiceError | null, response: FromShareResponse) => void,
+  ): ClientUnaryCall;
+  fromShare(
+    request: FromShareRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: FromShareResponse) => void,
+  ): ClientUnaryCall;
+  fromShare(
+    request: FromShareRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: FromShareResponse) => void,
+  ): ClientUnaryCall;
+  /** Ioctl is socket.ioctl(control, option) with the Winsock SIO_* codes. */
+  ioctl(
+    request: IoctlRequest,
+    callback: (error: ServiceError | null, response: IoctlResponse) => void,
+  ): ClientUnaryCall;
+  ioctl(
+    request: IoctlRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: IoctlResponse) => void,
+  ): ClientUnaryCall;
+  ioctl(
+    request: IoctlRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: IoctlResponse) => void,
   ): ClientUnaryCall;
   /**
    * Call carries the same requests in envelopes over one stream per session: the SDK's fast path.

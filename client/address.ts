@@ -47,7 +47,8 @@ export function toAddress(addr: unknown, family: number, fam: Families, fn: stri
   if (family === fam.AF_UNIX) {
     if (typeof addr === 'string') return { unix: { path: Buffer.from(addr, 'utf8') } };
     if (addr instanceof Uint8Array) return { unix: { path: Buffer.from(addr) } };
-    throw new TypeError(`${fn}(): AF_UNIX address must be str or bytes, not ${pyType(addr)}`);
+    // CPython encodes a str, then parses the address as "y*".
+    throw new TypeError(`a bytes-like object is required, not '${pyType(addr)}'`);
   }
   if (Array.isArray(addr) && addr.length === 2 && addr[1] instanceof Uint8Array) {
     return { raw: { family: toInt(addr[0]), data: Buffer.from(addr[1]) } };
@@ -68,9 +69,9 @@ export function fromAddress(a: Address | undefined): AddressTuple | null {
   return null;
 }
 
-/** Python's repr of an address tuple, for Socket.toString(). */
+/** str() of an address, as Python 3.4's socket repr embeds it (a path string is bare). */
 export function reprAddress(t: AddressTuple): string {
-  if (typeof t === 'string') return `'${t}'`;
+  if (typeof t === 'string') return t;
   if (Buffer.isBuffer(t)) return `b'${[...t].map((c) => (c >= 32 && c < 127 ? String.fromCharCode(c) : `\\x${c.toString(16).padStart(2, '0')}`)).join('')}'`;
   return `(${t.map((v) => (typeof v === 'string' ? `'${v}'` : Buffer.isBuffer(v) ? reprAddress(v) : String(v))).join(', ')})`;
 }

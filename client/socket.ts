@@ -186,6 +186,7 @@ export class Socket {
 
   /** sendto(data, address) or sendto(data, flags, address). */
   async sendto(data: Uint8Array, flagsOrAddress: number | AddressTuple, address?: AddressTuple): Promise<number> {
+    if (flagsOrAddress === undefined) throw new TypeError('sendto() takes 2 or 3 arguments (1 given)');
     const handle = this.#check();
     const buf = toBytes(data);
     const [flags, addr] = address === undefined ? [0, flagsOrAddress] : [toCInt(flagsOrAddress), address];
@@ -287,10 +288,11 @@ export class Socket {
     return [res.data.length, fromAddress(res.address)];
   }
 
+  /** A recv size: at most the broker's per-call limit (a recv may return less than asked anyway). */
   #bufsize(bufsize: number, fn: string): number {
     const n = toInt(bufsize);
     if (n < 0) throw new ValueError(`negative buffersize in ${fn}`);
-    return n;
+    return Math.min(n, this.#m.maxRecvBytes);
   }
 
   async shutdown(how: number): Promise<void> {

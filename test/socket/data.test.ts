@@ -276,3 +276,24 @@ test('MSG_DONTWAIT: a blocking socket raises BlockingIOError at once; a timeout 
   await a.close();
   await b.close();
 });
+
+test('recv()/recvfrom() with a bufsize above the broker limit return what is there, as python3', async (t) => {
+  const socket = fx.socket();
+  const [a, b] = await socket.socketpair();
+  await b.send(Buffer.from('hello'));
+  const py = await pyValue<string[]>("a, b = socket.socketpair(); b.send(b'hello'); r = [a.recv(10_000_000).decode()]; b.send(b'again'); r.append(a.recvfrom(100_000_000)[0].decode()); result = r");
+  const got = [(await a.recv(10_000_000)).toString()];
+  await b.send(Buffer.from('again'));
+  got.push((await a.recvfrom(100_000_000))[0].toString());
+  t.deepEqual(got, py);
+  t.deepEqual(py, ['hello', 'again']);
+  await a.close();
+  await b.close();
+});
+
+test('sendto() without an address raises python3\'s TypeError', async (t) => {
+  const socket = fx.socket();
+  await using u = await socket.socket(socket.AF_INET, socket.SOCK_DGRAM);
+  const py = await pyRaisesAll({ one: "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x')" });
+  await raisesLikePython(t, () => (u.sendto as (d: Buffer) => Promise<number>)(Buffer.from('x')), TypeError, py.one);
+});

@@ -9,6 +9,7 @@ import { getaddrinfo, GaiError } from '../native/netdb.js';
 import type { Address } from '../proto/gen/sockbroker/v1/address.js';
 import { argumentError, BrokerError, gaiError, osError, osErrorNamed } from './errors.js';
 import { status as Code } from '@grpc/grpc-js';
+import { linkAddress, linkSockaddr, type Interfaces } from './link-addresses.js';
 
 const MAX_HOST = 1024;
 const MAX_UNIX_PATH = 108;
@@ -56,9 +57,14 @@ export async function resolveHost(host: string, family: number): Promise<{ host:
 }
 
 /** The kernel sockaddr for a proto address given to a socket of `family`. */
-export async function toSockaddr(address: Address | undefined, family: number, syscall: string): Promise<Buffer> {
+export async function toSockaddr(address: Address | undefined, family: number, syscall: string, ifs?: Interfaces): Promise<Buffer> {
   const a = address ?? {};
-  if (family === C.AF_INET) {
+  if (ifs) {
+    const link = linkSockaddr(a, family, syscall, ifs);
+    if (link) return link;
+  }
+  // RDS sockets take AF_INET addresses (as CPython: "RDS sockets use sockaddr_in").
+  if (family === C.AF_INET || family === C.AF_RDS) {
     if (!a.inet) throw argumentError('type', `${syscall}(): AF_INET address must be tuple, not ${kindOf(a)}`, 'address');
     checkPort(a.inet.port, syscall);
     const { host } = await resolveHost(a.inet.host, family);
@@ -89,8 +95,10 @@ function kindOf(a: Address): string {
 }
 
 /** The proto address for a kernel sockaddr (an empty buffer gives an unnamed AF_UNIX address). */
-export function fromSockaddr(buf: Buffer, family: number): Address {
+export function fromSockaddr(buf: Buffer, family: number, ifs?: Interfaces): Address {
   if (buf.length === 0 && family === C.AF_UNIX) return { unix: { path: Buffer.alloc(0) } };
+  const link = linkAddress(buf, ifs);
+  if (link) return link;
   const sa: Sockaddr = decodeSockaddr(buf);
   switch (sa.family) {
     case 'inet':

@@ -4,6 +4,8 @@
 // a call whose reply could not be delivered.
 import { osErrorNamed } from './errors.js';
 import { FifoLock } from './fifo-lock.js';
+import type { LinkState } from './link-ops.js';
+import type { Interfaces } from './link-addresses.js';
 
 /** A socket's family, type (without NONBLOCK/CLOEXEC) and protocol. */
 export interface SocketInfo {
@@ -20,6 +22,10 @@ export class SocketEntry {
   unreadBytes = 0;
   /** Keeps send/sendto/sendall on this socket in arrival order. */
   readonly writes = new FifoLock();
+  /** Set for sockets with link-level confinement or emulation (see link-ops.ts). */
+  link?: LinkState;
+  /** Interface lookups in the socket's network namespace (for link-level addresses). */
+  ifs?: Interfaces;
 
   constructor(
     readonly handle: number,

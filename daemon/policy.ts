@@ -12,7 +12,14 @@ export type Action =
   | { op: 'bind'; family: number; port: number }
   | { op: 'setsockopt'; level: number; name: number; value: number | Buffer }
   | { op: 'unix'; path: Buffer; syscall: 'bind' | 'connect' | 'sendto' }
-  | { op: 'host-network' };
+  | { op: 'host-network' }
+  /** Using an interface with a socket of `family` (AF_PACKET bind, SO_BINDTODEVICE, CAN bind, RCVALL). */
+  | { op: 'interface'; family: number; ifname: string }
+  /** Promiscuous mode on an interface (PACKET_MR_PROMISC, SIO_RCVALL). */
+  | { op: 'promiscuous'; ifname: string }
+  | { op: 'sethostname' }
+  /** Transmitting a CAN frame with this id (flags stripped). */
+  | { op: 'can-send'; canId: number };
 
 /** Allowed (naming what allowed it, for the audit log), or refused with the kernel's errno. */
 export type Decision =
@@ -150,6 +157,14 @@ function defaultRefusal(a: Action): { errno: 'EPERM' | 'EACCES'; what: string; g
     }
     case 'host-network':
       return { errno: 'EPERM', what: "the host's network namespace needs a grant", grant: 'host_network' };
+    case 'interface':
+      return { errno: 'EPERM', what: `interface ${JSON.stringify(a.ifname)} needs a grant for this socket`, grant: 'interfaces' };
+    case 'promiscuous':
+      return { errno: 'EPERM', what: `promiscuous mode on ${JSON.stringify(a.ifname)} needs a grant`, grant: 'promiscuous' };
+    case 'sethostname':
+      return { errno: 'EPERM', what: 'sethostname needs a grant', grant: 'sethostname' };
+    case 'can-send':
+      return { errno: 'EPERM', what: `sending CAN id 0x${a.canId.toString(16)} needs a grant`, grant: 'can_ids' };
   }
 }
 
@@ -182,7 +197,39 @@ function grantAllows(g: Grant, a: Action): boolean {
     }
     case 'host-network':
       return g.hostNetwork;
+    case 'interface':
+      return grantsFamily(g, a.family) && interfaceIn(g, a.ifname);
+    case 'promiscuous':
+      return g.promiscuous && interfaceIn(g, a.ifname);
+    case 'sethostname':
+      return g.sethostname;
+    case 'can-send':
+      return grantsFamily(g, C.AF_CAN) && (g.canIds.length === 0 || g.canIds.some(([lo, hi]) => a.canId >= lo && a.canId <= hi));
   }
+}
+
+function grantsFamily(g: Grant, family: number): boolean {
+  return g.sockets.some((s) => any(s.family, family));
+}
+
+/** An empty interface list means any interface. */
+function interfaceIn(g: Grant, ifname: string): boolean {
+  return g.interfaces.length === 0 || g.interfaces.some((p) => globToRegExp(p).test(ifname));
+}
+
+/**
+ * The interfaces a socket of `family` may use, as glob patterns; null when unrestricted (host
+ * root, or a matching grant for the family that lists no interfaces).
+ */
+export function interfacesFor(policy: Policy, identity: Identity, family: number): string[] | null {
+  if (identity.hostRoot) return null;
+  const patterns: string[] = [];
+  for (const rule of policy.rules) {
+    if (!matches(rule.match, identity) || !grantsFamily(rule.grant, family)) continue;
+    if (rule.grant.interfaces.length === 0) return null;
+    patterns.push(...rule.grant.interfaces);
+  }
+  return patterns;
 }
 
 export function matches(m: Match, id: Identity): boolean {

@@ -14,6 +14,7 @@ import type { Session, Sessions } from './sessions.js';
 import type { Limits } from './limits.js';
 import { decide, type Action, type Policy } from './policy.js';
 import type { NetnsRegistry } from './netns.js';
+import { LinkOps } from './link-ops.js';
 import { setThreadEgid, setThreadEuid, setThreadGroups, getThreadGroups } from '../native/creds.js';
 import { describe } from './identity.js';
 import { fromSockaddr, portOf, toSockaddr } from './addresses.js';
@@ -93,7 +94,11 @@ function sleepUntil(deadline: number, signal: AbortSignal): Promise<void> {
 // ---- the broker-wide pieces every handler uses ----
 
 export class SocketOps {
-  constructor(readonly broker: Broker) {}
+  readonly link: LinkOps;
+
+  constructor(readonly broker: Broker) {
+    this.link = new LinkOps(this);
+  }
 
   /** @internal Asks the policy before a syscall: a refusal is PermissionError and a log line, a privileged permission an audit line. */
   enforce(ctx: CallContext, action: Action, syscall: string): void {
@@ -187,7 +192,9 @@ export class SocketOps {
       libc.close(fd);
       throw osErrorNamed('EBADF', 'socket', 'Bad file descriptor (session ended)');
     }
-    return ctx.session.table.add(fd, info);
+    const entry = ctx.session.table.add(fd, info);
+    entry.ifs = this.link.ifs(ctx);
+    return entry;
   }
 
   // ---- operations ----
@@ -199,6 +206,8 @@ export class SocketOps {
     const info = { family, type: type & ~TYPE_FLAGS, protocol };
     this.enforce(ctx, { op: 'socket', ...info, pair: false }, 'socket');
     ctx.session.table.reserve(1);
+    const special = this.link.create(ctx, info);
+    if (special) return { handle: special.handle, info };
     const fd = this.asCaller(ctx, () => libc.socket(family, info.type | TYPE_FLAGS, protocol));
     const entry = this.register(ctx, fd, info);
     return { handle: entry.handle, info };
@@ -219,9 +228,14 @@ export class SocketOps {
 
   bind = async (ctx: CallContext, req: pb.BindRequest): Promise<pb.BindResponse> => {
     const entry = this.entry(ctx, req.handle, 'bind');
-    const sa = await toSockaddr(req.address, entry.info.family, 'bind');
+    const sniffer = await this.link.bind(ctx, entry, req);
+    if (sniffer) return sniffer;
+    const sa = await toSockaddr(req.address, entry.info.family, 'bind', entry.ifs);
     this.live(entry, 'bind');
-    if (entry.info.family === C.AF_UNIX) {
+    if (entry.info.family === C.AF_PACKET || entry.info.family === C.AF_CAN) {
+      this.link.checkAddress(ctx, entry, sa, 'bind');
+      libc.bind(entry.fd, sa);
+    } else if (entry.info.family === C.AF_UNIX) {
       this.enforce(ctx, { op: 'unix', path: req.address!.unix!.path, syscall: 'bind' }, 'bind');
       this.withCallerIds(ctx, () => libc.bind(entry.fd, sa));
     } else {
@@ -255,7 +269,7 @@ export class SocketOps {
     return {
       handle: child.handle,
       info: entry.info,
-      address: fromSockaddr(addr, entry.info.family),
+      address: fromSockaddr(addr, entry.info.family, entry.ifs),
       local: this.name(child, libc.getsockname),
     };
   };
@@ -263,7 +277,8 @@ export class SocketOps {
   connect = async (ctx: CallContext, req: pb.ConnectRequest): Promise<pb.ConnectResponse> => {
     const entry = this.entry(ctx, req.handle, 'connect');
     const timeout = validateTimeout(req.timeout);
-    const sa = await toSockaddr(req.address, entry.info.family, 'connect');
+    const sa = await toSockaddr(req.address, entry.info.family, 'connect', entry.ifs);
+    this.link.checkAddress(ctx, entry, sa, 'connect');
     const unix = entry.info.family === C.AF_UNIX;
     if (unix) this.enforce(ctx, { op: 'unix', path: req.address!.unix!.path, syscall: 'connect' }, 'connect');
     const connect = (): void => (unix ? this.withCallerIds(ctx, () => libc.connect(entry.fd, sa)) : libc.connect(entry.fd, sa));
@@ -299,7 +314,9 @@ export class SocketOps {
     const data = validateData(req.data, this.maxBytes(ctx), syscall);
     const flags = validateInt(req.flags, 'flags');
     const timeout = dontWait(validateTimeout(req.timeout), flags);
-    const sa = req.address ? await toSockaddr(req.address, entry.info.family, syscall) : null;
+    if (entry.link?.rcvall) throw osErrorNamed('EOPNOTSUPP', syscall, 'Operation not supported (the sniffer socket only receives)');
+    const sa = req.address ? await toSockaddr(req.address, entry.info.family, syscall, entry.ifs) : null;
+    if (sa) this.link.checkAddress(ctx, entry, sa, syscall);
     const unix = sa !== null && entry.info.family === C.AF_UNIX;
     if (unix) this.enforce(ctx, { op: 'unix', path: req.address!.unix!.path, syscall: 'sendto' }, syscall);
     const sendto = (): number => libc.sendto(entry.fd, data, flags | C.MSG_NOSIGNAL, sa!);
@@ -339,14 +356,26 @@ export class SocketOps {
     let address;
     if (buffered) {
       data = buffered;
-      if (req.wantAddress) address = fromSockaddr(libc.getpeername(entry.fd), entry.info.family);
+      if (req.wantAddress) address = fromSockaddr(libc.getpeername(entry.fd), entry.info.family, entry.ifs);
     } else {
       const buf = Buffer.allocUnsafe(bufsize);
-      const r = await drive(this.broker.reactor, entry, 'read', timeout, ctx.signal, syscall, () =>
-        req.wantAddress ? libc.recvfrom(entry.fd, buf, flags) : { n: libc.recv(entry.fd, buf, flags), addr: null },
-      );
+      // The sniffer socket skips frames that are not its own and reports (source_ip, 0).
+      const sniffer = entry.link?.rcvall && (flags & C.MSG_PEEK) === 0;
+      let source = '';
+      const r = await drive(this.broker.reactor, entry, 'read', timeout, ctx.signal, syscall, () => {
+        if (!sniffer) return req.wantAddress ? libc.recvfrom(entry.fd, buf, flags) : { n: libc.recv(entry.fd, buf, flags), addr: null };
+        for (;;) {
+          const got = libc.recvfrom(entry.fd, buf, flags);
+          const hit = this.link.sniffed(entry, buf.subarray(0, Math.min(got.n, bufsize)), got.addr);
+          if (hit) {
+            source = hit.host;
+            return { n: got.n, addr: null };
+          }
+        }
+      });
       data = buf.subarray(0, Math.min(r.n, bufsize));
-      if (r.addr && r.addr.length > 0) address = fromSockaddr(r.addr, entry.info.family);
+      if (sniffer && req.wantAddress) address = { inet: { host: source, port: 0 } };
+      else if (r.addr && r.addr.length > 0) address = fromSockaddr(r.addr, entry.info.family, entry.ifs);
       // No address (addrlen 0: a stream socket, an unnamed AF_UNIX peer) is None in Python.
     }
     if ((flags & C.MSG_PEEK) === 0) {
@@ -404,6 +433,7 @@ export class SocketOps {
     } else {
       throw argumentError('type', 'setsockopt() takes a value: an int or a bytes-like object', 'value');
     }
+    if (this.link.setsockopt(ctx, entry, level, name, value)) return {};
     this.enforce(ctx, { op: 'setsockopt', level, name, value: policyValue }, 'setsockopt');
     libc.setsockopt(entry.fd, level, name, value);
     return {};
@@ -411,12 +441,14 @@ export class SocketOps {
 
   getSockName = async (ctx: CallContext, req: pb.GetSockNameRequest): Promise<pb.GetSockNameResponse> => {
     const entry = this.entry(ctx, req.handle, 'getsockname');
-    return { address: fromSockaddr(libc.getsockname(entry.fd), entry.info.family) };
+    const r = entry.link?.rcvall;
+    if (r) return { address: { inet: { host: r.host || '0.0.0.0', port: 0 } } };
+    return { address: fromSockaddr(libc.getsockname(entry.fd), entry.info.family, entry.ifs) };
   };
 
   getPeerName = async (ctx: CallContext, req: pb.GetPeerNameRequest): Promise<pb.GetPeerNameResponse> => {
     const entry = this.entry(ctx, req.handle, 'getpeername');
-    return { address: fromSockaddr(libc.getpeername(entry.fd), entry.info.family) };
+    return { address: fromSockaddr(libc.getpeername(entry.fd), entry.info.family, entry.ifs) };
   };
 
   /**
@@ -482,7 +514,7 @@ export class SocketOps {
   /** getsockname/getpeername for a reply's repr fields; undefined when the kernel has none. */
   name(entry: SocketEntry, get: (fd: number) => Buffer): pb.GetSockNameResponse['address'] {
     try {
-      return fromSockaddr(get(entry.fd), entry.info.family);
+      return fromSockaddr(get(entry.fd), entry.info.family, entry.ifs);
     } catch {
       return undefined;
     }

@@ -230,6 +230,9 @@ O_NONBLOCK O_CLOEXEC F_GETFL F_SETFL F_GETFD F_SETFD FD_CLOEXEC
 RLIMIT_NOFILE
 POLLIN POLLPRI POLLOUT POLLERR POLLHUP POLLNVAL POLLRDHUP
 O_RDONLY CLONE_NEWNET CLONE_NEWUTS
+SOL_PACKET PACKET_ADD_MEMBERSHIP PACKET_DROP_MEMBERSHIP PACKET_MR_PROMISC PACKET_MR_MULTICAST PACKET_MR_ALLMULTI
+PACKET_STATISTICS PACKET_IGNORE_OUTGOING PACKET_AUXDATA ETH_P_IP ETH_P_IPV6 ETH_P_ARP ETH_P_ALL
+SIOCGIFINDEX SIOCGIFFLAGS IFF_PROMISC IFNAMSIZ
 SYS_setresuid SYS_setresgid SYS_setgroups SYS_setns SYS_pidfd_send_signal
 '''.split()
 
@@ -241,6 +244,8 @@ ABI = [
     ('sizeof_sockaddr_un', 'sizeof(struct sockaddr_un)'),
     ('sizeof_sockaddr_storage', 'sizeof(struct sockaddr_storage)'),
     ('sizeof_sockaddr_ll', 'sizeof(struct sockaddr_ll)'),
+    ('sizeof_packet_mreq', 'sizeof(struct packet_mreq)'),
+    ('sizeof_tpacket_stats', 'sizeof(struct tpacket_stats)'),
     ('sizeof_sockaddr_can', 'sizeof(struct sockaddr_can)'),
     ('sizeof_sockaddr_nl', 'sizeof(struct sockaddr_nl)'),
     ('offsetof_sun_path', 'offsetof(struct sockaddr_un, sun_path)'),

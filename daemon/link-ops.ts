@@ -1,0 +1,199 @@
+// The privileged families' special cases, hooked into SocketOps:
+// - AF_PACKET sockets are created with protocol 0 and bound to a permitted interface before any
+//   protocol is set, so nothing from other interfaces is ever read; every interface index in a
+//   request (bind, sendto, PACKET_ADD_MEMBERSHIP, SO_BINDTODEVICE) is checked.
+// - Raw IP sockets whose grant lists interfaces get SO_BINDTODEVICE, changeable only to another
+//   permitted interface.
+// - socket(AF_INET, SOCK_RAW, IPPROTO_IP), which Linux lacks (EPROTONOSUPPORT), is the Windows
+//   sniffer socket: an AF_PACKET socket for IPv4 bound to the interface of the address given to
+//   bind(); ioctl(SIO_RCVALL, RCVALL_ON) adds a promiscuous membership (reference counted by the
+//   kernel, so other users of the interface are not disturbed) and every IP packet of the
+//   interface, in and out, is delivered with (source_ip, 0) as the address.
+import * as libc from '../native/libc.js';
+import { linux as C, os as O } from '../native/constants.js';
+import { decodePacketMreq, decodeSockaddrLl, encodePacketMreq, encodeSockaddrLl, ifIndexToName, ifNameIndex, ifNameToIndex, ipv4Addresses } from '../native/link.js';
+import { argumentError, osErrorNamed } from './errors.js';
+import { globToRegExp, interfacesFor } from './policy.js';
+import { resolveHost } from './addresses.js';
+import type { Interfaces } from './link-addresses.js';
+import type { SocketEntry, SocketInfo } from './handles.js';
+import type { CallContext, SocketOps } from './socket-ops.js';
+import type * as pb from '../proto/gen/sockbroker/v1/socket.js';
+
+/** Winsock values (a documented exception: Linux has none). */
+export const SIO_RCVALL = 0x98000001;
+export const RCVALL = { OFF: 0, ON: 1, SOCKETLEVELONLY: 2, MAX: 3 } as const;
+
+const TYPE_FLAGS = C.SOCK_NONBLOCK | C.SOCK_CLOEXEC;
+
+/** State of a socket the broker emulates or confines. */
+export interface LinkState {
+  /** The Windows sniffer socket (AF_INET, SOCK_RAW, IPPROTO_IP) over AF_PACKET. */
+  rcvall?: { ifindex: number; ifname: string; host: string; promisc: boolean };
+  /** Interfaces this socket may use (glob patterns); null = unrestricted. */
+  interfaces: string[] | null;
+}
+
+export function isSnifferSocket(info: SocketInfo): boolean {
+  return info.family === C.AF_INET && info.type === C.SOCK_RAW && info.protocol === 0;
+}
+
+export class LinkOps {
+  constructor(readonly ops: SocketOps) {}
+
+  /** Interface lookups in the session's network namespace. */
+  ifs(ctx: CallContext): Interfaces {
+    const netns = this.ops.broker.netns;
+    const ns = ctx.session.netns;
+    return {
+      index: (name) => netns.run(ns, () => ifNameToIndex(name)),
+      name: (index) => netns.run(ns, () => ifIndexToName(index)),
+    };
+  }
+
+  #permitted(ctx: CallContext, entry: SocketEntry | SocketInfo, ifname: string, syscall: string): void {
+    const family = 'info' in entry ? entry.info.family : entry.family;
+    this.ops.enforce(ctx, { op: 'interface', family, ifname }, syscall);
+  }
+
+  /** The first existing interface matching the patterns (so a confined socket starts confined). */
+  #firstInterface(ctx: CallContext, patterns: string[]): [number, string] {
+    const all = this.ops.broker.netns.run(ctx.session.netns, () => ifNameIndex());
+    for (const p of patterns) {
+      const re = globToRegExp(p);
+      const hit = all.find(([, name]) => re.test(name));
+      if (hit) return hit;
+    }
+    throw osErrorNamed('ENODEV', 'socket', `No such device (no interface matches the grant: ${patterns.join(', ')})`);
+  }
+
+  /** Creates a socket that needs link handling; null when `info` is an ordinary one. */
+  create(ctx: CallContext, info: SocketInfo): SocketEntry | null {
+    const policy = this.ops.broker.policy;
+    const identity = ctx.session.identity;
+    if (isSnifferSocket(info)) {
+      const fd = this.ops.asCaller(ctx, () => libc.socket(C.AF_PACKET, C.SOCK_DGRAM | TYPE_FLAGS, 0));
+      const entry = this.ops.register(ctx, fd, info);
+      entry.link = { rcvall: { ifindex: 0, ifname: '', host: '', promisc: false }, interfaces: interfacesFor(policy, identity, C.AF_INET) };
+      return entry;
+    }
+    if (info.family === C.AF_PACKET) {
+      const interfaces = interfacesFor(policy, identity, C.AF_PACKET);
+      if (interfaces === null) {
+        const fd = this.ops.asCaller(ctx, () => libc.socket(info.family, info.type | TYPE_FLAGS, info.protocol));
+        return Object.assign(this.ops.register(ctx, fd, info), { link: { interfaces } });
+      }
+      // Protocol 0 receives nothing; binding to a permitted interface sets the protocol.
+      const [ifindex] = this.#firstInterface(ctx, interfaces);
+      const fd = this.ops.asCaller(ctx, () => libc.socket(info.family, info.type | TYPE_FLAGS, 0));
+      const entry = Object.assign(this.ops.register(ctx, fd, info), { link: { interfaces } });
+      libc.bind(fd, encodeSockaddrLl({ protocol: ntohs(info.protocol), ifindex, hatype: 0, pkttype: 0, addr: Buffer.alloc(0) }));
+      return entry;
+    }
+    if ((info.family === C.AF_INET || info.family === C.AF_INET6) && info.type === C.SOCK_RAW) {
+      const interfaces = interfacesFor(policy, identity, info.family);
+      if (interfaces === null) return null;
+      const [, ifname] = this.#firstInterface(ctx, interfaces);
+      const fd = this.ops.asCaller(ctx, () => libc.socket(info.family, info.type | TYPE_FLAGS, info.protocol));
+      const entry = Object.assign(this.ops.register(ctx, fd, info), { link: { interfaces } });
+      libc.setsockopt(fd, C.SOL_SOCKET, C.SO_BINDTODEVICE, Buffer.from(`${ifname}\0`));
+      return entry;
+    }
+    return null;
+  }
+
+  /** bind() of a sniffer socket: (host, 0) picks the interface that has that address. */
+  async bind(ctx: CallContext, entry: SocketEntry, req: pb.BindRequest): Promise<pb.BindResponse | null> {
+    const r = entry.link?.rcvall;
+    if (!r) return null;
+    const inet = req.address?.inet;
+    if (!inet) throw argumentError('type', 'bind(): AF_INET address must be tuple, not NoneType', 'address');
+    const { host } = await resolveHost(inet.host, C.AF_INET);
+    const owner = this.ops.broker.netns.run(ctx.session.netns, () => ipv4Addresses()).find(([, a]) => a === host);
+    if (!owner) throw osErrorNamed('EADDRNOTAVAIL', 'bind');
+    this.#permitted(ctx, entry, owner[0], 'bind');
+    const ifindex = this.ifs(ctx).index(owner[0]);
+    this.ops.live(entry, 'bind');
+    libc.bind(entry.fd, encodeSockaddrLl({ protocol: O.ETH_P_IP, ifindex, hatype: 0, pkttype: 0, addr: Buffer.alloc(0) }));
+    Object.assign(r, { ifindex, ifname: owner[0], host });
+    return { local: { inet: { host, port: 0 } } };
+  }
+
+  /** Checks the interface of an AF_PACKET/AF_CAN address given to bind/connect/sendto ('*' = all). */
+  checkAddress(ctx: CallContext, entry: SocketEntry, sa: Buffer, syscall: string): void {
+    if (entry.info.family !== C.AF_PACKET && entry.info.family !== C.AF_CAN) return;
+    const ifindex = sa.readInt32LE(4);
+    this.#permitted(ctx, entry, ifindex === 0 ? '*' : this.ifs(ctx).name(ifindex), syscall);
+  }
+
+  /** setsockopt on a link socket: true when handled (checked and done) here. */
+  setsockopt(ctx: CallContext, entry: SocketEntry, level: number, name: number, value: Buffer): boolean {
+    if (entry.link?.rcvall) {
+      if (level === C.IPPROTO_IP && name === C.IP_HDRINCL) return true; // received packets always carry the header
+      throw osErrorNamed('ENOPROTOOPT', 'setsockopt', 'Protocol not available (the sniffer socket takes IP_HDRINCL and SIO_RCVALL only)');
+    }
+    if (level === C.SOL_SOCKET && name === C.SO_BINDTODEVICE && entry.link?.interfaces) {
+      const ifname = value.toString('utf8').replace(/\0.*$/s, '');
+      if (!entry.link.interfaces.some((p) => globToRegExp(p).test(ifname)) || ifname === '') {
+        this.ops.enforce(ctx, { op: 'interface', family: 0, ifname: ifname || '(none)' }, 'setsockopt');
+      }
+      this.ops.audit(ctx, 'policy.allow', { action: { op: 'interface', ifname }, by: 'grant interfaces', outcome: 'allowed' });
+      libc.setsockopt(entry.fd, level, name, value);
+      return true;
+    }
+    if (entry.info.family === C.AF_PACKET && level === O.SOL_PACKET) {
+      if (name === O.PACKET_ADD_MEMBERSHIP || name === O.PACKET_DROP_MEMBERSHIP) {
+        const mreq = decodePacketMreq(value);
+        const ifname = this.ifs(ctx).name(mreq.ifindex);
+        this.#permitted(ctx, entry, ifname, 'setsockopt');
+        if (name === O.PACKET_ADD_MEMBERSHIP && mreq.type === O.PACKET_MR_PROMISC) {
+          this.ops.enforce(ctx, { op: 'promiscuous', ifname }, 'setsockopt');
+        }
+      } else if (name !== O.PACKET_IGNORE_OUTGOING && name !== O.PACKET_AUXDATA) {
+        this.ops.enforce(ctx, { op: 'setsockopt', level, name, value }, 'setsockopt');
+      }
+      libc.setsockopt(entry.fd, level, name, value);
+      return true;
+    }
+    if ((entry.info.family === C.AF_INET || entry.info.family === C.AF_INET6) && entry.info.type === C.SOCK_RAW && level === C.IPPROTO_IP && name === C.IP_HDRINCL) {
+      libc.setsockopt(entry.fd, level, name, value); // the socket itself was granted
+      return true;
+    }
+    return false;
+  }
+
+  /** ioctl(SIO_RCVALL, mode) on a sniffer socket. */
+  rcvall(ctx: CallContext, entry: SocketEntry, mode: number): void {
+    const r = entry.link?.rcvall;
+    if (!r) throw osErrorNamed('EINVAL', 'ioctl', 'Invalid argument (SIO_RCVALL needs a socket(AF_INET, SOCK_RAW, IPPROTO_IP))');
+    if (!r.ifindex) throw osErrorNamed('EINVAL', 'ioctl', 'Invalid argument (bind the socket to an address first)');
+    if (!Number.isInteger(mode) || mode < RCVALL.OFF || mode > RCVALL.MAX) throw argumentError('value', `invalid RCVALL value ${mode}`, 'mode');
+    const want = mode === RCVALL.ON || mode === RCVALL.MAX;
+    if (want === r.promisc) return;
+    if (want) this.ops.enforce(ctx, { op: 'promiscuous', ifname: r.ifname }, 'ioctl');
+    this.ops.live(entry, 'ioctl');
+    libc.setsockopt(entry.fd, O.SOL_PACKET, want ? O.PACKET_ADD_MEMBERSHIP : O.PACKET_DROP_MEMBERSHIP, encodePacketMreq(r.ifindex, O.PACKET_MR_PROMISC));
+    r.promisc = want;
+    this.ops.audit(ctx, 'rcvall', { handle: entry.handle, ifname: r.ifname, mode, outcome: 'done' });
+  }
+
+  /**
+   * One received frame of a sniffer socket as Windows delivers it: the IP packet and
+   * (source_ip, 0); null when the frame is not for this socket (before RCVALL_ON only packets
+   * addressed to the bound host are).
+   */
+  sniffed(entry: SocketEntry, data: Buffer, from: Buffer): { data: Buffer; host: string } | null {
+    const r = entry.link!.rcvall!;
+    if (data.length < 20 || data[0]! >> 4 !== 4) return null;
+    const dst = [...data.subarray(16, 20)].join('.');
+    if (!r.promisc) {
+      const ll = decodeSockaddrLl(from);
+      if (ll.pkttype !== C.PACKET_HOST || dst !== r.host) return null;
+    }
+    return { data, host: [...data.subarray(12, 16)].join('.') };
+  }
+}
+
+function ntohs(v: number): number {
+  return ((v & 0xff) << 8) | ((v >> 8) & 0xff);
+}

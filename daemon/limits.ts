@@ -17,6 +17,14 @@ export interface Limits {
   maxPendingCalls: number;
   /** Largest gRPC message, bytes (a send of maxSendBytes fits with room for the envelope). */
   maxMessageBytes: number;
+  /** Most data buffers in one sendmsg (the kernel's UIO_MAXIOV). */
+  maxIov: number;
+  /** Most ancillary data items in one sendmsg. */
+  maxAncdata: number;
+  /** Most handles in one sendmsg's SCM_RIGHTS items together (the kernel's SCM_MAX_FD). */
+  maxCmsgFds: number;
+  /** Largest recvmsg ancbufsize, and largest raw ancillary item, bytes. */
+  maxAncBufSize: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -28,4 +36,8 @@ export const DEFAULT_LIMITS: Limits = {
   maxSessionsPerIdentity: 64,
   maxPendingCalls: 8192,
   maxMessageBytes: (4 << 20) + 64 * 1024,
+  maxIov: 1024,
+  maxAncdata: 64,
+  maxCmsgFds: 253,
+  maxAncBufSize: 64 * 1024,
 };

@@ -13,6 +13,7 @@ import * as libc from '../native/libc.js';
 import { linux as C, os as O } from '../native/constants.js';
 import { decodePacketMreq, decodeSockaddrLl, encodePacketMreq, encodeSockaddrLl, ifIndexToName, ifNameIndex, ifNameToIndex, ipv4Addresses } from '../native/link.js';
 import { argumentError, osErrorNamed } from './errors.js';
+import { winsock } from './winsock.js';
 import { globToRegExp, interfacesFor } from './policy.js';
 import { resolveHost } from './addresses.js';
 import type { Interfaces } from './link-addresses.js';
@@ -20,9 +21,19 @@ import type { SocketEntry, SocketInfo } from './handles.js';
 import type { CallContext, SocketOps } from './socket-ops.js';
 import type * as pb from '../proto/gen/sockbroker/v1/socket.js';
 
-/** Winsock values (a documented exception: Linux has none). */
-export const SIO_RCVALL = 0x98000001;
-export const RCVALL = { OFF: 0, ON: 1, SOCKETLEVELONLY: 2, MAX: 3 } as const;
+const RCVALL = { OFF: winsock.RCVALL_OFF!, ON: winsock.RCVALL_ON!, MAX: winsock.RCVALL_MAX! };
+
+/**
+ * AF_PACKET constants Python's socket module lacks but a packet program needs (setsockopt
+ * SOL_PACKET, PACKET_ADD_MEMBERSHIP with PACKET_MR_PROMISC, PACKET_STATISTICS, ETH_P_*): the
+ * module info carries them beside the generated table.
+ */
+export const packetExtras: Readonly<Record<string, number>> = Object.freeze(
+  Object.fromEntries(
+    ['SOL_PACKET', 'PACKET_ADD_MEMBERSHIP', 'PACKET_DROP_MEMBERSHIP', 'PACKET_MR_PROMISC', 'PACKET_MR_MULTICAST', 'PACKET_MR_ALLMULTI',
+      'PACKET_STATISTICS', 'PACKET_IGNORE_OUTGOING', 'PACKET_AUXDATA', 'ETH_P_IP', 'ETH_P_IPV6', 'ETH_P_ARP'].map((k) => [k, O[k]!]),
+  ),
+);
 
 const TYPE_FLAGS = C.SOCK_NONBLOCK | C.SOCK_CLOEXEC;
 

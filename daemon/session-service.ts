@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { linux, abi } from '../native/constants.js';
 import * as libc from '../native/libc.js';
 import { winsock } from './winsock.js';
+import { packetExtras } from './link-ops.js';
 import type { SessionServiceServer, KeepAliveRequest, KeepAliveResponse, GetModuleInfoResponse } from '../proto/gen/sockbroker/v1/session.js';
 import { toBrokerError, toServiceError } from './errors.js';
 import { sessionOf, type Peers } from './rpc.js';
@@ -26,7 +27,7 @@ function hostHasIpv6(): boolean {
 
 export function moduleInfo(limits: Limits): GetModuleInfoResponse {
   return {
-    constants: { ...linux, ...winsock },
+    constants: { ...linux, ...winsock, ...packetExtras },
     abi: { ...abi },
     hasIpv6: hostHasIpv6(),
     limits: { ...limits } as unknown as Record<string, number>,

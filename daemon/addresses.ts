@@ -85,6 +85,10 @@ export async function toSockaddr(address: Address | undefined, family: number, s
     }
     return encodeSockaddr({ family: 'unix', path: Buffer.from(a.unix.path) });
   }
+  if (family === C.AF_NETLINK) {
+    if (!a.netlink) throw argumentError('type', `${syscall}(): AF_NETLINK address must be tuple, not ${kindOf(a)}`, 'address');
+    return encodeSockaddr({ family: 'netlink', pid: a.netlink.pid, groups: a.netlink.groups });
+  }
   throw osErrorNamed('EAFNOSUPPORT', syscall);
 }
 
@@ -107,6 +111,8 @@ export function fromSockaddr(buf: Buffer, family: number, ifs?: Interfaces): Add
       return { inet6: { host: sa.host, port: sa.port, flowinfo: sa.flowinfo, scopeId: sa.scopeId } };
     case 'unix':
       return { unix: { path: sa.path } };
+    case 'netlink':
+      return { netlink: { pid: sa.pid, groups: sa.groups } };
     default:
       return { raw: { family: sa.familyNumber, data: sa.data } };
   }

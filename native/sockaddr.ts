@@ -15,12 +15,16 @@ export type Sockaddr =
   | { family: 'inet6'; host: string; port: number; flowinfo: number; scopeId: number }
   /** AF_UNIX; path[0] === 0 means abstract; an empty path is unnamed. */
   | { family: 'unix'; path: Buffer }
+  /** AF_NETLINK: port id and multicast groups mask. */
+  | { family: 'netlink'; pid: number; groups: number }
   /** Any other family: the raw bytes after sa_family. */
   | { family: 'other'; familyNumber: number; data: Buffer };
 
 const AF_INET = linux.AF_INET;
 const AF_INET6 = linux.AF_INET6;
 const AF_UNIX = linux.AF_UNIX;
+const AF_NETLINK = linux.AF_NETLINK;
+const NL_LEN = abi.sizeof_sockaddr_nl;
 const SUN_PATH_AT = abi.offsetof_sun_path;
 const SUN_PATH_LEN = abi.sizeof_sun_path;
 const IN_LEN = abi.sizeof_sockaddr_in;
@@ -105,6 +109,15 @@ export function encodeSockaddr(sa: Sockaddr): Buffer {
       b.set(path, SUN_PATH_AT);
       return b;
     }
+    case 'netlink': {
+      // struct sockaddr_nl: family, pad (u16), nl_pid, nl_groups (host order).
+      const b = Buffer.alloc(NL_LEN);
+      const v = view(b);
+      v.setUint16(0, AF_NETLINK, true);
+      v.setUint32(4, validateUint(sa.pid, 'pid', 0xffffffff), true);
+      v.setUint32(8, validateUint(sa.groups, 'groups', 0xffffffff), true);
+      return b;
+    }
     case 'other': {
       const familyNumber = validateUint(sa.familyNumber, 'familyNumber', 0xffff);
       const data = validateBytes(sa.data, 'data');
@@ -150,6 +163,9 @@ export function decodeSockaddr(buf: Buffer): Sockaddr {
       return { family: 'unix', path: Buffer.from(nul === -1 ? path : path.subarray(0, nul)) };
     }
     return { family: 'unix', path: Buffer.from(path) };
+  }
+  if (family === AF_NETLINK && buf.length >= NL_LEN) {
+    return { family: 'netlink', pid: v.getUint32(4, true), groups: v.getUint32(8, true) };
   }
   return { family: 'other', familyNumber: family, data: Buffer.from(buf.subarray(2)) };
 }

@@ -4,8 +4,7 @@
 //   SIO_KEEPALIVE_VALS (onoff, keepalivetime ms, keepaliveinterval ms) → SO_KEEPALIVE,
 //     TCP_KEEPIDLE and TCP_KEEPINTVL in whole seconds (rounded up, at least 1);
 //   SIO_LOOPBACK_FAST_PATH → accepted and ignored (Linux loopback has no slow path to skip);
-//   SIO_RCVALL → the privileged-families work fills this case (raw IPPROTO_IP sockets); until
-//     then it is refused like an unknown code;
+//   SIO_RCVALL → the sniffer socket's promiscuous membership (link-ops.ts);
 //   anything else → ValueError('invalid ioctl command N'), as CPython on Windows.
 import { linux as C } from '../native/constants.js';
 import * as libc from '../native/libc.js';
@@ -48,12 +47,11 @@ export class IoctlOps {
     }
   };
 
-  /**
-   * SIO_RCVALL's dispatch point: the privileged-families work (raw IPPROTO_IP sockets backed by
-   * AF_PACKET, promiscuous membership) replaces this method. Until then: an unknown code.
-   */
-  rcvall(_ctx: CallContext, _entry: SocketEntry, req: pb.IoctlRequest): Promise<pb.IoctlResponse> {
-    return Promise.reject(unknownControl(req.control));
+  /** SIO_RCVALL on the sniffer socket (raw IPPROTO_IP over AF_PACKET; see link-ops.ts). */
+  async rcvall(ctx: CallContext, entry: SocketEntry, req: pb.IoctlRequest): Promise<pb.IoctlResponse> {
+    if (req.value === undefined) throw argumentError('type', 'ioctl(): SIO_RCVALL takes an int option (RCVALL_*)', 'option');
+    this.ops.link.rcvall(ctx, entry, validateUint(req.value, 'option'));
+    return {};
   }
 
   #keepalive(ctx: CallContext, entry: SocketEntry, v: pb.KeepaliveValues | undefined): void {

@@ -14,7 +14,8 @@ export type AddressTuple =
   | [number, Buffer]
   | [string, number, number?, number?, Buffer?]
   | [string]
-  | [number, number, number, number, number?];
+  | [number, number, number, number, number?]
+  | [number, number];
 
 export interface Families {
   AF_INET: number;
@@ -24,6 +25,7 @@ export interface Families {
   AF_CAN?: number;
   AF_TIPC?: number;
   AF_RDS?: number;
+  AF_NETLINK?: number;
 }
 
 function u32(v: unknown): number {
@@ -75,6 +77,13 @@ export function toAddress(addr: unknown, family: number, fam: Families, fn: stri
     if (addr.length < 4 || addr.length > 5) throw new TypeError('AF_TIPC address must be a tuple (addr_type, v1, v2, v3[, scope])');
     return { tipc: { addrType: u32(addr[0]), v1: u32(addr[1]), v2: u32(addr[2]), v3: u32(addr[3]), scope: addr.length > 4 ? u32(addr[4]) : 0 } };
   }
+  if (family === fam.AF_NETLINK) {
+    if (!Array.isArray(addr)) throw new TypeError(`${fn}(): AF_NETLINK address must be tuple, not ${pyType(addr)}`);
+    if (addr.length !== 2) throw new TypeError('AF_NETLINK address must be a pair (pid, groups)');
+    // CPython parses (pid, groups) with "II": unsigned ints taken modulo 2**32.
+    const uint = (v: unknown): number => ((toInt(v) % 0x100000000) + 0x100000000) % 0x100000000;
+    return { netlink: { pid: uint(addr[0]), groups: uint(addr[1]) } };
+  }
   // RDS sockets take AF_INET addresses.
   if (family === fam.AF_INET || family === fam.AF_RDS) {
     if (!Array.isArray(addr)) throw new TypeError(`${fn}(): AF_INET address must be tuple, not ${pyType(addr)}`);
@@ -116,6 +125,7 @@ export function fromAddress(a: Address | undefined): AddressTuple | null {
   if (a.raw) return [a.raw.family, Buffer.from(a.raw.data)];
   if (a.packet) return [a.packet.ifname, a.packet.proto, a.packet.pkttype, a.packet.hatype, Buffer.from(a.packet.addr)];
   if (a.can) return [a.can.ifname];
+  if (a.netlink) return [a.netlink.pid, a.netlink.groups];
   if (a.tipc) return [a.tipc.addrType, a.tipc.v1, a.tipc.v2, a.tipc.v3, a.tipc.scope];
   return null;
 }

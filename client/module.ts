@@ -97,7 +97,7 @@ class SocketModuleImpl {
           .filter(([k]) => k.startsWith(prefix) && !exclude.test(k))
           .map(([k, v]) => [v, k] as [number, string]),
       );
-    const families: Families = { AF_INET: c.AF_INET!, AF_INET6: c.AF_INET6!, AF_UNIX: c.AF_UNIX!, AF_PACKET: c.AF_PACKET, AF_CAN: c.AF_CAN, AF_TIPC: c.AF_TIPC, AF_RDS: c.AF_RDS };
+    const families: Families = { AF_INET: c.AF_INET!, AF_INET6: c.AF_INET6!, AF_UNIX: c.AF_UNIX!, AF_PACKET: c.AF_PACKET, AF_CAN: c.AF_CAN, AF_TIPC: c.AF_TIPC, AF_RDS: c.AF_RDS, AF_NETLINK: c.AF_NETLINK };
     this.#ctx = {
       transport: t,
       families,

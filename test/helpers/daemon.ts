@@ -38,6 +38,8 @@ export interface DaemonOptions {
   logLevel?: string;
   /** More `serve` arguments (--config FILE, --listen tcp:..., --insecure-loopback). */
   args?: string[];
+  /** Run the daemon inside this `ip netns` namespace. */
+  netns?: string;
 }
 
 /** A world-readable temp dir (so `nobody` can reach sockets and files in it). */
@@ -45,6 +47,12 @@ export function publicTempDir(prefix = 'sb-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   chmodSync(dir, 0o755);
   return dir;
+}
+
+/** Spawns `cmd` (inside `ip netns exec NS` when given; every step execs, so the pid is the daemon's). */
+function spawnIn(netns: string | undefined, cmd: string, args: string[]): ChildProcess {
+  const [c, a] = netns ? ['ip', ['netns', 'exec', netns, cmd, ...args]] : [cmd, args];
+  return spawn(c, a, { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
 export async function startDaemon(opts: DaemonOptions = {}): Promise<Daemon> {
@@ -69,9 +77,9 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<Daemon> {
       unshare.push('--uts');
       steps.push(`echo '${opts.hostname}' > /proc/sys/kernel/hostname`);
     }
-    proc = spawn('unshare', [...unshare, 'sh', '-c', `${steps.join(' && ')} && exec "$@"`, 'sh', process.execPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    proc = spawnIn(opts.netns, 'unshare', [...unshare, 'sh', '-c', `${steps.join(' && ')} && exec "$@"`, 'sh', process.execPath, ...args]);
   } else {
-    proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    proc = spawnIn(opts.netns, process.execPath, args);
   }
   const logs: string[] = [];
   let buf = '';
@@ -141,13 +149,14 @@ export interface RunResult {
  * Runs an ES module source as `nobody` (setpriv) from the world-readable copy of the build,
  * so `import { connect } from 'sockbroker'` resolves to this build. Resolves when it exits.
  */
-export async function runAsNobody(source: string, env: Record<string, string> = {}, timeoutMs = 60_000): Promise<RunResult> {
+export async function runAsNobody(source: string, env: Record<string, string> = {}, timeoutMs = 60_000, netns?: string): Promise<RunResult> {
   const world = worldCopy();
   const file = join(world, `nobody-${process.pid}-${Math.random().toString(36).slice(2)}.mjs`);
   writeFileSync(file, source);
   chmodSync(file, 0o644);
   try {
-    const proc = spawn('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, file], {
+    const argv = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, file];
+    const proc = spawn(netns ? 'ip' : argv[0]!, netns ? ['netns', 'exec', netns, ...argv] : argv.slice(1), {
       cwd: world,
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/tmp', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -47,6 +47,34 @@ program
     process.on('SIGHUP', () => server.reload());
   });
 
+// The CLI is the composition root of both sides: `ping` is an SDK client, loaded only here.
+program
+  .command('ping')
+  .description('ping HOST through the broker with raw ICMP (works for unprivileged users the policy grants raw ICMP)')
+  .argument('<host>', 'host name or IPv4 address, resolved by the broker')
+  .option('-c, --count <n>', 'echo requests to send', (v) => Number.parseInt(v, 10), 4)
+  .option('-W, --timeout <seconds>', 'how long to wait for each reply', seconds, 2)
+  .option('-i, --interval <seconds>', 'pause between requests', seconds, 1)
+  .option('--broker <address>', 'broker address (unix:/PATH or tcp:HOST:PORT); default: as the SDK')
+  .action(async (host: string, opts: { count: number; timeout: number; interval: number; broker?: string }) => {
+    const { connect } = await import('../client/index.js');
+    const { ping } = await import('../client/ping.js');
+    const socket = await connect(opts.broker);
+    try {
+      const res = await ping(socket, host, {
+        count: opts.count,
+        timeout: opts.timeout,
+        interval: opts.interval,
+        onReply: (r) => process.stdout.write(`${r.bytes} bytes from ${r.from}: icmp_seq=${r.seq} ttl=${r.ttl} time=${r.ms.toFixed(2)} ms\n`),
+      });
+      const lost = res.sent - res.replies.length;
+      process.stdout.write(`--- ${host} (${res.target}) ping statistics ---\n${res.sent} packets transmitted, ${res.replies.length} received, ${Math.round((lost / res.sent) * 100)}% packet loss\n`);
+      process.exitCode = res.replies.length > 0 ? 0 : 1;
+    } finally {
+      await socket.disconnect();
+    }
+  });
+
 program.parseAsync().catch((err: Error) => {
   process.stderr.write(`sockbroker: ${err.message}\n`);
   process.exit(1);

@@ -178,6 +178,11 @@ class SocketModuleImpl {
     return this.#netdb.getnameinfo(sockaddr, flags);
   }
 
+  /** sethostname(name): sets the broker host's name (needs the sethostname grant). */
+  sethostname(name: string | Buffer): Promise<void> {
+    return this.#netdb.sethostname(name);
+  }
+
   /** gethostbyname(hostname): IPv4 address text. */
   gethostbyname(hostname: string | Buffer): Promise<string> {
     return this.#netdb.gethostbyname(hostname);

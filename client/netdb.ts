@@ -132,6 +132,15 @@ export class Netdb {
     return (await this.t.netdb<GetHostNameResponse>('getHostName', {})).hostname;
   }
 
+  /** sethostname(name): the broker host's name (its UTS namespace); needs the sethostname grant. */
+  async sethostname(name: unknown): Promise<void> {
+    let bytes: Buffer;
+    if (typeof name === 'string') bytes = Buffer.from(name, 'utf8');
+    else if (name instanceof Uint8Array) bytes = Buffer.from(name);
+    else throw new TypeError(`sethostname(): argument 1 must be str or bytes-like object, not ${pyType(name)}`);
+    await this.t.netdb('setHostName', { name: bytes });
+  }
+
   /** getfqdn(name=''): Lib/socket.py's logic, run on the broker host. */
   async getfqdn(name: unknown = ''): Promise<string> {
     if (typeof name !== 'string') throw new TypeError(`'${pyType(name)}' object has no attribute 'strip'`);

@@ -16,7 +16,12 @@ import type {
   NetdbServiceServer, GetAddrInfoRequest, GetAddrInfoResponse, GetNameInfoRequest, GetNameInfoResponse,
   GetHostByNameExResponse, GetHostByAddrResponse, GetServByNameRequest, GetServByPortRequest,
 } from '../proto/gen/sockbroker/v1/netdb.js';
-import { argumentError, BrokerError, gaiError, osError, toBrokerError, toServiceError } from './errors.js';
+import { argumentError, BrokerError, gaiError, osError, osErrorNamed, toBrokerError, toServiceError } from './errors.js';
+import type { Logger } from 'pino';
+import { sethostname } from '../native/link.js';
+import { decide, type Policy } from './policy.js';
+import { describe } from './identity.js';
+import type { SetHostNameRequest, SetHostNameResponse } from '../proto/gen/sockbroker/v1/netdb.js';
 import { fromSockaddr } from './addresses.js';
 import { identityOf } from './rpc.js';
 
@@ -268,8 +273,38 @@ function unary<Req, Res>(peers: Caller, fn: (req: Req) => Promise<Res>) {
   };
 }
 
-export function netdbService(peers: Caller): NetdbServiceServer {
+/** What sethostname needs beyond the caller: the policy in force and the audit log. */
+export interface NetdbPrivileged {
+  policy: () => Policy;
+  log: Logger;
+}
+
+/** sethostname(name) for the broker's UTS namespace, if the policy grants it to the caller. */
+function setHostName(peers: Caller, priv: NetdbPrivileged) {
+  return (call: ServerUnaryCall<SetHostNameRequest, SetHostNameResponse>, callback: sendUnaryData<SetHostNameResponse>): void => {
+    try {
+      const identity = identityOf(peers, call);
+      const name = call.request.name;
+      if (name.length > 64) throw osErrorNamed('EINVAL', 'sethostname');
+      const d = decide(priv.policy(), identity, { op: 'sethostname' });
+      const who = describe(identity);
+      if (!d.allowed) {
+        priv.log.warn({ event: 'policy.deny', ...who, action: { op: 'sethostname', name: name.toString('latin1') }, what: d.what, grant: d.grant, outcome: 'denied' });
+        throw osErrorNamed('EPERM', 'sethostname', `Operation not permitted (sockbroker policy: ${d.what}; grant: ${d.grant})`);
+      }
+      // An empty name is legal for the kernel; ffi-rs needs a non-empty buffer to pass.
+      sethostname(name.length ? Buffer.from(name) : Buffer.alloc(1), name.length);
+      priv.log.info({ event: 'policy.allow', ...who, action: { op: 'sethostname', name: name.toString('latin1') }, by: d.by, outcome: 'allowed' });
+      callback(null, {});
+    } catch (err) {
+      callback(toServiceError(toBrokerError(err)));
+    }
+  };
+}
+
+export function netdbService(peers: Caller, priv: NetdbPrivileged): NetdbServiceServer {
   return {
+    setHostName: setHostName(peers, priv),
     getAddrInfo: unary(peers, getAddrInfo),
     getNameInfo: unary(peers, getNameInfo),
     getHostByName: unary(peers, async (req) => ({ address: await getHostByName(req.hostname) })),

@@ -206,7 +206,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   };
   server.addService(SessionServiceService, sessionService({ sessions, peers, limits, log, netns, policy: () => broker.policy }) as any);
   server.addService(SocketServiceService, socketService as any);
-  server.addService(NetdbServiceService, netdbService(peers) as any);
+  server.addService(NetdbServiceService, netdbService(peers, { policy: () => broker.policy, log }) as any);
 
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const perIdentity = new Map<string, number>();

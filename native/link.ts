@@ -95,9 +95,9 @@ export function encodePacketMreq(ifindex: number, type: number): Buffer {
   return b;
 }
 
-/** sethostname(2) for this process's UTS namespace. */
-export function sethostname(name: Buffer): void {
-  const r = call('sethostname', DataType.I32, [DataType.U8Array, DataType.U64], [name, name.length]);
+/** sethostname(2) for this process's UTS namespace; `length` may be less than the buffer's (0 = empty). */
+export function sethostname(name: Buffer, length = name.length): void {
+  const r = call('sethostname', DataType.I32, [DataType.U8Array, DataType.U64], [name, length]);
   if (r.value === -1) throw errnoException(r.errnoCode, 'sethostname');
 }
 

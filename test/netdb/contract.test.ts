@@ -14,7 +14,7 @@ const SDK_METHOD: Record<string, string> = {
   getAddrInfo: 'getaddrinfo', getNameInfo: 'getnameinfo', getHostByName: 'gethostbyname', getHostByNameEx: 'gethostbynameEx',
   getHostByAddr: 'gethostbyaddr', getHostName: 'gethostname', getFqdn: 'getfqdn', getServByName: 'getservbyname',
   getServByPort: 'getservbyport', getProtoByName: 'getprotobyname', ifNameIndex: 'ifNameindex', ifNameToIndex: 'ifNametoindex',
-  ifIndexToName: 'ifIndextoname',
+  ifIndexToName: 'ifIndextoname', setHostName: 'sethostname',
 };
 
 let daemon: Daemon;
@@ -27,7 +27,7 @@ test.after.always(async () => {
 
 test('every NetdbService RPC has a daemon handler and an SDK method', async (t) => {
   const rpcs = Object.keys(NetdbServiceService).sort();
-  const handlers = Object.keys(netdbService({} as Parameters<typeof netdbService>[0])).sort();
+  const handlers = Object.keys(netdbService({} as Parameters<typeof netdbService>[0], {} as Parameters<typeof netdbService>[1])).sort();
   t.deepEqual(handlers, rpcs);
   t.deepEqual(Object.keys(SDK_METHOD).sort(), rpcs);
   const socket = await connect(daemon.address);

@@ -138,7 +138,17 @@ export interface GetHostByAddrResponse {
 export interface GetHostNameRequest {
 }
 
-/** GetHostNameResponse is the host name. */
+/** SetHostNameRequest is sethostname(name). */
+export interface SetHostNameRequest {
+  /** The new host name as the kernel takes it (bytes; at most 64). */
+  name: Buffer;
+}
+
+/** SetHostNameResponse is empty on success. */
+export interface SetHostNameResponse {
+}
+
+/** GetHostNameResponse carries the host name. */
 export interface GetHostNameResponse {
   /** gethostname(2) of the broker host (its UTS namespace). */
   hostname: string;
@@ -1341,6 +1351,125 @@ export const GetHostNameRequest: MessageFns<GetHostNameRequest> = {
   },
   fromPartial<I extends Exact<DeepPartial<GetHostNameRequest>, I>>(_: I): GetHostNameRequest {
     const message = createBaseGetHostNameRequest();
+    return message;
+  },
+};
+
+function createBaseSetHostNameRequest(): SetHostNameRequest {
+  return { name: Buffer.alloc(0) };
+}
+
+export const SetHostNameRequest: MessageFns<SetHostNameRequest> = {
+  encode(message: SetHostNameRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name.length !== 0) {
+      writer.uint32(10).bytes(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetHostNameRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetHostNameRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetHostNameRequest {
+    return { name: isSet(object.name) ? Buffer.from(bytesFromBase64(object.name)) : Buffer.alloc(0) };
+  },
+
+  toJSON(message: SetHostNameRequest): unknown {
+    const obj: any = {};
+    if (message.name.length !== 0) {
+      obj.name = base64FromBytes(message.name);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetHostNameRequest>, I>>(base?: I): SetHostNameRequest {
+    return SetHostNameRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetHostNameRequest>, I>>(object: I): SetHostNameRequest {
+    const message = createBaseSetHostNameRequest();
+    message.name = object.name ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseSetHostNameResponse(): SetHostNameResponse {
+  return {};
+}
+
+export const SetHostNameResponse: MessageFns<SetHostNameResponse> = {
+  encode(_: SetHostNameResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetHostNameResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetHostNameResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): SetHostNameResponse {
+    return {};
+  },
+
+  toJSON(_: SetHostNameResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetHostNameResponse>, I>>(base?: I): SetHostNameResponse {
+    return SetHostNameResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetHostNameResponse>, I>>(_: I): SetHostNameResponse {
+    const message = createBaseSetHostNameResponse();
     return message;
   },
 };
@@ -2551,6 +2680,19 @@ export const NetdbServiceService = {
     responseSerialize: (value: GetHostNameResponse): Buffer => Buffer.from(GetHostNameResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetHostNameResponse => GetHostNameResponse.decode(value),
   },
+  /**
+   * SetHostName is Python's socket.sethostname, for the broker's UTS namespace (needs the
+   * sethostname grant).
+   */
+  setHostName: {
+    path: "/sockbroker.v1.NetdbService/SetHostName" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetHostNameRequest): Buffer => Buffer.from(SetHostNameRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetHostNameRequest => SetHostNameRequest.decode(value),
+    responseSerialize: (value: SetHostNameResponse): Buffer => Buffer.from(SetHostNameResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetHostNameResponse => SetHostNameResponse.decode(value),
+  },
   /** GetFqdn is Python's socket.getfqdn (the logic of Lib/socket.py, run on the broker host). */
   getFqdn: {
     path: "/sockbroker.v1.NetdbService/GetFqdn" as const,
@@ -2642,6 +2784,11 @@ export interface NetdbServiceServer extends UntypedServiceImplementation {
   getHostByAddr: handleUnaryCall<GetHostByAddrRequest, GetHostByAddrResponse>;
   /** GetHostName is Python's socket.gethostname. */
   getHostName: handleUnaryCall<GetHostNameRequest, GetHostNameResponse>;
+  /**
+   * SetHostName is Python's socket.sethostname, for the broker's UTS namespace (needs the
+   * sethostname grant).
+   */
+  setHostName: handleUnaryCall<SetHostNameRequest, SetHostNameResponse>;
   /** GetFqdn is Python's socket.getfqdn (the logic of Lib/socket.py, run on the broker host). */
   getFqdn: handleUnaryCall<GetFqdnRequest, GetFqdnResponse>;
   /** GetServByName is Python's socket.getservbyname. */
@@ -2754,6 +2901,25 @@ export interface NetdbServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetHostNameResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * SetHostName is Python's socket.sethostname, for the broker's UTS namespace (needs the
+   * sethostname grant).
+   */
+  setHostName(
+    request: SetHostNameRequest,
+    callback: (error: ServiceError | null, response: SetHostNameResponse) => void,
+  ): ClientUnaryCall;
+  setHostName(
+    request: SetHostNameRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetHostNameResponse) => void,
+  ): ClientUnaryCall;
+  setHostName(
+    request: SetHostNameRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetHostNameResponse) => void,
   ): ClientUnaryCall;
   /** GetFqdn is Python's socket.getfqdn (the logic of Lib/socket.py, run on the broker host). */
   getFqdn(

@@ -1,7 +1,7 @@
 // Glue between grpc-js calls and the handlers: resolving the caller's session, running one
 // handler for a unary call or for an envelope on the Call stream, and turning failures into
 // rich statuses. One handler per operation serves both paths.
-import type { Metadata, ServerUnaryCall, sendUnaryData, ServerDuplexStream } from '@grpc/grpc-js';
+import type { Metadata, ServerUnaryCall, sendUnaryData, ServerDuplexStream, ServiceError } from '@grpc/grpc-js';
 import { status as Code } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { BrokerError, sessionError, toBrokerError, toServiceError, toStatus } from './errors.js';
@@ -79,6 +79,45 @@ export function sessionOf(sessions: Sessions, peers: Peers, call: { getPeer(): s
 }
 
 type Handler<Req, Res> = (ctx: CallContext, req: Req) => Promise<Res>;
+
+/** What a tolerant streaming decoder yields for a message it cannot decode. */
+export interface Malformed {
+  malformed: string;
+}
+
+export function isMalformed(req: unknown): req is Malformed {
+  return typeof (req as Malformed | undefined)?.malformed === 'string' && Object.keys(req as object).length === 1;
+}
+
+/**
+ * The service definition with decoders that never throw on its streaming methods: an
+ * undecodable message reaches the handler as a Malformed, which ends the stream itself. When
+ * grpc-js's decoder throws instead, it ends the stream while messages decoded before the bad one
+ * are still being handled, and a reply written for one of them after that end loses the
+ * status: the client never learns that the stream is over (it hangs until its deadline).
+ */
+export function tolerantStreams<D extends Record<string, any>>(def: D): D {
+  const out: Record<string, any> = { ...def };
+  for (const [name, m] of Object.entries(def)) {
+    if (!m.requestStream) continue;
+    out[name] = {
+      ...m,
+      requestDeserialize: (b: Buffer): unknown => {
+        try {
+          return m.requestDeserialize(b);
+        } catch (err) {
+          return { malformed: String((err as Error)?.message ?? err) } satisfies Malformed;
+        }
+      },
+    };
+  }
+  return out as D;
+}
+
+/** The status ending a stream that carried an undecodable message. */
+export function malformedError(what: string, req: Malformed): Partial<ServiceError> {
+  return toServiceError(new BrokerError(Code.INVALID_ARGUMENT, 'MALFORMED_MESSAGE', `malformed ${what}: ${req.malformed}`, { kind: 'value' }));
+}
 
 function logUnexpected(log: Logger, err: unknown, op: string): void {
   if (!(err instanceof BrokerError) && !(err as { errno?: unknown }).errno) log.error({ event: 'internal', op, err: String((err as Error)?.stack ?? err) });
@@ -161,7 +200,13 @@ export function callStream(
       }
       stream.write({ callId, ...res } as CallResponse);
     };
-    stream.on('data', (req: CallRequest) => {
+    stream.on('data', (req: CallRequest | Malformed) => {
+      if (!open) return;
+      if (isMalformed(req)) {
+        // The stream ends here (finish() runs from the 'error' listener): nothing more is written.
+        stream.emit('error', malformedError('CallRequest', req));
+        return;
+      }
       const callId = req.callId;
       if (req.cancel) {
         pending.get(callId)?.ac.abort(new CancelledError());

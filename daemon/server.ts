@@ -18,7 +18,7 @@ import { SocketOps, type Broker } from './socket-ops.js';
 import { MsgOps } from './msg-ops.js';
 import { HandleOps } from './handle-ops.js';
 import { IoctlOps } from './ioctl-ops.js';
-import { callStream, unary, Peers, type Peer } from './rpc.js';
+import { callStream, tolerantStreams, unary, Peers, type Peer } from './rpc.js';
 import { sessionService } from './session-service.js';
 import { netdbService } from './netdb-service.js';
 import { identifyLocal, remoteIdentity, describe } from './identity.js';
@@ -204,8 +204,8 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     ioctl: u('ioctl'),
     call: callStream(sessions, peers, log, limits.maxPendingCalls, handlers, live),
   };
-  server.addService(SessionServiceService, sessionService({ sessions, peers, limits, log, netns, policy: () => broker.policy }) as any);
-  server.addService(SocketServiceService, socketService as any);
+  server.addService(tolerantStreams(SessionServiceService), sessionService({ sessions, peers, limits, log, netns, policy: () => broker.policy }) as any);
+  server.addService(tolerantStreams(SocketServiceService), socketService as any);
   server.addService(NetdbServiceService, netdbService(peers, { policy: () => broker.policy, log }) as any);
 
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());

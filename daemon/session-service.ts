@@ -8,7 +8,7 @@ import { winsock } from './winsock.js';
 import { packetExtras } from './link-ops.js';
 import type { SessionServiceServer, KeepAliveRequest, KeepAliveResponse, GetModuleInfoResponse } from '../proto/gen/sockbroker/v1/session.js';
 import { toBrokerError, toServiceError } from './errors.js';
-import { sessionOf, type Peers } from './rpc.js';
+import { isMalformed, malformedError, sessionOf, type Malformed, type Peers } from './rpc.js';
 import { decide, quotasFor, type Policy } from './policy.js';
 import { describe } from './identity.js';
 import type { NetnsRegistry } from './netns.js';
@@ -92,7 +92,15 @@ export function sessionService({ sessions, peers, limits, log, netns, policy }: 
         attached = false;
         sessions.detach(session);
       };
-      stream.on('data', (req: KeepAliveRequest) => stream.write({ nonce: req.nonce }));
+      stream.on('data', (req: KeepAliveRequest | Malformed) => {
+        if (!attached) return;
+        if (isMalformed(req)) {
+          detach();
+          stream.emit('error', malformedError('KeepAliveRequest', req));
+          return;
+        }
+        stream.write({ nonce: req.nonce });
+      });
       stream.on('end', () => {
         detach();
         stream.end();

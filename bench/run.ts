@@ -152,6 +152,7 @@ function render(m: ReturnType<typeof machine>, r: Results, elapsedS: number, oth
   out.push(`${ECHO_BYTES}-byte echo round trip, µs (${ECHO_ITERATIONS} measured in ${ROUNDS} interleaved rounds, each after ${ECHO_WARMUP} warm-up)`);
   out.push(`  ${pad('', 44)}${num('p50')}${num('p90')}${num('p99')}${num('mean')}   CPU µs per round trip`);
   for (const [k, label] of LATENCY_ROWS) {
+    if (!(k in r)) continue;
     const e = r[k] as EchoResult;
     const l = e.latency;
     out.push(`  ${pad(label, 44)}${num(f1(l.p50))}${num(f1(l.p90))}${num(f1(l.p99))}${num(f1(l.mean))}   ${cpuCell(e.cpuUsPerOp, (v) => v.toFixed(0))}`);
@@ -161,40 +162,58 @@ function render(m: ReturnType<typeof machine>, r: Results, elapsedS: number, oth
       }
     }
   }
-  const ratios: Record<string, number> = {
-    'echo.p50.broker/native': lat('echo-broker').p50 / lat('echo-native').p50,
-    'echo.p99.broker/native': lat('echo-broker').p99 / lat('echo-native').p99,
-    'echo.p50.broker/grpc': lat('echo-broker').p50 / lat('echo-grpc').p50,
-    'echo.p99.broker/grpc': lat('echo-broker').p99 / lat('echo-grpc').p99,
-    'echo.p50.grpc/native': lat('echo-grpc').p50 / lat('echo-native').p50,
-    'send.broker/native': bulk('send-broker') / bulk('send-native'),
-    'recv.broker/native': bulk('recv-broker') / bulk('recv-native'),
-    'send.grpc/native': bulk('send-grpc') / bulk('send-native'),
+  // Each ratio needs both of its scenarios (BENCH_ONLY may leave some out).
+  const ratios: Record<string, number> = {};
+  const ratio = (name: string, a: string, b: string, value: (scenario: string) => number): string => {
+    if (!(a in r) || !(b in r)) return num('—');
+    const v = value(a) / value(b);
+    ratios[name] = v;
+    return num(fx(v));
+  };
+  const echoRatio = (label: string, a: string, b: string, name: string): void => {
+    const p50 = ratio(`echo.p50.${name}`, a, b, (k) => lat(k).p50);
+    const p99 = ratio(`echo.p99.${name}`, a, b, (k) => lat(k).p99);
+    out.push(`  ${pad(label, 44)}${p50}${p99}`);
   };
   out.push('');
   out.push(`  ${pad('ratios', 44)}${num('p50')}${num('p99')}`);
-  out.push(`  ${pad('broker / native', 44)}${num(fx(ratios['echo.p50.broker/native']!))}${num(fx(ratios['echo.p99.broker/native']!))}`);
-  out.push(`  ${pad('broker / bare gRPC', 44)}${num(fx(ratios['echo.p50.broker/grpc']!))}${num(fx(ratios['echo.p99.broker/grpc']!))}`);
-  out.push(`  ${pad('bare gRPC / native', 44)}${num(fx(ratios['echo.p50.grpc/native']!))}${num(fx(lat('echo-grpc').p99 / lat('echo-native').p99))}`);
+  echoRatio('broker / native', 'echo-broker', 'echo-native', 'broker/native');
+  echoRatio('broker / bare gRPC', 'echo-broker', 'echo-grpc', 'broker/grpc');
+  echoRatio('bare gRPC / native', 'echo-grpc', 'echo-native', 'grpc/native');
   out.push('');
   out.push(`Bulk: ${BULK_BYTES >> 20} MiB in ${CHUNK_BYTES >> 20} MiB calls, MiB/s (median of ${BULK_REPS} in ${ROUNDS} interleaved rounds, each after a warm-up transfer)`);
   out.push(`  ${pad('', 44)}${num('median')}${num('min')}${num('max')}   CPU, cores busy`);
   for (const [k, label] of BULK_ROWS) {
+    if (!(k in r)) continue;
     const b = r[k] as BulkResult;
     out.push(`  ${pad(label, 44)}${num(median(b.mibps).toFixed(0))}${num(Math.min(...b.mibps).toFixed(0))}${num(Math.max(...b.mibps).toFixed(0))}   ${cpuCell(b.cores, (v) => v.toFixed(2))}`);
     if (b.bytesPerRecv !== undefined) out.push(`  ${pad('  mean bytes per recv call', 44)}${num((b.bytesPerRecv / 1024).toFixed(0))} KiB`);
   }
   out.push('');
-  out.push(`  ${pad('broker / native, send', 44)}${num(fx(ratios['send.broker/native']!))}`);
-  out.push(`  ${pad('broker / native, recv', 44)}${num(fx(ratios['recv.broker/native']!))}`);
-  out.push(`  ${pad('bare gRPC / native, send', 44)}${num(fx(ratios['send.grpc/native']!))}`);
+  const bulkRatio = (label: string, a: string, b: string, name: string): void => {
+    out.push(`  ${pad(label, 44)}${ratio(name, a, b, bulk)}`);
+  };
+  bulkRatio('broker / native, send', 'send-broker', 'send-native', 'send.broker/native');
+  bulkRatio('broker / native, recv', 'recv-broker', 'recv-native', 'recv.broker/native');
+  bulkRatio('bare gRPC / native, send', 'send-grpc', 'send-native', 'send.grpc/native');
   out.push('');
   out.push(`total ${elapsedS.toFixed(1)} s`);
   return { text: out.join('\n'), ratios };
 }
 
+/** The scenarios to run: all, or those named in BENCH_ONLY (comma-separated), for investigations. */
+function selectScenarios(): ReadonlyArray<readonly [string, string]> {
+  const all = [...LATENCY_ROWS, ...BULK_ROWS];
+  const only = process.env.BENCH_ONLY?.split(',').map((s) => s.trim()).filter(Boolean);
+  if (!only?.length) return all;
+  const unknown = only.filter((n) => !all.some(([k]) => k === n));
+  if (unknown.length) throw new Error(`BENCH_ONLY: unknown scenario ${unknown.join(', ')}; known: ${all.map(([k]) => k).join(', ')}`);
+  return all.filter(([k]) => only.includes(k));
+}
+
 async function main(): Promise<void> {
   const t0 = Date.now();
+  const selected = selectScenarios();
   const m = machine();
   const clkTck = clockTicks();
   const busy0 = systemBusyUs(clkTck);
@@ -233,7 +252,7 @@ async function main(): Promise<void> {
     };
     const reports = new Map<string, Array<EchoReport | BulkReport>>();
     for (let round = 1; round <= ROUNDS; round++) {
-      for (const [name, label] of [...LATENCY_ROWS, ...BULK_ROWS]) {
+      for (const [name, label] of selected) {
         process.stderr.write(`bench: round ${round}/${ROUNDS}: ${label}\n`);
         const count = Math.ceil((name.startsWith('echo') || name.startsWith('op') ? ECHO_ITERATIONS : BULK_REPS) / ROUNDS);
         const client = start(`client ${name}`, [join(HERE, 'client.js'), name], { ...env, BENCH_COUNT: String(count) });
@@ -256,7 +275,7 @@ async function main(): Promise<void> {
     mkdirSync(dirname(RESULTS), { recursive: true });
     writeFileSync(
       RESULTS,
-      `${JSON.stringify({ date: new Date().toISOString(), machine: m, config: { ECHO_BYTES, ECHO_WARMUP, ECHO_ITERATIONS, CHUNK_BYTES, BULK_BYTES, BULK_REPS, ROUNDS }, results, ratios, otherCores }, null, 2)}\n`,
+      `${JSON.stringify({ date: new Date().toISOString(), machine: m, config: { ECHO_BYTES, ECHO_WARMUP, ECHO_ITERATIONS, CHUNK_BYTES, BULK_BYTES, BULK_REPS, ROUNDS, scenarios: selected.map(([k]) => k) }, results, ratios, otherCores }, null, 2)}\n`,
     );
     process.stdout.write(`\nresults: ${RESULTS}\n`);
   } catch (err) {

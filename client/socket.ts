@@ -352,6 +352,24 @@ export class Socket {
     });
   }
 
+  /**
+   * ioctl(control, option) with Python's Windows control codes (the Winsock values; see README):
+   * SIO_RCVALL with RCVALL_* (the sniffer socket), SIO_KEEPALIVE_VALS with
+   * [onoff, keepalivetime ms, keepaliveinterval ms], SIO_LOOPBACK_FAST_PATH with a flag.
+   */
+  async ioctl(control: number, option: number | boolean | [number, number, number]): Promise<void> {
+    const handle = this.#check();
+    const c = toInt(control);
+    if (c < 0 || c > 0xffffffff) throw new OverflowError('Python int too large to convert to C unsigned long');
+    if (Array.isArray(option)) {
+      if (option.length !== 3) throw new TypeError('ioctl(): SIO_KEEPALIVE_VALS takes a tuple (onoff, keepalivetime, keepaliveinterval)');
+      const [onoff, keepalivetime, keepaliveinterval] = option.map((v) => toInt(v));
+      await this.#m.transport.call('ioctl', { handle, control: c, keepalive: { onoff: onoff!, keepalivetime: keepalivetime!, keepaliveinterval: keepaliveinterval! } });
+      return;
+    }
+    await this.#m.transport.call('ioctl', { handle, control: c, value: toInt(option) });
+  }
+
   /** Python's repr: <socket.socket fd=3, family=AddressFamily.AF_INET, type=SocketType.SOCK_STREAM, proto=0, laddr=...>. */
   toString(): string {
     const fam = this.#m.familyNames.get(this.family);

@@ -22,6 +22,8 @@ export interface Daemon {
   logs: string[];
   /** Number of open fds of the daemon process. */
   fdCount(): number;
+  /** Waits up to `ms` for the daemon to exit by itself (never signals it): its exit code, or 'running'. */
+  waitExit(ms: number): Promise<number | null | 'running'>;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
@@ -107,8 +109,18 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<Daemon> {
     proc,
     logs,
     fdCount: () => readdirSync(`/proc/${pid}/fd`).length,
+    async waitExit(ms: number) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<'running'>((resolve) => (timer = setTimeout(() => resolve('running'), ms)));
+      const r = await Promise.race([exited.then(([code]) => code as number | null), timeout]);
+      clearTimeout(timer);
+      return r;
+    },
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
-      if (proc.exitCode !== null) return proc.exitCode;
+      if (proc.exitCode !== null) {
+        rmSync(dir, { recursive: true, force: true });
+        return proc.exitCode;
+      }
       proc.kill(signal);
       const [code] = (await exited) as [number | null];
       rmSync(dir, { recursive: true, force: true });

@@ -5,7 +5,7 @@
 // Prints a table and writes it as JSON to bench/results/latest.json.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
+import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
@@ -43,8 +43,6 @@ function machine() {
     grpcJs: grpcVersion,
     uid: process.getuid?.() ?? -1,
     commit,
-    /** 1-minute load average when the run started: other work on the machine skews every figure. */
-    loadAtStart: loadavg()[0]!,
   };
 }
 
@@ -146,8 +144,8 @@ function render(m: ReturnType<typeof machine>, r: Results, elapsedS: number, oth
   out.push(`sockbroker bench — ${new Date().toISOString()} — commit ${m.commit}`);
   out.push(`machine: ${m.cpuModel}, ${m.cores} cores, ${m.memGiB} GiB, Linux ${m.kernel}; Node ${m.node}, grpc-js ${m.grpcJs}; uid ${m.uid}`);
   out.push('processes: daemon, TCP peer, bare gRPC server, one client per scenario; none pinned');
-  const noisy = otherCores > 0.1 || m.loadAtStart > 0.25 * m.cores;
-  out.push(`other work on the machine: ${otherCores.toFixed(2)} cores busy on average during the run (load average ${m.loadAtStart.toFixed(2)} before it)${noisy ? ' — expect noisy figures' : ''}`);
+  // Not the load average: `npm run bench` builds just before, which raises it.
+  out.push(`other work on the machine: ${otherCores.toFixed(2)} cores busy on average during the run${otherCores > 0.1 ? ' — expect noisy figures' : ''}`);
   out.push('');
   out.push(`${ECHO_BYTES}-byte echo round trip, µs (${ECHO_ITERATIONS} measured in ${ROUNDS} interleaved rounds, each after ${ECHO_WARMUP} warm-up)`);
   out.push(`  ${pad('', 44)}${num('p50')}${num('p90')}${num('p99')}${num('mean')}   CPU µs per round trip`);

@@ -106,6 +106,7 @@ class SocketModuleImpl {
       maxSendBytes: info.limits.maxSendBytes ?? 4 << 20,
       maxRecvBytes: info.limits.maxRecvBytes ?? 4 << 20,
       getdefaulttimeout: () => this.#defaultTimeout,
+      constants: c,
     };
   }
 
@@ -127,6 +128,26 @@ class SocketModuleImpl {
     }
     const res = await this.#t.call('create', { family: fam, type: typ, protocol: pro });
     return new Socket(this.#ctx, res.handle, res.info!.family, res.info!.type, res.info!.protocol, timeout);
+  }
+
+  /**
+   * fromfd(fd, family, type, proto=0): a new socket on a duplicate of handle `fd` of this session
+   * (a detached handle is taken over). family/type/proto are the object's attributes, as given.
+   */
+  async fromfd(fd: number, family: number, type: number, proto = 0): Promise<Socket> {
+    const h = toInt(fd);
+    const [fam, typ, pro] = [toInt(family), toInt(type), toInt(proto)];
+    const res = await this.#t.call('fromFd', { handle: h });
+    const flags = this.#const('SOCK_NONBLOCK') | this.#const('SOCK_CLOEXEC');
+    return new Socket(this.#ctx, res.handle, fam, typ & ~flags, pro, this.#defaultTimeout);
+  }
+
+  /** fromshare(data): the socket another session shared with this process by socket.share(pid). */
+  async fromshare(data: Uint8Array): Promise<Socket> {
+    if (!(data instanceof Uint8Array)) throw new TypeError(`a bytes-like object is required, not '${typeof data === 'string' ? 'str' : typeof data}'`);
+    const res = await this.#t.call('fromShare', { token: Buffer.from(data) });
+    const i = res.info!;
+    return new Socket(this.#ctx, res.handle, i.family, i.type, i.protocol, this.#defaultTimeout);
   }
 
   /** socketpair(family=AF_UNIX, type=SOCK_STREAM, proto=0). */
@@ -292,7 +313,11 @@ export { Socket };
 export async function connect(address?: string, options: TransportOptions = {}): Promise<SocketModule> {
   const t = await Transport.open(brokerTarget(address), options);
   try {
-    return new SocketModuleImpl(t, await t.moduleInfo()) as SocketModule;
+    const info = await t.moduleInfo();
+    // One round trip on the Call stream: once connect() resolves the session is attached, so its
+    // grace timer cannot end it while the caller's event loop is busy before the first call.
+    await t.call('poll', { entries: [], timeout: 0 }, 0);
+    return new SocketModuleImpl(t, info) as SocketModule;
   } catch (err) {
     await t.close();
     throw err;

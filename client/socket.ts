@@ -6,6 +6,8 @@ import type { Transport } from './transport.js';
 import { fromAddress, reprAddress, toAddress, type AddressTuple, type Families } from './address.js';
 import { gaierror, herror, makeOSError, OSError, OverflowError, timeout as TimeoutExc, ValueError } from './errors.js';
 import { pyType, toBytes, toCInt, toInt, toTimeout, toWritable } from './pytypes.js';
+import { fromControlMessage, toControlMessages, type AncConstants, type AncItem } from './ancillary.js';
+import { makefile, type MakefileOptions, type SocketFile } from './makefile.js';
 
 /** What a socket needs from its module. */
 export interface ModuleContext {
@@ -17,6 +19,8 @@ export interface ModuleContext {
   maxSendBytes: number;
   maxRecvBytes: number;
   getdefaulttimeout(): number | null;
+  /** The broker host's constants (for ancillary data items). */
+  constants?: Readonly<Record<string, number>>;
 }
 
 const EBADF = 9;
@@ -45,6 +49,10 @@ export class Socket {
   #handle: number;
   #timeout: number | null;
   #closed = false;
+  /** close() was called (the handle closes once no makefile() file object is open). */
+  #userClosed = false;
+  /** Open file objects from makefile() (Python's _io_refs). */
+  #ioRefs = 0;
   /** True once connected (connect, accept, socketpair): only then is sendall pipelined. */
   #connected = false;
   /** Pipelined sendall calls not yet confirmed, and the error of one that failed (raised by the next call). */
@@ -305,9 +313,14 @@ export class Socket {
     if (h !== SHUT_RD) this.#connected = false;
   }
 
-  /** Closes the socket; closing twice is a no-op, as in Python. */
+  /**
+   * Closes the socket; closing twice is a no-op, as in Python. While file objects from
+   * makefile() are open the handle stays open (Python's _io_refs): it closes with the last one.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
+    this.#userClosed = true;
+    if (this.#ioRefs > 0) return;
     this.#closed = true;
     await this.#m.transport.call('close', { handle: this.#handle });
   }
@@ -352,6 +365,122 @@ export class Socket {
     });
   }
 
+  get #anc(): AncConstants {
+    return (this.#m.constants ?? {}) as unknown as AncConstants;
+  }
+
+  /**
+   * sendmsg(buffers, ancdata=[], flags=0, address=null): ancdata items are [level, type, data];
+   * SCM_RIGHTS data is packed handle numbers of this session (array('i', fds) in Python).
+   */
+  async sendmsg(buffers: Iterable<Uint8Array>, ancdata: Iterable<AncItem> = [], flags = 0, address: AddressTuple | null = null): Promise<number> {
+    const handle = this.#check();
+    if (buffers === null || typeof buffers !== 'object' || !(Symbol.iterator in buffers)) throw new TypeError('sendmsg() argument 1 must be an iterable');
+    const bufs = [...buffers].map((b) => toBytes(b));
+    const anc = toControlMessages(ancdata, this.#anc);
+    const f = toCInt(flags);
+    const addr = address === null || address === undefined ? undefined : this.#addr(address, 'sendmsg');
+    const res = await this.#m.transport.call('sendMsg', { handle, buffers: bufs, ancdata: anc, flags: f, address: addr, timeout: this.#mode }, this.#deadline);
+    return res.sent;
+  }
+
+  /** recvmsg(bufsize, ancbufsize=0, flags=0) → [data, ancdata, msg_flags, address]. */
+  async recvmsg(bufsize: number, ancbufsize = 0, flags = 0): Promise<[Buffer, AncItem[], number, AddressTuple | null]> {
+    const n = toInt(bufsize);
+    if (n < 0) throw new ValueError('negative buffer size in recvmsg()');
+    const res = await this.#recvmsg(n, ancbufsize, flags);
+    return [res.data, res.ancdata.map(fromControlMessage), res.msgFlags, fromAddress(res.address)];
+  }
+
+  /** recvmsg_into(buffers, ancbufsize=0, flags=0) → [nbytes, ancdata, msg_flags, address]; data is scattered over buffers. */
+  async recvmsgInto(buffers: Iterable<Uint8Array>, ancbufsize = 0, flags = 0): Promise<[number, AncItem[], number, AddressTuple | null]> {
+    if (buffers === null || typeof buffers !== 'object' || !(Symbol.iterator in buffers)) throw new TypeError('recvmsg_into() argument 1 must be an iterable');
+    const targets = [...buffers].map((b) => {
+      if (!(b instanceof Uint8Array)) throw new TypeError('recvmsg_into() argument 1 must be an iterable of single-segment read-write buffers');
+      return toWritable(b, 'recvmsg_into');
+    });
+    const res = await this.#recvmsg(targets.reduce((n, b) => n + b.length, 0), ancbufsize, flags);
+    let off = 0;
+    for (const t of targets) {
+      if (off >= res.data.length) break;
+      off += res.data.copy(t, 0, off);
+    }
+    return [res.nbytes, res.ancdata.map(fromControlMessage), res.msgFlags, fromAddress(res.address)];
+  }
+
+  async #recvmsg(bufsize: number, ancbufsize: number, flags: number) {
+    const handle = this.#check();
+    const anc = toInt(ancbufsize);
+    if (anc < 0) throw new ValueError('invalid ancillary data buffer length');
+    const req = { handle, bufsize: Math.min(bufsize, this.#m.maxRecvBytes), ancbufsize: anc, flags: toCInt(flags), timeout: this.#mode };
+    return this.#m.transport.call('recvMsg', req, this.#deadline);
+  }
+
+  /** dup(): a new socket object on a new handle for the same socket (non-inheritable). */
+  async dup(): Promise<Socket> {
+    const handle = this.#check();
+    const res = await this.#m.transport.call('dup', { handle });
+    const s = new Socket(this.#m, res.handle, this.family, this.type, this.proto, this.#timeout);
+    s.#connected = this.#connected;
+    s.#laddr = this.#laddr;
+    s.#raddr = this.#raddr;
+    return s;
+  }
+
+  /**
+   * detach(): this object becomes closed without closing the handle, which is returned; it stays
+   * open until fromfd() takes it, socket(fileno=) wraps it, or the session ends.
+   */
+  async detach(): Promise<number> {
+    const handle = this.#check();
+    await this.#m.transport.call('detach', { handle });
+    this.#closed = true;
+    this.#userClosed = true;
+    return handle;
+  }
+
+  /** get_inheritable(): the handle's inheritable flag (False for every new socket, as Python 3.4). */
+  async getInheritable(): Promise<boolean> {
+    const handle = this.#check();
+    return (await this.#m.transport.call('getInheritable', { handle })).inheritable;
+  }
+
+  /** set_inheritable(flag). */
+  async setInheritable(inheritable: boolean): Promise<void> {
+    const handle = this.#check();
+    await this.#m.transport.call('setInheritable', { handle, inheritable: Boolean(inheritable) });
+  }
+
+  /**
+   * share(process_id): a one-time token (bytes) that fromshare() in the process with that pid
+   * (as the broker host sees it) turns into a duplicate of this socket; it expires after a minute
+   * or when this session ends. Closing this socket afterwards is safe.
+   */
+  async share(processId: number): Promise<Buffer> {
+    const handle = this.#check();
+    const pid = toInt(processId);
+    if (pid < 0 || pid > 0xffffffff) throw new OverflowError('Python int too large to convert to C unsigned long');
+    const res = await this.#m.transport.call('share', { handle, pid: pid > 0x7fffffff ? -1 : pid });
+    return Buffer.from(res.token);
+  }
+
+  /** makefile(mode='r', buffering=null, {encoding, errors, newline}): a Python-like file object. */
+  makefile(mode = 'r', buffering: number | null = null, options: MakefileOptions = {}): SocketFile {
+    this.#check();
+    return makefile(this, mode, buffering, options);
+  }
+
+  /** @internal A file object from makefile() was opened. */
+  _increfSocketIOs(): void {
+    this.#ioRefs++;
+  }
+
+  /** @internal A file object from makefile() was closed: the last one closes a closed socket. */
+  async _decrefSocketIOs(): Promise<void> {
+    if (this.#ioRefs > 0) this.#ioRefs--;
+    if (this.#userClosed && this.#ioRefs === 0 && !this.#closed) await this.close();
+  }
+
   /**
    * ioctl(control, option) with Python's Windows control codes (the Winsock values; see README):
    * SIO_RCVALL with RCVALL_* (the sniffer socket), SIO_KEEPALIVE_VALS with
@@ -374,7 +503,7 @@ export class Socket {
   toString(): string {
     const fam = this.#m.familyNames.get(this.family);
     const typ = this.#m.typeNames.get(this.type);
-    let s = `<socket.socket${this.#closed ? ' [closed]' : ''} fd=${this.fileno()}, family=${fam ? `AddressFamily.${fam}` : this.family}, type=${typ ? `SocketType.${typ}` : this.type}, proto=${this.proto}`;
+    let s = `<socket.socket${this.#closed || this.#userClosed ? ' [closed]' : ''} fd=${this.fileno()}, family=${fam ? `AddressFamily.${fam}` : this.family}, type=${typ ? `SocketType.${typ}` : this.type}, proto=${this.proto}`;
     if (!this.#closed) {
       if (this.#laddr !== null && this.#laddr !== '') s += `, laddr=${reprAddress(this.#laddr)}`;
       if (this.#raddr !== null && this.#raddr !== '') s += `, raddr=${reprAddress(this.#raddr)}`;

@@ -128,8 +128,9 @@ const pad = (s: string, n: number): string => s.padEnd(n);
 const num = (s: string, n = 8): string => s.padStart(n);
 
 function cpuCell(cpu: Record<string, number>, fmt: (v: number) => string): string {
+  // Processes idle in a scenario (a timer tick or so) would only clutter the row.
   return Object.entries(cpu)
-    .filter(([, v]) => v > 0)
+    .filter(([, v]) => Number(fmt(v)) > 0)
     .map(([k, v]) => `${k} ${fmt(v)}`)
     .join(', ');
 }

@@ -166,11 +166,41 @@ export class LinkOps {
       libc.setsockopt(entry.fd, level, name, value);
       return true;
     }
+    if (entry.info.family === C.AF_CAN && level === C.SOL_CAN_RAW) {
+      // Filters, error mask, loopback, own messages, FD frames: they shape what this socket of
+      // the caller's own receives and sends, nothing beyond it.
+      libc.setsockopt(entry.fd, level, name, value);
+      return true;
+    }
     if ((entry.info.family === C.AF_INET || entry.info.family === C.AF_INET6) && entry.info.type === C.SOCK_RAW && level === C.IPPROTO_IP && name === C.IP_HDRINCL) {
       libc.setsockopt(entry.fd, level, name, value); // the socket itself was granted
       return true;
     }
     return false;
+  }
+
+  /**
+   * The CAN ids a send on a CAN socket would transmit must be granted: every frame of a CAN_RAW
+   * write (16-byte can_frame or 72-byte canfd_frame), and the frames of a CAN_BCM TX_SETUP or
+   * TX_SEND (bcm_msg_head as Python programs pack it: "@3I4l2I", frames 8-byte aligned after it).
+   */
+  checkCanSend(ctx: CallContext, entry: SocketEntry, data: Buffer, syscall: string): void {
+    if (entry.info.family !== C.AF_CAN || ctx.session.identity.hostRoot) return;
+    const ids = new Set<number>();
+    if (entry.info.protocol === C.CAN_RAW) {
+      const size = data.length >= CANFD_MTU ? CANFD_MTU : CAN_MTU;
+      for (let off = 0; off + 4 <= data.length; off += size) ids.add(canId(data.readUInt32LE(off)));
+    } else if (entry.info.protocol === C.CAN_BCM && data.length >= BCM_HEAD) {
+      const opcode = data.readUInt32LE(0);
+      if (opcode === C.CAN_BCM_TX_SETUP || opcode === C.CAN_BCM_TX_SEND) {
+        const flags = data.readUInt32LE(4);
+        const size = flags & C.CAN_BCM_CAN_FD_FRAME ? CANFD_MTU : CAN_MTU;
+        const nframes = Math.min(data.readUInt32LE(52), Math.floor((data.length - BCM_HEAD) / size));
+        ids.add(canId(data.readUInt32LE(48)));
+        for (let i = 0; i < nframes; i++) ids.add(canId(data.readUInt32LE(BCM_HEAD + i * size)));
+      }
+    }
+    for (const canIdValue of ids) this.ops.enforce(ctx, { op: 'can-send', canId: canIdValue }, syscall);
   }
 
   /** ioctl(SIO_RCVALL, mode) on a sniffer socket. */
@@ -203,6 +233,16 @@ export class LinkOps {
     }
     return { data, host: [...data.subarray(12, 16)].join('.') };
   }
+}
+
+const CAN_MTU = 16;
+const CANFD_MTU = 72;
+/** sizeof(struct bcm_msg_head) on LP64: 3 u32, padding, 2 timevals, can_id, nframes. */
+const BCM_HEAD = 56;
+
+/** A CAN id without its EFF/RTR/ERR flags (29 bits for extended frames, 11 otherwise). */
+function canId(raw: number): number {
+  return raw & C.CAN_EFF_FLAG ? raw & C.CAN_EFF_MASK : raw & C.CAN_SFF_MASK;
 }
 
 function ntohs(v: number): number {

@@ -317,6 +317,7 @@ export class SocketOps {
     if (entry.link?.rcvall) throw osErrorNamed('EOPNOTSUPP', syscall, 'Operation not supported (the sniffer socket only receives)');
     const sa = req.address ? await toSockaddr(req.address, entry.info.family, syscall, entry.ifs) : null;
     if (sa) this.link.checkAddress(ctx, entry, sa, syscall);
+    this.link.checkCanSend(ctx, entry, data, syscall);
     const unix = sa !== null && entry.info.family === C.AF_UNIX;
     if (unix) this.enforce(ctx, { op: 'unix', path: req.address!.unix!.path, syscall: 'sendto' }, syscall);
     const sendto = (): number => libc.sendto(entry.fd, data, flags | C.MSG_NOSIGNAL, sa!);
@@ -331,6 +332,7 @@ export class SocketOps {
   sendAll = async (ctx: CallContext, req: pb.SendAllRequest): Promise<pb.SendAllResponse> => {
     const entry = this.entry(ctx, req.handle, 'sendall');
     const data = validateData(req.data, this.maxBytes(ctx), 'sendall');
+    this.link.checkCanSend(ctx, entry, data, 'sendall');
     const flags = validateInt(req.flags, 'flags') | C.MSG_NOSIGNAL;
     const timeout = dontWait(validateTimeout(req.timeout), flags);
     const deadline = deadlineFor(timeout);

@@ -1,6 +1,7 @@
 // Module-level functions and attributes of the SDK (socket(), socketpair(), create_connection(),
 // getaddrinfo(), default timeouts, poll, has_ipv6, constants), each compared with python3.
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
 import {
   BlockingIOError,
   ConnectionRefusedError,
@@ -444,4 +445,18 @@ test('disconnect() / `await using` on the module ends the session: its sockets a
   const err = await t.throwsAsync(() => s.getsockname());
   t.true(err instanceof inner.SessionLostError, String(err));
   t.true(err instanceof OSError);
+});
+
+test('a session is attached when connect() resolves: a busy event loop right after it (past the grace period) does not lose it', async (t) => {
+  const d = fx.daemon();
+  const socket = await connect(d.address);
+  try {
+    // The fixture's daemon has a 2 s grace period; block this worker's event loop for 3 s.
+    execFileSync('sleep', ['3']);
+    await using s = await socket.socket();
+    t.true(s.fileno() >= 0);
+    t.deepEqual(await s.getsockname(), ['0.0.0.0', 0]);
+  } finally {
+    await socket.disconnect();
+  }
 });

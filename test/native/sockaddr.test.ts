@@ -68,7 +68,7 @@ test('round trip: decode(encode(sa)) is sa', (t) => {
     { family: 'unix', path: Buffer.from('/tmp/x.sock') },
     { family: 'unix', path: Buffer.alloc(107, 0x61) },
     { family: 'unix', path: Buffer.concat([Buffer.from([0]), Buffer.alloc(107, 0x62)]) },
-    { family: 'other', familyNumber: 16, data: Buffer.from('000000000000000000000000', 'hex') },
+    { family: 'other', familyNumber: 38, data: Buffer.from('000000000000000000000000', 'hex') },
   ];
   for (const sa of cases) t.deepEqual(decodeSockaddr(encodeSockaddr(sa)), sa);
 });

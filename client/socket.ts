@@ -366,7 +366,8 @@ export class Socket {
   }
 
   get #anc(): AncConstants {
-    return (this.#m.constants ?? {}) as unknown as AncConstants;
+    // SO_TIMESTAMP is no constant of Python's module (nor the SDK's): its asm-generic value.
+    return { SO_TIMESTAMP: 29, ...this.#m.constants } as unknown as AncConstants;
   }
 
   /**

@@ -130,18 +130,22 @@ export function unary<Req, Res>(
   log: Logger,
   op: string,
   handler: Handler<Req, Res>,
+  /** Pending calls' abort functions: shutdown fails each with its reason. */
+  live?: Set<(reason: BrokerError) => void>,
 ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
   return (call, callback) => {
     let ctx: CallContext;
+    const ac = new AbortController();
+    const abort = (reason: BrokerError): void => ac.abort(reason);
     try {
-      const ac = new AbortController();
       call.on('cancelled', () => ac.abort(new CancelledError()));
       ctx = { session: sessionOf(sessions, peers, call), signal: ac.signal };
     } catch (err) {
       callback(toServiceError(toBrokerError(err)));
       return;
     }
-    handler(ctx, call.request).then(
+    live?.add(abort);
+    handler(ctx, call.request).finally(() => live?.delete(abort)).then(
       (res) => {
         if (call.cancelled) ctx.onUndelivered?.();
         else callback(null, res);
@@ -179,11 +183,17 @@ export function callStream(
     const abortAll = (reason: BrokerError): void => {
       for (const { ac } of pending.values()) ac.abort(reason);
     };
-    live.add(abortAll);
+    // Shutdown: the pending calls end and so does the stream, with the reason as its status (the
+    // client fails every call it still waits for with it).
+    const shutdown = (reason: BrokerError): void => {
+      abortAll(reason);
+      if (open) stream.emit('error', toServiceError(reason));
+    };
+    live.add(shutdown);
     const finish = (): void => {
       if (!open) return;
       open = false;
-      live.delete(abortAll);
+      live.delete(shutdown);
       abortAll(new CancelledError('stream ended'));
       sessions.detach(session);
     };

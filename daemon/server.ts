@@ -174,7 +174,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     ioctl: ioctlOps.ioctl,
   };
   // Typed by the generated SocketServiceServer below; the handler table is keyed by op name.
-  const u = (op: keyof typeof handlers): any => unary(sessions, peers, log, op, handlers[op] as any);
+  const u = (op: keyof typeof handlers): any => unary(sessions, peers, log, op, handlers[op] as any, live);
   const socketService: SocketServiceServer = {
     create: u('create'),
     socketpair: u('socketpair'),
@@ -325,7 +325,9 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
         const reason = sessionError('broker shutting down', Code.UNAVAILABLE);
         for (const abort of live) abort(reason);
         await sessions.endAll('broker shutting down');
-        injector.drain(1000);
+        // tryShutdown closes each connection once its streams have ended (their statuses sent);
+        // closing them before (injector.drain) made it return at once, and the exit cut the
+        // streams: clients saw RST_STREAM without a status instead of "broker shutting down".
         await new Promise<void>((resolve) => {
           const force = setTimeout(() => {
             server.forceShutdown();

@@ -433,6 +433,7 @@ export class Socket {
    * open until fromfd() takes it, socket(fileno=) wraps it, or the session ends.
    */
   async detach(): Promise<number> {
+    if (this.#closed) return -1;
     const handle = this.#check();
     await this.#m.transport.call('detach', { handle });
     this.#closed = true;

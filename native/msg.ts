@@ -71,6 +71,9 @@ export function decodeCmsgs(ctl: Buffer): Array<Cmsg & { truncated: boolean }> {
       data: Buffer.from(ctl.subarray(Math.min(start, ctl.length), Math.min(end, ctl.length))),
       truncated: end > ctl.length,
     });
+    // Nothing follows an item that reaches the end; and a cmsg_len of 2^31 or more would wrap
+    // cmsgAlign's 32-bit arithmetic to a step of zero or less (an endless walk).
+    if (end >= ctl.length) break;
     off += cmsgAlign(len);
   }
   return out;

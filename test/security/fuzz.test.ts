@@ -11,14 +11,16 @@ import * as grpc from '@grpc/grpc-js';
 import { rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SessionServiceService } from '../../proto/gen/sockbroker/v1/session.js';
-import { SocketServiceService, CallRequest, CallResponse } from '../../proto/gen/sockbroker/v1/socket.js';
+import { SocketServiceService, CallRequest, CallResponse, ControlMessage } from '../../proto/gen/sockbroker/v1/socket.js';
 import { NetdbServiceService } from '../../proto/gen/sockbroker/v1/netdb.js';
 import { KeepAliveRequest } from '../../proto/gen/sockbroker/v1/session.js';
 import { Status } from '../../proto/gen/google/rpc/status.js';
 import { ErrorInfo } from '../../proto/gen/google/rpc/error_details.js';
 import { decodeSockaddr, encodeSockaddr, type Sockaddr } from '../../native/sockaddr.js';
 import { inetNtop } from '../../native/libc.js';
-import { linux as C } from '../../native/constants.js';
+import { linux as C, os as O } from '../../native/constants.js';
+import { decodeCmsgs, encodeCmsgs } from '../../native/msg.js';
+import { fromControlMessage, toControlMessages, type AncConstants, type AncItem } from '../../client/ancillary.js';
 import { toAddress, fromAddress, type AddressTuple } from '../../client/address.js';
 import { OverflowError, ValueError } from '../../client/errors.js';
 import { decide, defaultPolicy } from '../../daemon/policy.js';
@@ -299,6 +301,88 @@ test('SDK address tuples round-trip through the contract Address, bad ones raise
     }
   }
   t.true(refused > 1000, `${refused} bad tuples refused`);
+});
+
+test('ancillary-data codecs round-trip random items and end cleanly on random bytes', (t) => {
+  const r = new Rng(SEED ^ 0x3c3c3c3c);
+  // The kernel's layout (native/msg.ts): encode then decode gives the items back.
+  for (let i = 0; i < 3000; i++) {
+    const items = Array.from({ length: r.range(0, 4) }, () => ({ level: r.i32(), type: r.i32(), data: r.bytes(r.pick([0, 1, 4, 12, 16, 20, r.range(0, 100)])) }));
+    const back = decodeCmsgs(encodeCmsgs(items));
+    const same = back.length === items.length && back.every((c, k) => !c.truncated && c.level === items[k]!.level && c.type === items[k]!.type && c.data.equals(items[k]!.data));
+    if (!same) {
+      t.fail(`cmsg round trip of ${JSON.stringify(items)} gave ${JSON.stringify(back)}`);
+      return;
+    }
+  }
+  // Random control buffers, with cmsg_len values around the edges (short, exact, past the end,
+  // 2^31 and more): the walk ends, each item's data lies within the buffer.
+  const lens = [0n, 15n, 16n, 17n, 24n, 1000n, 2n ** 31n, 2n ** 32n, 2n ** 32n + 16n, 2n ** 32n - 8n, 2n ** 63n, 2n ** 64n - 1n];
+  for (let i = 0; i < 20_000; i++) {
+    const ctl = r.bytes(r.pick([0, 8, 15, 16, 17, 32, r.range(0, 200)]));
+    for (let off = 0; off + 8 <= ctl.length; off += 8 * r.range(1, 4)) if (r.bool(0.7)) ctl.writeBigUInt64LE(r.pick(lens), off);
+    let items: ReturnType<typeof decodeCmsgs>;
+    try {
+      items = decodeCmsgs(ctl);
+    } catch (err) {
+      t.fail(`decodeCmsgs(${ctl.toString('hex')}) threw ${String(err)}`);
+      return;
+    }
+    if (items.length > ctl.length / 16 + 1 || items.some((c) => c.data.length > ctl.length)) {
+      t.fail(`decodeCmsgs(${ctl.toString('hex')}) gave ${items.length} items beyond the buffer`);
+      return;
+    }
+  }
+  // The SDK's typed items (client/ancillary.ts), through the wire message and back.
+  const k: AncConstants = {
+    SOL_SOCKET: C.SOL_SOCKET, SCM_RIGHTS: C.SCM_RIGHTS, SCM_CREDENTIALS: C.SCM_CREDENTIALS, IPPROTO_IP: C.IPPROTO_IP,
+    IPPROTO_IPV6: C.IPPROTO_IPV6, IP_PKTINFO: C.IP_PKTINFO, IP_TTL: C.IP_TTL, IP_TOS: C.IP_TOS, IPV6_PKTINFO: C.IPV6_PKTINFO,
+    IPV6_HOPLIMIT: C.IPV6_HOPLIMIT, IPV6_TCLASS: C.IPV6_TCLASS, SO_TIMESTAMP: O.SO_TIMESTAMP,
+  };
+  const int = (v: number): Buffer => {
+    const b = Buffer.alloc(4);
+    b.writeInt32LE(v);
+    return b;
+  };
+  for (let i = 0; i < 5000; i++) {
+    let item: AncItem;
+    switch (r.int(9)) {
+      case 0: item = [k.SOL_SOCKET, k.SCM_RIGHTS, Buffer.concat(Array.from({ length: r.range(0, 8) }, () => int(r.i32())))]; break;
+      case 1: item = [k.SOL_SOCKET, k.SCM_CREDENTIALS, r.bytes(12)]; break;
+      case 2: item = [k.IPPROTO_IP, k.IP_PKTINFO, r.bytes(12)]; break;
+      case 3: item = [k.IPPROTO_IPV6, k.IPV6_PKTINFO, r.bytes(20)]; break;
+      case 4: item = [r.pick([k.IPPROTO_IP, k.IPPROTO_IPV6]), r.pick([k.IP_TTL, k.IP_TOS, k.IPV6_HOPLIMIT, k.IPV6_TCLASS]), int(r.i32())]; break;
+      case 5: item = [k.IPPROTO_IP, k.IP_TOS, r.bytes(1)]; break;
+      case 6: {
+        const tv = Buffer.alloc(16);
+        tv.writeBigInt64LE(BigInt(r.i32()) * 4096n + BigInt(r.int(4096)), 0);
+        tv.writeBigInt64LE(BigInt(r.range(-1, 999_999)), 8);
+        item = [k.SOL_SOCKET, k.SO_TIMESTAMP, tv];
+        break;
+      }
+      default: item = [r.i32(), r.i32(), r.bytes(r.range(0, 64))];
+    }
+    const [msg] = toControlMessages([item], k);
+    const wire = ControlMessage.decode(ControlMessage.encode(msg!).finish());
+    const back = fromControlMessage(wire);
+    if (back[0] !== item[0] || back[1] !== item[1] || !back[2].equals(item[2])) {
+      t.fail(`ancillary item ${JSON.stringify(item)} came back as ${JSON.stringify(back)} (via ${JSON.stringify(msg)})`);
+      return;
+    }
+  }
+  // Bad ancdata: Python's TypeError or OverflowError, nothing else.
+  const junk: unknown[] = [undefined, null, 1, 'x', {}, [], [1, 2], [1, 2, 3], [1, 2, 'x'], [2 ** 40, 1, Buffer.alloc(1)], [1.5, 1, Buffer.alloc(1)], [1, 1, Buffer.alloc(3)], new Map()];
+  let refused = 0;
+  for (let i = 0; i < 2000; i++) {
+    const anc = r.bool(0.3) ? r.pick(junk) : Array.from({ length: r.range(0, 3) }, () => r.pick(junk));
+    try {
+      toControlMessages(anc, k);
+    } catch (err) {
+      if (!(err instanceof TypeError || err instanceof OverflowError || err instanceof ValueError)) t.fail(`toControlMessages(${String(anc)}) threw ${String(err)}`);
+      refused++;
+    }
+  }
+  t.true(refused > 500, `${refused} bad ancdata refused`);
 });
 
 // ---- the daemon under fuzz ----

@@ -67,7 +67,7 @@ export async function toSockaddr(address: Address | undefined, family: number, s
   if (family === C.AF_INET || family === C.AF_RDS) {
     if (!a.inet) throw argumentError('type', `${syscall}(): AF_INET address must be tuple, not ${kindOf(a)}`, 'address');
     checkPort(a.inet.port, syscall);
-    const { host } = await resolveHost(a.inet.host, family);
+    const { host } = await resolveHost(a.inet.host, C.AF_INET);
     return encodeSockaddr({ family: 'inet', host, port: a.inet.port });
   }
   if (family === C.AF_INET6) {

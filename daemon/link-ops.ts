@@ -8,7 +8,8 @@
 //   sniffer socket: an AF_PACKET socket for IPv4 bound to the interface of the address given to
 //   bind(); ioctl(SIO_RCVALL, RCVALL_ON) adds a promiscuous membership (reference counted by the
 //   kernel, so other users of the interface are not disturbed) and every IP packet of the
-//   interface, in and out, is delivered with (source_ip, 0) as the address.
+//   interface, in and out, is delivered with (source_ip, 0) as the address. The packet socket
+//   listens to all protocols (outgoing frames reach only such taps) and keeps the IPv4 ones.
 import * as libc from '../native/libc.js';
 import { linux as C, os as O } from '../native/constants.js';
 import { decodePacketMreq, decodeSockaddrLl, encodePacketMreq, encodeSockaddrLl, ifIndexToName, ifNameIndex, ifNameToIndex, ipv4Addresses } from '../native/link.js';
@@ -125,7 +126,8 @@ export class LinkOps {
     this.#permitted(ctx, entry, owner[0], 'bind');
     const ifindex = this.ifs(ctx).index(owner[0]);
     this.ops.live(entry, 'bind');
-    libc.bind(entry.fd, encodeSockaddrLl({ protocol: O.ETH_P_IP, ifindex, hatype: 0, pkttype: 0, addr: Buffer.alloc(0) }));
+    // ETH_P_ALL, not ETH_P_IP: the kernel hands outgoing frames only to "all protocols" taps.
+    libc.bind(entry.fd, encodeSockaddrLl({ protocol: O.ETH_P_ALL, ifindex, hatype: 0, pkttype: 0, addr: Buffer.alloc(0) }));
     Object.assign(r, { ifindex, ifname: owner[0], host });
     return { local: { inet: { host, port: 0 } } };
   }
@@ -225,12 +227,10 @@ export class LinkOps {
    */
   sniffed(entry: SocketEntry, data: Buffer, from: Buffer): { data: Buffer; host: string } | null {
     const r = entry.link!.rcvall!;
-    if (data.length < 20 || data[0]! >> 4 !== 4) return null;
+    const ll = decodeSockaddrLl(from);
+    if (ll.protocol !== O.ETH_P_IP || data.length < 20 || data[0]! >> 4 !== 4) return null;
     const dst = [...data.subarray(16, 20)].join('.');
-    if (!r.promisc) {
-      const ll = decodeSockaddrLl(from);
-      if (ll.pkttype !== C.PACKET_HOST || dst !== r.host) return null;
-    }
+    if (!r.promisc && (ll.pkttype !== C.PACKET_HOST || dst !== r.host)) return null;
     return { data, host: [...data.subarray(12, 16)].join('.') };
   }
 }

@@ -16,7 +16,7 @@ import { fromSockaddr, toSockaddr } from './addresses.js';
 import { argumentError, BrokerError, osErrorNamed } from './errors.js';
 import { drive } from './io-driver.js';
 import type { SocketEntry } from './handles.js';
-import type { CallContext, SocketOps } from './socket-ops.js';
+import { noSignal, type CallContext, type SocketOps } from './socket-ops.js';
 import { validateBounded, validateInt, validateTimeout } from './op-args.js';
 import type { Timeout } from './io-driver.js';
 
@@ -27,7 +27,7 @@ const IN_PKTINFO = 12;
 const IN6_PKTINFO = 20;
 const TIMEVAL = 16;
 const { SOL_SOCKET, SCM_RIGHTS, SCM_CREDENTIALS, IPPROTO_IP, IPPROTO_IPV6, IP_PKTINFO, IP_TTL, IP_TOS,
-  IPV6_PKTINFO, IPV6_HOPLIMIT, IPV6_TCLASS, MSG_CTRUNC, MSG_PEEK, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_CMSG_CLOEXEC } = C;
+  IPV6_PKTINFO, IPV6_HOPLIMIT, IPV6_TCLASS, MSG_CTRUNC, MSG_PEEK, MSG_DONTWAIT, MSG_CMSG_CLOEXEC } = C;
 const SCM_TIMESTAMP = C.SO_TIMESTAMP;
 
 const is = (c: { level: number; type: number }, level: number, type: number): boolean => c.level === level && c.type === type;
@@ -78,7 +78,7 @@ export class MsgOps {
     try {
       const cmsgs = this.#controlMessages(ctx, entry, req.ancdata, dups);
       const control = encodeCmsgs(cmsgs);
-      const send = (): number => sendmsg(entry.fd, req.buffers, control, flags | MSG_NOSIGNAL, sa);
+      const send = (): number => sendmsg(entry.fd, req.buffers, control, flags | noSignal(entry), sa);
       const sent = await entry.writes.run(() =>
         drive(this.ops.broker.reactor, entry, 'write', timeout, ctx.signal, syscall, () =>
           unixPath ? this.ops.withCallerIds(ctx, send) : send(),

@@ -91,6 +91,15 @@ function sleepUntil(deadline: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/**
+ * MSG_NOSIGNAL for the families whose sends can raise SIGPIPE (Node ignores the signal anyway;
+ * this keeps the daemon safe if that changes). Others, like RDS, refuse unknown flags.
+ */
+export function noSignal(entry: SocketEntry): number {
+  const f = entry.info.family;
+  return f === C.AF_INET || f === C.AF_INET6 || f === C.AF_UNIX ? C.MSG_NOSIGNAL : 0;
+}
+
 // ---- the broker-wide pieces every handler uses ----
 
 export class SocketOps {
@@ -320,10 +329,10 @@ export class SocketOps {
     this.link.checkCanSend(ctx, entry, data, syscall);
     const unix = sa !== null && entry.info.family === C.AF_UNIX;
     if (unix) this.enforce(ctx, { op: 'unix', path: req.address!.unix!.path, syscall: 'sendto' }, syscall);
-    const sendto = (): number => libc.sendto(entry.fd, data, flags | C.MSG_NOSIGNAL, sa!);
+    const sendto = (): number => libc.sendto(entry.fd, data, flags | noSignal(entry), sa!);
     const sent = await entry.writes.run(() =>
       drive(this.broker.reactor, entry, 'write', timeout, ctx.signal, syscall, () =>
-        !sa ? libc.send(entry.fd, data, flags | C.MSG_NOSIGNAL) : unix ? this.withCallerIds(ctx, sendto) : sendto(),
+        !sa ? libc.send(entry.fd, data, flags | noSignal(entry)) : unix ? this.withCallerIds(ctx, sendto) : sendto(),
       ),
     );
     return { sent };
@@ -333,7 +342,7 @@ export class SocketOps {
     const entry = this.entry(ctx, req.handle, 'sendall');
     const data = validateData(req.data, this.maxBytes(ctx), 'sendall');
     this.link.checkCanSend(ctx, entry, data, 'sendall');
-    const flags = validateInt(req.flags, 'flags') | C.MSG_NOSIGNAL;
+    const flags = validateInt(req.flags, 'flags') | noSignal(entry);
     const timeout = dontWait(validateTimeout(req.timeout), flags);
     const deadline = deadlineFor(timeout);
     await entry.writes.run(async () => {

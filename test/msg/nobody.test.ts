@@ -3,7 +3,9 @@
 // messages are refused (they could name a daemon fd), and SCM_RIGHTS reaches only the session's
 // own handles.
 import test from 'ava';
-import { withDaemon, runAsNobody } from '../helpers/daemon.js';
+import { chmodSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { withDaemon, runAsNobody, publicTempDir } from '../helpers/daemon.js';
 
 const PROBE = `
 import { connect } from 'sockbroker';
@@ -59,4 +61,42 @@ test('as nobody: SCM_CREDENTIALS only with its own ids, attached for it; no raw 
     t.is(out.nothingArrived, 'BlockingIOError:11');
     t.true(d.logs.some((l) => l.includes('"event":"policy.deny"') && l.includes('scm_credentials')));
   });
+});
+
+const QUOTA = `
+import { connect } from 'sockbroker';
+const socket = await connect(process.env.SOCKBROKER_ADDRESS);
+const [a, b] = await socket.socketpair();
+const [c, d] = await socket.socketpair();
+const fds = (...h) => { const x = Buffer.alloc(4 * h.length); h.forEach((v, i) => x.writeInt32LE(v, 4 * i)); return x; };
+const out = {};
+// Four handles: the session is at its quota, so both received fds are closed.
+await a.sendmsg([Buffer.from('1')], [[socket.SOL_SOCKET, socket.SCM_RIGHTS, fds(c.fileno(), d.fileno())]]);
+let [m, anc, flags] = await b.recvmsg(10, socket.CMSG_SPACE(8));
+out.full = [m.toString(), anc.length, (flags & socket.MSG_CTRUNC) !== 0];
+await d.close();
+await a.sendmsg([Buffer.from('2')], [[socket.SOL_SOCKET, socket.SCM_RIGHTS, fds(c.fileno(), c.fileno())]]);
+[m, anc, flags] = await b.recvmsg(10, socket.CMSG_SPACE(8));
+out.room = [m.toString(), anc.map(([, , x]) => x.length), (flags & socket.MSG_CTRUNC) !== 0];
+console.log(JSON.stringify(out));
+await socket.disconnect();
+`;
+
+test('received fds count against the socket quota: beyond it they are closed and MSG_CTRUNC is set', async (t) => {
+  const dir = publicTempDir('sb-msgq-');
+  const policy = join(dir, 'policy.yaml');
+  writeFileSync(policy, 'rules:\n  - name: nobody-four\n    match: { uid: 65534 }\n    quotas: { sockets_per_session: 4 }\n');
+  chmodSync(policy, 0o644);
+  await withDaemon(async (d) => {
+    const base = d.fdCount();
+    const r = await runAsNobody(QUOTA, { SOCKBROKER_ADDRESS: d.address });
+    t.is(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    t.deepEqual(out.full, ['1', 0, true]);
+    // One slot left: the first fd becomes a handle, the second is closed.
+    t.deepEqual(out.room, ['2', [4], true]);
+    // The session ended with the client: every fd it had, received ones too, is closed.
+    for (let i = 0; i < 50 && d.fdCount() > base; i++) await new Promise((res) => setTimeout(res, 100));
+    t.is(d.fdCount(), base);
+  }, { args: ['--config', policy], graceSeconds: 1 });
 });

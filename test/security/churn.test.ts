@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { rmSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect } from '../../client/index.js';
-import { withDaemon, publicTempDir, DIST, type Daemon } from '../helpers/daemon.js';
+import { withDaemon, publicTempDir, worldCopy, DIST, type Daemon } from '../helpers/daemon.js';
 
 async function until(cond: () => boolean, ms: number): Promise<boolean> {
   const end = Date.now() + ms;
@@ -103,7 +103,10 @@ test('100 clients killed with SIGKILL mid-call leave the fd count at baseline af
     const baseline = await warmBaseline(d);
     const dir = publicTempDir('sb-churn-');
     const file = join(dir, 'client.mjs');
-    writeFileSync(file, BLOCKED_CLIENT(join(DIST, 'client', 'index.js')));
+    // The clients load the SDK from the test run's own copy of the build when there is one (npm
+    // test makes it), so a rebuild of dist/ while they start cannot hand them half-written files.
+    const build = process.env.SOCKBROKER_WORLD_COPY ? join(worldCopy(), 'dist') : DIST;
+    writeFileSync(file, BLOCKED_CLIENT(join(build, 'client', 'index.js')));
     const CLIENTS = 100;
     const BATCH = 10;
     const start = performance.now();

@@ -112,28 +112,36 @@ test('100 clients killed with SIGKILL mid-call leave the fd count at baseline af
     const start = performance.now();
     let killed = 0;
     let maxHeld = 0;
+    const children = new Set<ChildProcess>();
+    const gone = (c: ChildProcess): boolean => c.exitCode !== null || c.signalCode !== null;
     try {
       for (let b = 0; b < CLIENTS / BATCH; b++) {
         const batch = await Promise.all(Array.from({ length: BATCH }, async () => {
           const child: ChildProcess = spawn(process.execPath, [file], { env: { ...process.env, ADDR: d.address }, stdio: ['ignore', 'pipe', 'pipe'] });
+          children.add(child);
+          const exited = once(child, 'exit');
           let out = '';
           let err = '';
           child.stdout!.on('data', (c: Buffer) => (out += c));
           child.stderr!.on('data', (c: Buffer) => (err += c));
           const ready = await Promise.race([
             until(() => out.includes('ready'), 60_000),
-            once(child, 'exit').then(() => false),
+            exited.then(() => false),
           ]);
-          return { child, ready, out: () => out, err: () => err };
+          return { child, exited, ready, out: () => out, err: () => err };
         }));
-        for (const c of batch) t.true(c.ready, `a client got ready: ${c.out()} ${c.err()}`);
+        const notReady = batch.find((c) => !c.ready);
+        if (notReady) {
+          t.fail(`a client did not get ready: ${notReady.out()} ${notReady.err()}`);
+          return;
+        }
         const held = d.fdCount() - baseline;
         maxHeld = Math.max(maxHeld, held);
         t.true(held >= BATCH * SOCKETS_PER_CLIENT, `the batch holds ${held} daemon fds`);
         await Promise.all(batch.map(async (c) => {
           t.false(c.out().includes('unexpected answer'), 'the blocking calls were still pending');
           c.child.kill('SIGKILL');
-          await once(c.child, 'exit');
+          await c.exited;
           killed++;
         }));
       }
@@ -154,6 +162,7 @@ test('100 clients killed with SIGKILL mid-call leave the fd count at baseline af
       t.is((await b.recv(2)).toString(), 'ok');
       await socket.disconnect();
     } finally {
+      for (const c of children) if (!gone(c)) c.kill('SIGKILL');
       rmSync(dir, { recursive: true, force: true });
     }
   });

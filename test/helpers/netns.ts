@@ -1,6 +1,6 @@
 // Private network namespaces with veth pairs for tests that touch interfaces, promiscuous mode
-// or raw traffic: never the host's own. Two hosts: A (198.51.100.1 on a0) and B (198.51.100.2 on
-// b0), plus a second pair p0 <-> p1 with both ends in A for link-level tests.
+// or raw traffic: never the host's own. Two hosts: A (198.51.100.1 and 2001:db8::1 on a0) and B
+// (198.51.100.2 and 2001:db8::2 on b0), plus a second pair p0 <-> p1 with both ends in A for link-level tests.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 
@@ -28,6 +28,8 @@ export function createTestNet(): TestNet {
   ip('-n', a, 'link', 'add', 'p0', 'type', 'veth', 'peer', 'name', 'p1');
   ip('-n', a, 'addr', 'add', '198.51.100.1/24', 'dev', 'a0');
   ip('-n', b, 'addr', 'add', '198.51.100.2/24', 'dev', 'b0');
+  ip('-n', a, 'addr', 'add', '2001:db8::1/64', 'dev', 'a0', 'nodad');
+  ip('-n', b, 'addr', 'add', '2001:db8::2/64', 'dev', 'b0', 'nodad');
   for (const [ns, dev] of [[a, 'lo'], [a, 'a0'], [a, 'p0'], [a, 'p1'], [b, 'lo'], [b, 'b0']] as const) ip('-n', ns, 'link', 'set', dev, 'up');
   const mac: Record<string, string> = {};
   for (const [ns, dev] of [[a, 'a0'], [a, 'p0'], [a, 'p1'], [b, 'b0']] as const) {

@@ -23,6 +23,7 @@ rules:
       sockets:
         - { family: AF_INET, type: SOCK_RAW, protocol: IPPROTO_ICMP }
         - { family: AF_INET, type: SOCK_RAW, protocol: IPPROTO_RAW }
+        - { family: AF_INET6, type: SOCK_RAW, protocol: IPPROTO_ICMPV6 }
 `);
 
 const ECHO = `${PRELUDE}
@@ -144,4 +145,28 @@ test('sockbroker ping works for nobody with a grant and fails cleanly without', 
     await granted.stop();
   }
   void execFileSync;
+});
+
+test('an ICMPv6 echo through a raw AF_INET6 socket (the kernel fills the ICMPv6 checksum)', async (t) => {
+  const script = `${PRELUDE}
+await probe('echo6', async () => {
+  const s = await socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6);
+  s.settimeout(5);
+  const msg = Buffer.alloc(8 + 8);
+  msg[0] = 128; msg.writeUInt16BE(0x5343, 4); msg.writeUInt16BE(3, 6);
+  Buffer.from('icmpv6!!').copy(msg, 8);
+  await s.sendto(msg, ['2001:db8::2', 0]);
+  for (;;) {
+    const [icmp, addr] = await s.recvfrom(2048);
+    if (icmp[0] === 129 && icmp.readUInt16BE(4) === 0x5343) { await s.close(); return { from: addr[0], seq: icmp.readUInt16BE(6), data: icmp.subarray(8).toString() }; }
+  }
+});
+await done();
+`;
+  await withDaemon(async (d) => {
+    t.like((await nobodyIn(net.a, d.address, script)).echo6, { error: 'PermissionError', errno: 1 });
+  }, { netns: net.a });
+  await withDaemon(async (d) => {
+    t.deepEqual((await nobodyIn(net.a, d.address, script)).echo6, { ok: { from: '2001:db8::2', seq: 3, data: 'icmpv6!!' } });
+  }, { netns: net.a, args: ['--config', GRANT] });
 });

@@ -23,6 +23,8 @@ interface Shared {
   /** A dup of the shared socket, owned by the token until redeemed or expired. */
   fd: number;
   info: SocketInfo;
+  /** The shared entry, whose link-level confinement the new handle keeps. */
+  from: SocketEntry;
   pid: number;
   /** The identity key of the target process when the token was made (uid + namespaces). */
   key: string;
@@ -56,11 +58,12 @@ export class HandleOps {
 
   constructor(readonly ops: SocketOps) {}
 
-  /** A new handle for a dup of `entry`'s fd (close-on-exec, non-inheritable). */
+  /** A new handle for a dup of `entry`'s fd (close-on-exec, non-inheritable), confined as `entry` is. */
   #duplicate(ctx: CallContext, entry: SocketEntry, syscall: string): SocketEntry {
+    refuseSniffer(entry, syscall);
     ctx.session.table.reserve(1);
     this.ops.live(entry, syscall);
-    return this.ops.register(ctx, dupCloexec(entry.fd), entry.info);
+    return carryLink(entry, this.ops.register(ctx, dupCloexec(entry.fd), entry.info));
   }
 
   dup = async (ctx: CallContext, req: pb.DupRequest): Promise<pb.DupResponse> => {
@@ -116,6 +119,7 @@ export class HandleOps {
     if (mine >= MAX_SHARES_PER_SESSION) {
       throw osErrorNamed('EMFILE', 'share', `Too many open files (at most ${MAX_SHARES_PER_SESSION} unredeemed share tokens per session)`);
     }
+    refuseSniffer(entry, 'share');
     this.ops.live(entry, 'share');
     const fd = dupCloexec(entry.fd);
     const token = randomBytes(TOKEN_BYTES);
@@ -130,7 +134,7 @@ export class HandleOps {
     };
     const timer = setTimeout(drop, SHARE_TTL_MS);
     timer.unref();
-    this.#shares.set(id, { fd, info: entry.info, pid, key: target.key, source: ctx.session, timer, drop });
+    this.#shares.set(id, { fd, info: entry.info, from: entry, pid, key: target.key, source: ctx.session, timer, drop });
     ctx.session.onEnd.add(drop);
     // The token is a credential: audit that a share happened, never the token.
     this.ops.audit(ctx, 'share', { handle: entry.handle, toPid: pid, toUid: target.uid });
@@ -154,7 +158,7 @@ export class HandleOps {
     this.#shares.delete(id);
     clearTimeout(s.timer);
     s.source.onEnd.delete(s.drop);
-    const entry = this.ops.register(ctx, s.fd, s.info);
+    const entry = carryLink(s.from, this.ops.register(ctx, s.fd, s.info));
     return { handle: entry.handle, info: entry.info };
   };
 
@@ -169,6 +173,21 @@ export class HandleOps {
     this.ops.audit(ctx, 'policy.deny', { action: { op: 'share', uid }, grant: 'share', outcome: 'denied' });
     throw osErrorNamed('EPERM', 'share', `Operation not permitted (sockbroker policy: sharing a socket with a process of uid ${uid} needs a grant; grant: share)`);
   }
+}
+
+/**
+ * The Windows sniffer socket (link-ops.ts) keeps per-socket capture state that a duplicate could
+ * not share: it is not duplicated.
+ */
+export function refuseSniffer(entry: SocketEntry, syscall: string): void {
+  if (entry.link?.rcvall) throw osErrorNamed('EOPNOTSUPP', syscall, 'Operation not supported (the sniffer socket cannot be duplicated)');
+}
+
+/** A duplicate keeps the interfaces its original is confined to (link-ops.ts). */
+function carryLink(from: SocketEntry, to: SocketEntry): SocketEntry {
+  if (from.link) to.link = { interfaces: from.link.interfaces };
+  if (from.ifs) to.ifs = from.ifs;
+  return to;
 }
 
 function digest(token: Buffer): string {

@@ -5,7 +5,6 @@
 // from their fields. Raw items ("other") are accepted from host root only. Received items come
 // back typed the same way; received fds become new handles of the session (non-sockets are
 // closed and dropped; beyond the session's socket quota they are closed and MSG_CTRUNC is set).
-import { existsSync } from 'node:fs';
 import { status as Code } from '@grpc/grpc-js';
 import { linux as C } from '../native/constants.js';
 import * as libc from '../native/libc.js';
@@ -18,6 +17,8 @@ import { drive } from './io-driver.js';
 import type { SocketEntry } from './handles.js';
 import { noSignal, type CallContext, type SocketOps } from './socket-ops.js';
 import { validateBounded, validateInt, validateTimeout } from './op-args.js';
+import { refuseSniffer } from './handle-ops.js';
+import { ucredOf } from './unix-creds.js';
 import type { Timeout } from './io-driver.js';
 
 const TYPE_FLAGS = C.SOCK_NONBLOCK | C.SOCK_CLOEXEC;
@@ -70,7 +71,12 @@ export class MsgOps {
     }
     const flags = validateInt(req.flags, 'flags');
     const timeout = dontWait(validateTimeout(req.timeout), flags);
-    const sa = req.address ? await toSockaddr(req.address, entry.info.family, syscall) : null;
+    // The same checks as send/sendto: the sniffer socket only receives, link-level addresses and
+    // CAN ids are confined by the caller's grants.
+    if (entry.link?.rcvall) throw osErrorNamed('EOPNOTSUPP', syscall, 'Operation not supported (the sniffer socket only receives)');
+    const sa = req.address ? await toSockaddr(req.address, entry.info.family, syscall, entry.ifs) : null;
+    if (sa) this.ops.link.checkAddress(ctx, entry, sa, syscall);
+    this.ops.link.checkCanSend(ctx, entry, req.buffers.length === 1 ? req.buffers[0]! : Buffer.concat(req.buffers), syscall);
     const unixPath = sa !== null && entry.info.family === C.AF_UNIX;
     if (unixPath) this.ops.enforce(ctx, { op: 'unix', path: req.address!.unix!.path, syscall: 'sendto' }, syscall);
     // Dups of the fds named by SCM_RIGHTS, so a handle closed meanwhile can never send another fd.
@@ -110,6 +116,11 @@ export class MsgOps {
         data = Buffer.alloc(INT * c.rights.handles.length);
         c.rights.handles.forEach((h, k) => {
           const e = this.ops.entry(ctx, h, 'sendmsg');
+          refuseSniffer(e, 'sendmsg');
+          // A received fd arrives unconfined: a socket confined to interfaces travels only for host root.
+          if (e.link && e.link.interfaces !== null && !id.hostRoot) {
+            throw osErrorNamed('EPERM', 'sendmsg', 'Operation not permitted (sockbroker: a link-level socket confined by the policy cannot be passed with SCM_RIGHTS)');
+          }
           const fd = dupCloexec(e.fd);
           dups.push(fd);
           data.writeInt32LE(fd, k * INT);
@@ -166,12 +177,7 @@ export class MsgOps {
     // Without explicit credentials the kernel would attach the daemon's own (uid 0) for a
     // receiver with SO_PASSCRED: attach the caller's instead.
     if (!creds && !id.hostRoot && entry.info.family === C.AF_UNIX) {
-      const data = Buffer.alloc(UCRED);
-      // The kernel looks the pid up: the opener of the session may have exited since.
-      data.writeInt32LE(id.kind === 'local' && existsSync(`/proc/${id.pid}`) ? id.pid : process.pid, 0);
-      data.writeUInt32LE(id.uid >>> 0, 4);
-      data.writeUInt32LE(id.gid >>> 0, 8);
-      out.push({ level: SOL_SOCKET, type: SCM_CREDENTIALS, data });
+      out.push({ level: SOL_SOCKET, type: SCM_CREDENTIALS, data: ucredOf(id) });
     }
     return out;
   }
@@ -184,6 +190,8 @@ export class MsgOps {
     const ancbufsize = validateBounded(req.ancbufsize, limits.maxAncBufSize, 'ancbufsize', syscall);
     const flags = validateInt(req.flags, 'flags');
     const timeout = dontWait(validateTimeout(req.timeout), flags);
+    // The sniffer socket filters what it delivers in recv/recvfrom; recvmsg would bypass that.
+    if (entry.link?.rcvall) throw osErrorNamed('EOPNOTSUPP', syscall, 'Operation not supported (use recvfrom on the sniffer socket)');
     const peek = (flags & MSG_PEEK) !== 0;
     const buffered = entry.take(bufsize, peek);
     if (buffered) {
@@ -213,7 +221,7 @@ export class MsgOps {
       }
       ancdata.push(typedItem(c));
     }
-    const address = r.addr.length > 0 ? fromSockaddr(r.addr, entry.info.family) : undefined;
+    const address = r.addr.length > 0 ? fromSockaddr(r.addr, entry.info.family, entry.ifs) : undefined;
     this.#undelivered(ctx, entry, peek ? Buffer.alloc(0) : r.data, received);
     return { data: r.data, nbytes: r.n, ancdata, msgFlags, address };
   }

@@ -18,6 +18,8 @@ import { LinkOps } from './link-ops.js';
 import { setThreadEgid, setThreadEuid, setThreadGroups, getThreadGroups } from '../native/creds.js';
 import { describe } from './identity.js';
 import { fromSockaddr, portOf, toSockaddr } from './addresses.js';
+import { sendmsg } from '../native/msg.js';
+import { callerCredentials } from './unix-creds.js';
 
 export interface Broker {
   reactor: Reactor;
@@ -329,11 +331,11 @@ export class SocketOps {
     this.link.checkCanSend(ctx, entry, data, syscall);
     const unix = sa !== null && entry.info.family === C.AF_UNIX;
     if (unix) this.enforce(ctx, { op: 'unix', path: req.address!.unix!.path, syscall: 'sendto' }, syscall);
-    const sendto = (): number => libc.sendto(entry.fd, data, flags | noSignal(entry), sa!);
+    // AF_UNIX: the caller's own credentials travel with the data (daemon/unix-creds.ts).
+    const creds = callerCredentials(ctx.session.identity, entry);
+    const sendto = (): number => (creds ? sendmsg(entry.fd, [data], creds, flags | noSignal(entry), sa) : libc.sendto(entry.fd, data, flags | noSignal(entry), sa));
     const sent = await entry.writes.run(() =>
-      drive(this.broker.reactor, entry, 'write', timeout, ctx.signal, syscall, () =>
-        !sa ? libc.send(entry.fd, data, flags | noSignal(entry)) : unix ? this.withCallerIds(ctx, sendto) : sendto(),
-      ),
+      drive(this.broker.reactor, entry, 'write', timeout, ctx.signal, syscall, () => (unix ? this.withCallerIds(ctx, sendto) : sendto())),
     );
     return { sent };
   };
@@ -345,11 +347,14 @@ export class SocketOps {
     const flags = validateInt(req.flags, 'flags') | noSignal(entry);
     const timeout = dontWait(validateTimeout(req.timeout), flags);
     const deadline = deadlineFor(timeout);
+    const creds = callerCredentials(ctx.session.identity, entry);
+    // With credentials each attempt copies its data into native memory: at most 256 KiB at a time on a stream.
+    const step = creds && entry.info.type === C.SOCK_STREAM ? 256 * 1024 : Infinity;
     await entry.writes.run(async () => {
       let offset = 0;
       do {
         offset += await drive(this.broker.reactor, entry, 'write', timeout, ctx.signal, 'sendall', () =>
-          libc.send(entry.fd, data.subarray(offset), flags), deadline,
+          creds ? sendmsg(entry.fd, [data.subarray(offset, offset + step)], creds, flags, null) : libc.send(entry.fd, data.subarray(offset), flags), deadline,
         );
       } while (offset < data.length);
     });

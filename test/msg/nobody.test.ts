@@ -25,6 +25,8 @@ const received = async () => {
   return [d.toString(), c ? [c[2].readInt32LE(0), c[2].readUInt32LE(4), c[2].readUInt32LE(8)] : null];
 };
 await probe('implicit', async () => { await a.sendmsg([Buffer.from('plain')]); return received(); });
+await probe('plainSend', async () => { await a.send(Buffer.from('send')); return received(); });
+await probe('plainSendall', async () => { await a.sendall(Buffer.from('sendall')); return received(); });
 await probe('own', async () => { await a.sendmsg([Buffer.from('own')], [[socket.SOL_SOCKET, socket.SCM_CREDENTIALS, creds(process.pid, 65534, 65534)]]); return received(); });
 await probe('forgeUid', () => a.sendmsg([Buffer.from('x')], [[socket.SOL_SOCKET, socket.SCM_CREDENTIALS, creds(process.pid, 0, 65534)]]));
 await probe('forgeGid', () => a.sendmsg([Buffer.from('x')], [[socket.SOL_SOCKET, socket.SCM_CREDENTIALS, creds(process.pid, 65534, 0)]]));
@@ -54,6 +56,9 @@ test('as nobody: SCM_CREDENTIALS only with its own ids, attached for it; no raw 
     const pid = out.pid as number;
     t.is(out.implicit, `ok:${JSON.stringify(['plain', [pid, 65534, 65534]])}`);
     t.is(out.own, `ok:${JSON.stringify(['own', [pid, 65534, 65534]])}`);
+    // Plain send/sendall on AF_UNIX carry the caller's credentials too, never the daemon's uid 0.
+    t.is(out.plainSend, `ok:${JSON.stringify(['send', [pid, 65534, 65534]])}`);
+    t.is(out.plainSendall, `ok:${JSON.stringify(['sendall', [pid, 65534, 65534]])}`);
     for (const k of ['forgeUid', 'forgeGid', 'forgePid', 'unknownType', 'rawRights', 'rawCreds']) t.is(out[k], 'PermissionError:1', k);
     const rights = Object.keys(out).filter((k) => k.startsWith('rights'));
     t.true(rights.length >= 10);

@@ -204,7 +204,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     ioctl: u('ioctl'),
     call: callStream(sessions, peers, log, limits.maxPendingCalls, handlers, live),
   };
-  server.addService(tolerantStreams(SessionServiceService), sessionService({ sessions, peers, limits, log, netns, policy: () => broker.policy }) as any);
+  server.addService(tolerantStreams(SessionServiceService), sessionService({ sessions, peers, limits, log, netns, policy: () => broker.policy, live }) as any);
   server.addService(tolerantStreams(SocketServiceService), socketService as any);
   server.addService(NetdbServiceService, netdbService(peers, { policy: () => broker.policy, log }) as any);
 

@@ -7,7 +7,7 @@ import * as libc from '../native/libc.js';
 import { winsock } from './winsock.js';
 import { packetExtras } from './link-ops.js';
 import type { SessionServiceServer, KeepAliveRequest, KeepAliveResponse, GetModuleInfoResponse } from '../proto/gen/sockbroker/v1/session.js';
-import { toBrokerError, toServiceError } from './errors.js';
+import { toBrokerError, toServiceError, type BrokerError } from './errors.js';
 import { isMalformed, malformedError, sessionOf, type Malformed, type Peers } from './rpc.js';
 import { decide, quotasFor, type Policy } from './policy.js';
 import { describe } from './identity.js';
@@ -42,9 +42,11 @@ export interface SessionServiceDeps {
   netns: NetnsRegistry;
   /** The policy in force (it may be reloaded). */
   policy: () => Policy;
+  /** Open streams' end functions: shutdown ends each with its reason. */
+  live?: Set<(reason: BrokerError) => void>;
 }
 
-export function sessionService({ sessions, peers, limits, log, netns, policy }: SessionServiceDeps): SessionServiceServer {
+export function sessionService({ sessions, peers, limits, log, netns, policy, live }: SessionServiceDeps): SessionServiceServer {
   const info = moduleInfo(limits);
   return {
     openSession(call, callback) {
@@ -90,8 +92,16 @@ export function sessionService({ sessions, peers, limits, log, netns, policy }: 
       const detach = (): void => {
         if (!attached) return;
         attached = false;
+        live?.delete(shutdown);
         sessions.detach(session);
       };
+      // Shutdown ends the stream with its reason (else the client sees it cut after the drain's grace).
+      const shutdown = (reason: BrokerError): void => {
+        if (!attached) return;
+        detach();
+        stream.emit('error', toServiceError(reason));
+      };
+      live?.add(shutdown);
       stream.on('data', (req: KeepAliveRequest | Malformed) => {
         if (!attached) return;
         if (isMalformed(req)) {

@@ -84,6 +84,18 @@ test('SIGTERM ends 100 in-flight blocking calls with a clear error and the daemo
         client.recv({ handle: a.fileno(), bufsize: 10, flags: 0, wantAddress: false }, md, (err, res) => (err ? reject(err) : resolve(res)));
       }));
     }
+    // A KeepAlive stream (how a client in another language holds its session) ends too.
+    const keepAliveClient = new grpc.Client(d.address, grpc.credentials.createInsecure());
+    unaryClients.push(keepAliveClient as SocketServiceClient);
+    const kmd = new grpc.Metadata();
+    kmd.set('sockbroker-session', sockets[0]!.sessionId);
+    const keepAlive = keepAliveClient.makeBidiStreamRequest('/sockbroker.v1.SessionService/KeepAlive', (b: Buffer) => b, (b: Buffer) => b, kmd);
+    const keepAliveEnd = new Promise<grpc.ServiceError | null>((resolve) => {
+      keepAlive.on('error', (err: grpc.ServiceError) => resolve(err));
+      keepAlive.on('status', (s: grpc.StatusObject) => resolve(s.code === grpc.status.OK ? null : (s as unknown as grpc.ServiceError)));
+    });
+    keepAlive.on('data', () => undefined);
+    keepAlive.write(Buffer.from([0x08, 0x01]));
     await sleep(300);
     const fdsBefore = d.fdCount();
     let start = 0;
@@ -118,6 +130,13 @@ test('SIGTERM ends 100 in-flight blocking calls with a clear error and the daemo
       t.log(`unary: ${grpc.status[err.code]} ${err.details} ${JSON.stringify(info?.metadata ?? {})}`);
       t.is(err.code, grpc.status.UNAVAILABLE);
       t.regex(err.details, SHUTDOWN);
+    }
+    const ka = await Promise.race([keepAliveEnd, sleep(10_000).then(() => 'hang' as const)]);
+    t.not(ka, 'hang', 'the KeepAlive stream ended');
+    if (ka !== 'hang') {
+      t.log(`KeepAlive stream: ${ka ? `${grpc.status[ka.code]} ${ka.details}` : 'OK'}`);
+      t.is(ka?.code, grpc.status.UNAVAILABLE);
+      t.regex(ka?.details ?? '', SHUTDOWN);
     }
     t.is(code, 0, 'the daemon exits 0');
     t.true(exitMs < 5000, `it exits within a few seconds (${exitMs.toFixed(0)} ms)`);

@@ -108,3 +108,46 @@ s.send(bytes.fromhex('${net.mac.p1!.replaceAll(':', '')}${net.mac.p0!.replaceAll
     t.like(out.send, { error: 'PermissionError', errno: 1 });
   }, { netns: net.a, args: ['--config', policy] });
 });
+
+test.serial('SOCK_DGRAM packet sockets, PACKET_ADD_MEMBERSHIP (promiscuous only with the grant) and PACKET_IGNORE_OUTGOING', async (t) => {
+  const script = `${PRELUDE}
+const ETH = ${ETHERTYPE + 1};
+const mac = (s) => Buffer.from(s.split(':').map((h) => parseInt(h, 16)));
+const mreq = (ifindex, type) => { const b = Buffer.alloc(16); b.writeInt32LE(ifindex, 0); b.writeUInt16LE(type, 4); return b; };
+const p1 = await socket.ifNametoindex('p1');
+const rx = await socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH));
+await rx.bind(['p1', ETH]);
+await rx.setsockopt(socket.SOL_PACKET, socket.PACKET_IGNORE_OUTGOING, 1);
+await probe('promisc', () => rx.setsockopt(socket.SOL_PACKET, socket.PACKET_ADD_MEMBERSHIP, mreq(p1, socket.PACKET_MR_PROMISC)));
+await new Promise((r) => setTimeout(r, 3000)); // the test reads the promiscuity count meanwhile
+const tx = await socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0);
+// A cooked send: the kernel builds the Ethernet header from the address tuple.
+await tx.sendto(Buffer.from('cooked payload'), ['p0', ETH, 0, 1, mac(process.env.P1)]);
+rx.settimeout(5);
+await probe('cooked', async () => { const [data, addr] = await rx.recvfrom(100); return { data: data.toString(), from: addr[0], proto: addr[1], pkttype: addr[2] }; });
+await done();
+`;
+  const grant = (promiscuous: boolean) => policyFile(`
+rules:
+  - match: { uid: 65534 }
+    grant:
+      sockets: [{ family: AF_PACKET }]
+      interfaces: [p0, p1]
+      promiscuous: ${promiscuous}
+`);
+  await withDaemon(async (d) => {
+    const out = await nobodyIn(net.a, d.address, script, { P1: net.mac.p1! });
+    t.like(out.promisc, { error: 'PermissionError', errno: 1 });
+    t.deepEqual(out.cooked, { ok: { data: 'cooked payload', from: 'p1', proto: ETHERTYPE + 1, pkttype: 0 } });
+  }, { netns: net.a, args: ['--config', grant(false)] });
+  await withDaemon(async (d) => {
+    const before = net.promiscuity('p1');
+    const client = nobodyIn(net.a, d.address, script, { P1: net.mac.p1! });
+    await new Promise((r) => setTimeout(r, 2500));
+    const during = net.promiscuity('p1');
+    const out = await client;
+    t.deepEqual(out.promisc, {});
+    t.is(during, before + 1, 'the membership made p1 promiscuous');
+    t.deepEqual(out.cooked.ok.data, 'cooked payload');
+  }, { netns: net.a, args: ['--config', grant(true)] });
+});

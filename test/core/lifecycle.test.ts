@@ -8,16 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Transport } from '../../client/transport.js';
 import { connect } from '../../client/index.js';
-import { withDaemon, publicTempDir, startDaemon, DIST } from '../helpers/daemon.js';
-
-async function until(cond: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (cond()) return true;
-    await sleep(50);
-  }
-  return cond();
-}
+import { withDaemon, publicTempDir, startDaemon, DIST, until } from '../helpers/daemon.js';
 
 test('a client killed with SIGKILL has its sockets closed after the grace period', async (t) => {
   await withDaemon(async (d) => {

@@ -198,3 +198,13 @@ export function pythonInDaemonView(d: Daemon, args: string[], input = ''): strin
 export function python(code: string): string {
   return execFileSync('python3', ['-c', code], { encoding: 'utf8' });
 }
+
+/** Polls `cond` every 50 ms until it holds or `ms` pass; resolves to its last value. */
+export async function until(cond: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return cond();
+}

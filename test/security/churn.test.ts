@@ -8,16 +8,7 @@ import { join } from 'node:path';
 import { rmSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect } from '../../client/index.js';
-import { withDaemon, publicTempDir, worldCopy, DIST, type Daemon } from '../helpers/daemon.js';
-
-async function until(cond: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (cond()) return true;
-    await sleep(50);
-  }
-  return cond();
-}
+import { withDaemon, publicTempDir, worldCopy, DIST, type Daemon, until } from '../helpers/daemon.js';
 
 /** The fd count once the daemon's lazily opened fds (threadpool, epoll) exist. */
 async function warmBaseline(d: Daemon): Promise<number> {

@@ -25,7 +25,7 @@ import { toAddress, fromAddress, type AddressTuple } from '../../client/address.
 import { OverflowError, ValueError } from '../../client/errors.js';
 import { decide, defaultPolicy } from '../../daemon/policy.js';
 import type { Identity } from '../../daemon/identity.js';
-import { startDaemon, publicTempDir, runAsNobody, type Daemon } from '../helpers/daemon.js';
+import { startDaemon, publicTempDir, runAsNobody, type Daemon, until } from '../helpers/daemon.js';
 import { Rng, fuzzSeed } from './helpers/rng.js';
 import {
   SOCKET_OPS, UNARY_TO_OP, UNSAFE_FAMILIES, mayBlock, socketRequest, netdbRequest, bogusSessionId,
@@ -144,15 +144,6 @@ function sessionMd(id: string): grpc.Metadata {
   const md = new grpc.Metadata();
   md.set(SESSION_MD, id);
   return md;
-}
-
-async function until(cond: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (cond()) return true;
-    await sleep(50);
-  }
-  return cond();
 }
 
 /** A non-root local identity: what `decide` would refuse it is what root's audit log records as privileged. */

@@ -13,8 +13,8 @@ import type { Session } from './sessions.js';
 import type { CallContext, SocketOps } from './socket-ops.js';
 import { validateInt } from './op-args.js';
 
-/** How long a share token can be redeemed, ms. */
-export const SHARE_TTL_MS = 60_000;
+/** How long a share token can be redeemed, ms (SOCKBROKER_SHARE_TTL_MS shortens it for tests). */
+export const SHARE_TTL_MS = Math.max(1, Number(process.env.SOCKBROKER_SHARE_TTL_MS) || 60_000);
 /** Most unredeemed share tokens one session may hold (each holds a daemon fd). */
 export const MAX_SHARES_PER_SESSION = 64;
 const TOKEN_BYTES = 32;

@@ -154,7 +154,14 @@ export class Reactor {
     while (this.#running) {
       // A bounded wait: process exit joins the threadpool, so a wait that never returned would
       // hold the exit of a daemon that dies without stop().
-      const events = await epollWait(this.#epfd, 256, WAIT_SLICE_MS);
+      let events;
+      try {
+        events = await epollWait(this.#epfd, 256, WAIT_SLICE_MS);
+      } catch (err) {
+        // A signal (or a tracer attaching) interrupts the wait: wait again.
+        if ((err as { code?: string }).code === 'EINTR') continue;
+        throw err;
+      }
       for (const { fd, events: ev } of events) {
         if (fd === this.#wakeFd) {
           eventfdRead(this.#wakeFd);

@@ -42,5 +42,13 @@ export class ErrnoError extends Error {
 
 /** The one place system errors are built; pass errno as read from the same FFI call. */
 export function errnoException(errno: number, syscall: string): ErrnoError {
-  return new ErrnoError(errno, syscall);
+  // No JS stack: these become statuses for clients, and capturing one costs ~3.5 µs on the
+  // EAGAIN path that every non-blocking read or write takes.
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new ErrnoError(errno, syscall);
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
 }

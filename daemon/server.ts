@@ -28,6 +28,10 @@ import { NetnsRegistry } from './netns.js';
 import { defaultPolicy, type Quotas } from './policy.js';
 import { loadPolicyFile, type PolicyConfig } from './policy-file.js';
 import { status as Code } from '@grpc/grpc-js';
+import { fileURLToPath } from 'node:url';
+import { HealthImplementation } from 'grpc-health-check';
+import { ReflectionService } from '@grpc/reflection';
+import { loadSync } from '@grpc/proto-loader';
 
 /** Where to listen: a Unix socket path, or TCP (TLS unless plaintext is explicitly allowed on loopback). */
 export type Listen = { kind: 'unix'; path: string; mode: number } | { kind: 'tcp'; host: string; port: number };
@@ -92,6 +96,12 @@ async function prepareSocketPath(path: string): Promise<void> {
 
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
+/** The contract's .proto files (shipped beside dist/), for server reflection. */
+function loadContract() {
+  const root = fileURLToPath(new URL('../../proto/', import.meta.url));
+  return loadSync(['sockbroker/v1/session.proto', 'sockbroker/v1/socket.proto', 'sockbroker/v1/netdb.proto'], { includeDirs: [root] });
 }
 
 function quotasOf(limits: Limits): Quotas {
@@ -207,6 +217,14 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   server.addService(tolerantStreams(SessionServiceService), sessionService({ sessions, peers, limits, log, netns, policy: () => broker.policy, live }) as any);
   server.addService(tolerantStreams(SocketServiceService), socketService as any);
   server.addService(NetdbServiceService, netdbService(peers, { policy: () => broker.policy, log }) as any);
+  // Standard health and server reflection, so grpcurl and generic tooling work against it.
+  const health = new HealthImplementation({ '': 'SERVING', 'sockbroker.v1.SessionService': 'SERVING', 'sockbroker.v1.SocketService': 'SERVING', 'sockbroker.v1.NetdbService': 'SERVING' });
+  health.addToServer(server);
+  try {
+    new ReflectionService(loadContract()).addToServer(server);
+  } catch (err) {
+    log.warn({ event: 'reflection.unavailable', err: (err as Error).message });
+  }
 
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const perIdentity = new Map<string, number>();
@@ -338,6 +356,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
             resolve();
           });
         });
+        health.setStatus('', 'NOT_SERVING');
         injector.destroy();
         await reactor.stop();
         netns.closeAll();

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const world = mkdtempSync(join(tmpdir(), 'sockbroker-world-'));
-for (const part of ['dist', 'node_modules', 'package.json']) cpSync(part, join(world, part), { recursive: true });
+for (const part of ['dist', 'node_modules', 'package.json', 'proto']) cpSync(part, join(world, part), { recursive: true });
 // `import 'sockbroker'` from the copy resolves to the copy itself.
 rmSync(join(world, 'node_modules', 'sockbroker'), { recursive: true, force: true });
 symlinkSync('..', join(world, 'node_modules', 'sockbroker'));

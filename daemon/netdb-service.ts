@@ -18,7 +18,9 @@ import type {
 } from '../proto/gen/sockbroker/v1/netdb.js';
 import { argumentError, BrokerError, gaiError, osError, osErrorNamed, toBrokerError, toServiceError } from './errors.js';
 import type { Logger } from 'pino';
-import { sethostname } from '../native/link.js';
+import { sethostname, ifNameIndex as linkNameIndex, ifNameToIndex as linkNameToIndex, ifIndexToName as linkIndexToName } from '../native/link.js';
+import type { NetnsRegistry } from './netns.js';
+import type { Peers } from './rpc.js';
 import { decide, type Policy } from './policy.js';
 import { describe } from './identity.js';
 import type { SetHostNameRequest, SetHostNameResponse } from '../proto/gen/sockbroker/v1/netdb.js';
@@ -251,8 +253,14 @@ async function native<T>(p: Promise<T>, syscall: string): Promise<T> {
 
 type Caller = Parameters<typeof identityOf>[0];
 
+/** The network namespace of a local caller that lives in another one than the daemon; else null. */
+function callerNetns(peers: Caller, call: { getPeer(): string }): string | null {
+  const peer = (peers as Peers).peerOf(call);
+  return peer.kind === 'local' ? peer.netns : null;
+}
+
 /** A unary handler: the caller must be known (as every call), then `fn` answers. */
-function unary<Req, Res>(peers: Caller, fn: (req: Req) => Promise<Res>) {
+function unary<Req, Res>(peers: Caller, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
     try {
       identityOf(peers, call);
@@ -262,7 +270,7 @@ function unary<Req, Res>(peers: Caller, fn: (req: Req) => Promise<Res>) {
     }
     let p: Promise<Res>;
     try {
-      p = fn(call.request);
+      p = fn(call.request, call);
     } catch (err) {
       p = Promise.reject(err);
     }
@@ -277,6 +285,8 @@ function unary<Req, Res>(peers: Caller, fn: (req: Req) => Promise<Res>) {
 export interface NetdbPrivileged {
   policy: () => Policy;
   log: Logger;
+  /** Callers' network namespaces: interface lookups are answered in the caller's. */
+  netns?: NetnsRegistry;
 }
 
 /** sethostname(name) for the broker's UTS namespace, if the policy grants it to the caller. */
@@ -315,10 +325,31 @@ export function netdbService(peers: Caller, priv: NetdbPrivileged): NetdbService
     getServByName: unary(peers, async (req) => ({ port: await getServByName(req) })),
     getServByPort: unary(peers, async (req) => ({ serviceName: await getServByPort(req) })),
     getProtoByName: unary(peers, async (req) => ({ protocol: await getProtoByName(req.protocolName) })),
-    ifNameIndex: unary(peers, async () => ({
-      interfaces: (await native(ifNameindex(), 'if_nameindex')).map(([index, name]) => ({ index, name })),
-    })),
-    ifNameToIndex: unary(peers, async (req) => ({ index: await ifNameToIndex(req.name) })),
-    ifIndexToName: unary(peers, async (req) => ({ name: await native(ifIndextoname(req.index >>> 0), 'if_indextoname') })),
+    // A caller in another network namespace (a container) sees its own interfaces: the lookup
+    // runs synchronously with the main thread in that namespace.
+    ifNameIndex: unary(peers, async (_req, call) => {
+      const ns = callerNetns(peers, call);
+      const list = ns !== null && priv.netns ? priv.netns.run(ns, () => linkNameIndex()) : await native(ifNameindex(), 'if_nameindex');
+      return { interfaces: list.map(([index, name]) => ({ index, name })) };
+    }),
+    ifNameToIndex: unary(peers, async (req, call) => {
+      const ns = callerNetns(peers, call);
+      if (ns === null || !priv.netns) return { index: await ifNameToIndex(req.name) };
+      const name = Buffer.from(req.name);
+      if (name.length > MAX_NAME) throw argumentError('value', `name too long (at most ${MAX_NAME} bytes)`, 'name');
+      if (name.includes(0)) throw argumentError('value', 'embedded null byte', 'name');
+      const index = priv.netns.run(ns, () => linkNameToIndex(name.toString('utf8')));
+      if (index === 0) throw plainOsError('no interface with this name');
+      return { index };
+    }),
+    ifIndexToName: unary(peers, async (req, call) => {
+      const ns = callerNetns(peers, call);
+      if (ns === null || !priv.netns) return { name: await native(ifIndextoname(req.index >>> 0), 'if_indextoname') };
+      try {
+        return { name: priv.netns.run(ns, () => linkIndexToName(req.index >>> 0)) };
+      } catch (err) {
+        throw fromNative(err, 'if_indextoname');
+      }
+    }),
   };
 }

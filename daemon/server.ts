@@ -216,7 +216,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   };
   server.addService(tolerantStreams(SessionServiceService), sessionService({ sessions, peers, limits, log, netns, policy: () => broker.policy, live }) as any);
   server.addService(tolerantStreams(SocketServiceService), socketService as any);
-  server.addService(NetdbServiceService, netdbService(peers, { policy: () => broker.policy, log }) as any);
+  server.addService(NetdbServiceService, netdbService(peers, { policy: () => broker.policy, log, netns }) as any);
   // Standard health and server reflection, so grpcurl and generic tooling work against it.
   const health = new HealthImplementation({ '': 'SERVING', 'sockbroker.v1.SessionService': 'SERVING', 'sockbroker.v1.SocketService': 'SERVING', 'sockbroker.v1.NetdbService': 'SERVING' });
   health.addToServer(server);

@@ -43,6 +43,8 @@ catch (e) { console.log(JSON.stringify({ connect: e.constructor.name + ':' + e.e
 await probe('bindNsAddress', async () => { const s = await socket.socket(socket.AF_INET, socket.SOCK_DGRAM); await s.bind(['198.51.100.1', 0]); const a = await s.getsockname(); await s.close(); return a[0]; });
 await probe('route', async () => { const s = await socket.socket(socket.AF_INET, socket.SOCK_DGRAM); await s.connect(['198.51.100.77', 9]); const a = await s.getsockname(); await s.close(); return a[0]; });
 await probe('raw', async () => { const s = await socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); await s.close(); });
+await probe('ifs', async () => (await socket.ifNameindex()).map(([, name]) => name).sort());
+await probe('sbv0', async () => socket.ifIndextoname(await socket.ifNametoindex('sbv0')));
 await socket.disconnect();
 console.log(JSON.stringify({ uid: process.getuid(), ...out }));
 `;
@@ -78,6 +80,8 @@ for (const asNobody of [false, true]) {
       t.is(out.bindNsAddress, 'ok:"198.51.100.1"', "the namespace's own address is bindable");
       t.is(out.route, 'ok:"198.51.100.1"', "routing follows the namespace's table");
       t.is(out.raw, 'PermissionError:1', 'root in a container is an ordinary identity');
+      t.is(out.ifs, 'ok:["lo","sbv0","sbv1"]', "interface functions answer from the caller's namespace");
+      t.is(out.sbv0, 'ok:"sbv0"');
       const opened = d.logs.map((l) => JSON.parse(l)).find((e) => e.event === 'session.open');
       t.is(opened.hostRoot, false);
       t.is(opened.hostNetwork, false);

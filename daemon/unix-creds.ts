@@ -18,8 +18,12 @@ export function ucredOf(id: Identity): Buffer {
   return data;
 }
 
+/** A daemon run by an ordinary user serves only that user (its socket is 0600): the kernel's
+ * own credentials are already the caller's uid, and it could not send another pid anyway. */
+const DAEMON_IS_ROOT = process.geteuid?.() === 0;
+
 /** The control bytes a send on `entry` must carry for `id`, or null when none are needed. */
 export function callerCredentials(id: Identity, entry: SocketEntry): Buffer | null {
-  if (id.hostRoot || entry.info.family !== C.AF_UNIX) return null;
+  if (!DAEMON_IS_ROOT || id.hostRoot || entry.info.family !== C.AF_UNIX) return null;
   return encodeCmsgs([{ level: C.SOL_SOCKET, type: C.SCM_CREDENTIALS, data: ucredOf(id) }]);
 }

@@ -59,6 +59,8 @@ export class Socket {
   readonly #inflight = new Set<Promise<unknown>>();
   #inflightBytes = 0;
   #deferred: Error | null = null;
+  /** Cancels the reads in flight when a pipelined sendall fails. */
+  #reads = new AbortController();
   #laddr: AddressTuple | null = null;
   #raddr: AddressTuple | null = null;
   readonly family: number;
@@ -229,6 +231,10 @@ export class Socket {
         () => undefined,
         (err: Error) => {
           this.#deferred ??= err;
+          // A read already waiting on this socket would otherwise wait for data that was never
+          // sent: it fails with the sendall's error too.
+          this.#reads.abort(err);
+          this.#reads = new AbortController();
         },
       ).finally(() => {
         this.#inflight.delete(tracked);
@@ -248,7 +254,7 @@ export class Socket {
   }
 
   #pipelinable(size: number): boolean {
-    return this.#connected && this.#timeout === null && size <= PIPELINE_MAX && (this.type & 0xf) === SOCK_STREAM;
+    return this.#connected && this.#timeout === null && size <= Math.min(PIPELINE_MAX, this.#m.maxSendBytes) && (this.type & 0xf) === SOCK_STREAM;
   }
 
   /** Waits for pipelined sends, then raises the error one of them left, if any. */
@@ -260,14 +266,14 @@ export class Socket {
   async recv(bufsize: number, flags = 0): Promise<Buffer> {
     const handle = this.#check();
     const n = this.#bufsize(bufsize, 'recv');
-    const res = await this.#m.transport.call('recv', { handle, bufsize: n, flags: toCInt(flags), wantAddress: false, timeout: this.#mode }, this.#deadline);
+    const res = await this.#m.transport.call('recv', { handle, bufsize: n, flags: toCInt(flags), wantAddress: false, timeout: this.#mode }, this.#deadline, this.#reads.signal);
     return res.data;
   }
 
   async recvfrom(bufsize: number, flags = 0): Promise<[Buffer, AddressTuple | null]> {
     const handle = this.#check();
     const n = this.#bufsize(bufsize, 'recvfrom');
-    const res = await this.#m.transport.call('recv', { handle, bufsize: n, flags: toCInt(flags), wantAddress: true, timeout: this.#mode }, this.#deadline);
+    const res = await this.#m.transport.call('recv', { handle, bufsize: n, flags: toCInt(flags), wantAddress: true, timeout: this.#mode }, this.#deadline, this.#reads.signal);
     return [res.data, fromAddress(res.address)];
   }
 
@@ -291,7 +297,7 @@ export class Socket {
       throw new ValueError(fn === 'recv_into' ? 'buffer too small for requested bytes' : 'nbytes is greater than the length of the buffer');
     }
     n = Math.min(n, this.#m.maxRecvBytes);
-    const res = await this.#m.transport.call('recv', { handle, bufsize: n, flags: toCInt(flags), wantAddress, timeout: this.#mode }, this.#deadline);
+    const res = await this.#m.transport.call('recv', { handle, bufsize: n, flags: toCInt(flags), wantAddress, timeout: this.#mode }, this.#deadline, this.#reads.signal);
     res.data.copy(target, 0);
     return [res.data.length, fromAddress(res.address)];
   }

@@ -33,6 +33,8 @@ interface Pending {
   timer?: NodeJS.Timeout;
   /** Set when the caller aborted: the reason to reject with once the broker confirms. */
   cancelReason?: Error;
+  /** Removes the abort listener (a socket's signal outlives its calls). */
+  unlisten?: () => void;
 }
 
 export class Transport {
@@ -97,6 +99,7 @@ export class Transport {
     if (!p) return;
     this.#pending.delete(res.callId);
     clearTimeout(p.timer);
+    p.unlisten?.();
     if (res.error) p.reject(p.cancelReason && res.error.code === grpc.status.CANCELLED ? p.cancelReason : fromStatus(res.error));
     else p.resolve((res as any)[p.op]);
   }
@@ -107,6 +110,7 @@ export class Transport {
     this.#lost = new SessionLostError(`sockbroker: session lost: ${why}`);
     for (const p of this.#pending.values()) {
       clearTimeout(p.timer);
+      p.unlisten?.();
       p.reject(this.#lost);
     }
     this.#pending.clear();
@@ -130,7 +134,9 @@ export class Transport {
         if (signal.aborted) return reject(signal.reason);
         // Cancellation is a request: the broker answers either CANCELLED or, if the call had
         // already completed, its result, which is then delivered (nothing read is lost).
-        signal.addEventListener('abort', () => this.#requestCancel(callId, signal.reason), { once: true });
+        const onAbort = (): void => this.#requestCancel(callId, signal.reason);
+        signal.addEventListener('abort', onAbort, { once: true });
+        p.unlisten = () => signal.removeEventListener('abort', onAbort);
       }
       this.#pending.set(callId, p);
       this.#stream.write({ callId, [op]: req } as CallRequest);
@@ -150,6 +156,7 @@ export class Transport {
     if (!p) return;
     this.#pending.delete(callId);
     clearTimeout(p.timer);
+    p.unlisten?.();
     if (!this.#lost && !this.#closed) this.#stream.write({ callId, cancel: {} } as CallRequest);
     p.reject(reason);
   }
@@ -184,6 +191,7 @@ export class Transport {
     this.#stream.end();
     for (const p of this.#pending.values()) {
       clearTimeout(p.timer);
+      p.unlisten?.();
       p.reject(new SessionLostError('sockbroker: connection closed'));
     }
     this.#pending.clear();

@@ -59,3 +59,31 @@ test('the N+1th socket, an oversized send and the N+1th session are refused; oth
     t.true(d.logs.some((l) => l.includes('"event":"quota.sessions"')));
   }, { args: ['--config', policy] });
 });
+
+test('a sendall larger than the per-call quota is split by the SDK and arrives whole', async (t) => {
+  const dir = publicTempDir('sb-quota-');
+  const policy = join(dir, 'policy.yaml');
+  writeFileSync(policy, 'rules:\n  - match: { uid: 65534 }\n    quotas: { bytes_per_call: 1000 }\n');
+  chmodSync(policy, 0o644);
+  await withDaemon(async (d) => {
+    const r = await runAsNobody(`
+      import { connect } from 'sockbroker';
+      const socket = await connect(process.env.SOCKBROKER_ADDRESS);
+      const srv = await socket.socket();
+      await srv.bind(['127.0.0.1', 0]);
+      await srv.listen();
+      const c = await socket.socket();
+      await c.connect(await srv.getsockname());
+      const [conn] = await srv.accept();
+      conn.settimeout(10);
+      // Small enough to be pipelined by default, larger than this caller's quota per call.
+      await c.sendall(Buffer.alloc(5000, 7));
+      let got = 0;
+      while (got < 5000) got += (await conn.recv(8192)).length;
+      await socket.disconnect();
+      console.log(JSON.stringify({ got }));
+    `, { SOCKBROKER_ADDRESS: d.address });
+    t.is(r.code, 0, r.stderr);
+    t.deepEqual(JSON.parse(r.stdout.trim()), { got: 5000 });
+  }, { args: ['--config', policy] });
+});

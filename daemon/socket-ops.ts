@@ -40,6 +40,7 @@ export interface CallContext {
 }
 
 const TYPE_FLAGS = C.SOCK_NONBLOCK | C.SOCK_CLOEXEC;
+const DAEMON_IS_ROOT = process.geteuid?.() === 0;
 const INT_MIN = -0x80000000;
 const INT_MAX = 0x7fffffff;
 
@@ -150,7 +151,8 @@ export class SocketOps {
    */
   withCallerIds<T>(ctx: CallContext, fn: () => T): T {
     const { uid, gid, groups, hostRoot } = ctx.session.identity;
-    if (hostRoot) return fn();
+    // A daemon run by an ordinary user already has that user's ids, and could not switch back.
+    if (hostRoot || !DAEMON_IS_ROOT) return fn();
     const saved = getThreadGroups();
     setThreadGroups(groups);
     setThreadEgid(gid);
@@ -231,7 +233,9 @@ export class SocketOps {
     const info = { family, type: type & ~TYPE_FLAGS, protocol };
     this.enforce(ctx, { op: 'socket', ...info, pair: true }, 'socketpair');
     ctx.session.table.reserve(2);
-    const [a, b] = this.asCaller(ctx, () => libc.socketpair(family, info.type | TYPE_FLAGS, protocol));
+    // With the caller's ids, so each end's SO_PEERCRED names the caller (an end passed on to
+    // another process must not vouch for root).
+    const [a, b] = this.asCaller(ctx, () => this.withCallerIds(ctx, () => libc.socketpair(family, info.type | TYPE_FLAGS, protocol)));
     const ea = this.register(ctx, a, info);
     const eb = this.register(ctx, b, info);
     return { handleA: ea.handle, handleB: eb.handle, info };

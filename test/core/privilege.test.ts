@@ -34,6 +34,7 @@ await tryIt('bindToDevice', () => cli.setsockopt(socket.SOL_SOCKET, socket.SO_BI
 await tryIt('priority7', () => cli.setsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY, 7));
 await tryIt('nodelay', () => cli.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1));
 await tryIt('pair', async () => { const [a, b] = await socket.socketpair(); await a.sendall(Buffer.from('x')); return (await b.recv(1)).toString(); });
+await tryIt('pairCred', async () => { const [a] = await socket.socketpair(); return (await a.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)).readUInt32LE(4); });
 await socket.disconnect();
 console.log(JSON.stringify(out));
 `;
@@ -57,6 +58,7 @@ test('a nobody client gets ordinary sockets owned by nobody and is refused privi
     t.like(out.priority7, { error: 'PermissionError', errno: 1 });
     t.false('error' in out.nodelay, JSON.stringify(out.nodelay));
     t.deepEqual(out.pair, { ok: 'x' });
+    t.deepEqual(out.pairCred, { ok: 65534 }, "a socketpair's SO_PEERCRED names the caller, not root");
     // Every refusal is logged with the caller's identity.
     const denials = d.logs.filter((l) => l.includes('"event":"policy.deny"')).map((l) => JSON.parse(l));
     t.true(denials.length >= 6);

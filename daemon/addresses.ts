@@ -14,11 +14,6 @@ import { linkAddress, linkSockaddr, type Interfaces } from './link-addresses.js'
 const MAX_HOST = 1024;
 const MAX_UNIX_PATH = 108;
 
-const FAMILY_NAMES: Record<number, string> = { [C.AF_INET]: 'AF_INET', [C.AF_INET6]: 'AF_INET6', [C.AF_UNIX]: 'AF_UNIX' };
-
-function familyName(family: number): string {
-  return FAMILY_NAMES[family] ?? `family ${family}`;
-}
 
 function checkPort(port: number, syscall: string): void {
   if (!Number.isInteger(port) || port < 0 || port > 0xffff) {
@@ -123,4 +118,3 @@ export function portOf(address: Address | undefined): number {
   return address?.inet?.port ?? address?.inet6?.port ?? 0;
 }
 
-export { familyName };

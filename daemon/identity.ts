@@ -43,6 +43,9 @@ function namespaceOf(pid: number | 'self', kind: 'user' | 'net'): string {
   }
 }
 
+/** Whether the daemon runs as root; one run by an ordinary user serves only that user. */
+export const DAEMON_IS_ROOT = process.geteuid?.() === 0;
+
 export const ownNamespaces = { user: namespaceOf('self', 'user'), net: namespaceOf('self', 'net') };
 
 /** Uid that remote callers act as on this host (their sockets belong to it). */

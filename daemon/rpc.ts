@@ -248,6 +248,3 @@ export function callStream(
     stream.on('close', finish);
   };
 }
-
-/** @deprecated name kept for the services that still say it. */
-export type PeerTable = Peers;

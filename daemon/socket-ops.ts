@@ -16,7 +16,7 @@ import { decide, type Action, type Policy } from './policy.js';
 import type { NetnsRegistry } from './netns.js';
 import { LinkOps } from './link-ops.js';
 import { setThreadEgid, setThreadEuid, setThreadGroups, getThreadGroups } from '../native/creds.js';
-import { describe } from './identity.js';
+import { DAEMON_IS_ROOT, describe } from './identity.js';
 import { fromSockaddr, portOf, toSockaddr } from './addresses.js';
 import { sendmsg } from '../native/msg.js';
 import { callerCredentials } from './unix-creds.js';
@@ -40,7 +40,6 @@ export interface CallContext {
 }
 
 const TYPE_FLAGS = C.SOCK_NONBLOCK | C.SOCK_CLOEXEC;
-const DAEMON_IS_ROOT = process.geteuid?.() === 0;
 const INT_MIN = -0x80000000;
 const INT_MAX = 0x7fffffff;
 

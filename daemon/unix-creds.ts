@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { linux as C } from '../native/constants.js';
 import { encodeCmsgs } from '../native/msg.js';
 import type { SocketEntry } from './handles.js';
-import type { Identity } from './identity.js';
+import { DAEMON_IS_ROOT, type Identity } from './identity.js';
 
 /** struct ucred for `id`: its pid (the daemon's when the session's opener has exited), uid, gid. */
 export function ucredOf(id: Identity): Buffer {
@@ -18,9 +18,8 @@ export function ucredOf(id: Identity): Buffer {
   return data;
 }
 
-/** A daemon run by an ordinary user serves only that user (its socket is 0600): the kernel's
- * own credentials are already the caller's uid, and it could not send another pid anyway. */
-const DAEMON_IS_ROOT = process.geteuid?.() === 0;
+// A daemon run by an ordinary user serves only that user (its socket is 0600): the kernel's own
+// credentials are already the caller's uid, and it could not send another pid anyway.
 
 /** The control bytes a send on `entry` must carry for `id`, or null when none are needed. */
 export function callerCredentials(id: Identity, entry: SocketEntry): Buffer | null {

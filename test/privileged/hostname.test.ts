@@ -3,9 +3,8 @@
 // only (the host's name is untouched).
 import test from 'ava';
 import { hostname } from 'node:os';
-import { withDaemon } from '../helpers/daemon.js';
+import { withDaemon, runAsNobody } from '../helpers/daemon.js';
 import { PRELUDE, policyFile } from './helpers.js';
-import { runAsNobody } from '../helpers/daemon.js';
 
 const SCRIPT = `${PRELUDE}
 out.before = await socket.gethostname();

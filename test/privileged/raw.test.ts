@@ -2,7 +2,7 @@
 // network namespaces: an ICMP echo built byte by byte, an IP_HDRINCL packet arriving at the
 // peer exactly as written, and `sockbroker ping`.
 import test from 'ava';
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { createTestNet, type TestNet } from '../helpers/netns.js';
@@ -144,7 +144,6 @@ test('sockbroker ping works for nobody with a grant and fails cleanly without', 
   } finally {
     await granted.stop();
   }
-  void execFileSync;
 });
 
 test('an ICMPv6 echo through a raw AF_INET6 socket (the kernel fills the ICMPv6 checksum)', async (t) => {

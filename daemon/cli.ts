@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // sockbroker CLI: `sockbroker serve` runs the daemon.
-// The reactor keeps one epoll_wait on the libuv threadpool for the daemon's life, and SO_LINGER
+// The reactor (native/reactor.ts) keeps one epoll_wait on the libuv threadpool for the daemon's life, and SO_LINGER
 // closes and getaddrinfo run there too: give the pool room before anything uses it.
 process.env.UV_THREADPOOL_SIZE ??= '16';
 

@@ -2,7 +2,7 @@
 // whose reason is the errno name (or a Python exception kind) and whose metadata lets a client
 // in any language rebuild the exact Python exception.
 import { Metadata, status as Code, type ServiceError } from '@grpc/grpc-js';
-import { ErrnoError, errnoName, strerror } from '../native/errno.js';
+import { ErrnoError, errnoName, isTimeout, strerror } from '../native/errno.js';
 import { errnos } from '../native/constants.js';
 import { Status } from '../proto/gen/google/rpc/status.js';
 import { ErrorInfo } from '../proto/gen/google/rpc/error_details.js';
@@ -116,6 +116,7 @@ export function sessionError(message: string, code: Code = Code.NOT_FOUND): Brok
 export function toBrokerError(err: unknown): BrokerError {
   if (err instanceof BrokerError) return err;
   if (err instanceof ErrnoError) return osError(err.errno, err.syscall);
+  if (isTimeout(err)) return timeoutError(err.syscall);
   return new BrokerError(Code.INTERNAL, 'INTERNAL', 'internal error', { kind: 'internal' });
 }
 

@@ -13,13 +13,13 @@ import { dupCloexec, makeDaemonFd, socketInfo } from '../native/fd.js';
 import type * as pb from '../proto/gen/sockbroker/v1/socket.js';
 import { fromSockaddr, toSockaddr } from './addresses.js';
 import { argumentError, BrokerError, osErrorNamed } from './errors.js';
-import { drive } from './io-driver.js';
+import { drive } from '../native/io-driver.js';
 import type { SocketEntry } from './handles.js';
 import { noSignal, type CallContext, type SocketOps } from './socket-ops.js';
 import { validateBounded, validateInt, validateTimeout } from './op-args.js';
 import { refuseSniffer } from './handle-ops.js';
 import { ucredOf } from './unix-creds.js';
-import type { Timeout } from './io-driver.js';
+import type { Timeout } from '../native/io-driver.js';
 
 const TYPE_FLAGS = C.SOCK_NONBLOCK | C.SOCK_CLOEXEC;
 const INT = 4;

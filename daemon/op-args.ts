@@ -1,7 +1,7 @@
 // Argument checks shared by the op modules beyond socket-ops.ts (msg, handle and ioctl ops):
 // the wire is never trusted, and each fault is the Python-shaped error CPython raises.
 import { argumentError } from './errors.js';
-import type { Timeout } from './io-driver.js';
+import type { Timeout } from '../native/io-driver.js';
 
 const INT_MIN = -0x80000000;
 const INT_MAX = 0x7fffffff;

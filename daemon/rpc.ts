@@ -5,6 +5,7 @@ import type { Metadata, ServerUnaryCall, sendUnaryData, ServerDuplexStream, Serv
 import { status as Code } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { BrokerError, sessionError, toBrokerError, toServiceError, toStatus } from './errors.js';
+import { isTimeout } from '../native/errno.js';
 import { remoteIdentity, type Identity } from './identity.js';
 import { tokenDigest } from './policy-file.js';
 import type { Session, Sessions } from './sessions.js';
@@ -120,7 +121,7 @@ export function malformedError(what: string, req: Malformed): Partial<ServiceErr
 }
 
 function logUnexpected(log: Logger, err: unknown, op: string): void {
-  if (!(err instanceof BrokerError) && !(err as { errno?: unknown }).errno) log.error({ event: 'internal', op, err: String((err as Error)?.stack ?? err) });
+  if (!(err instanceof BrokerError) && !(err as { errno?: unknown }).errno && !isTimeout(err)) log.error({ event: 'internal', op, err: String((err as Error)?.stack ?? err) });
 }
 
 /** A grpc-js unary handler running `handler` in the caller's session. */

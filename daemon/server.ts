@@ -12,7 +12,7 @@ import { getNofileLimit, setNofileLimit } from '../native/libc.js';
 import { SessionServiceService } from '../proto/gen/sockbroker/v1/session.js';
 import { SocketServiceService, type SocketServiceServer } from '../proto/gen/sockbroker/v1/socket.js';
 import { NetdbServiceService } from '../proto/gen/sockbroker/v1/netdb.js';
-import { Reactor } from './reactor.js';
+import { Reactor } from '../native/reactor.js';
 import { Sessions } from './sessions.js';
 import { SocketOps, type Broker } from './socket-ops.js';
 import { MsgOps } from './msg-ops.js';

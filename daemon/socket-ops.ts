@@ -7,8 +7,8 @@ import * as libc from '../native/libc.js';
 import { linux as C, os } from '../native/constants.js';
 import type * as pb from '../proto/gen/sockbroker/v1/socket.js';
 import { argumentError, BrokerError, osError, osErrorNamed } from './errors.js';
-import { deadlineFor, drive, isAgain, waitReady, type Timeout } from './io-driver.js';
-import type { Reactor } from './reactor.js';
+import { deadlineFor, drive, isAgain, waitReady, type Timeout } from '../native/io-driver.js';
+import type { Reactor } from '../native/reactor.js';
 import type { HandleTable, SocketEntry, SocketInfo } from './handles.js';
 import type { Session, Sessions } from './sessions.js';
 import type { Limits } from './limits.js';
@@ -20,6 +20,7 @@ import { DAEMON_IS_ROOT, describe } from './identity.js';
 import { fromSockaddr, portOf, toSockaddr } from './addresses.js';
 import { sendmsg } from '../native/msg.js';
 import { callerCredentials } from './unix-creds.js';
+import { isTimeout } from '../native/errno.js';
 
 export interface Broker {
   reactor: Reactor;
@@ -502,7 +503,7 @@ export class SocketOps {
         if (waits.length === 0) waits.push(sleepUntil(deadline, ac.signal));
         await Promise.any(waits).catch((err: AggregateError) => {
           const first = err.errors[0];
-          if ((first as BrokerError)?.reason === 'TIMEOUT') return;
+          if (isTimeout(first)) return;
           throw first;
         });
       } finally {

@@ -52,3 +52,29 @@ export function errnoException(errno: number, syscall: string): ErrnoError {
     Error.stackTraceLimit = limit;
   }
 }
+
+/** A deadline passed (the daemon's error layer makes it socket.timeout('timed out')). */
+export class TimeoutError extends Error {
+  readonly syscall: string;
+
+  constructor(syscall: string) {
+    super(`${syscall}: timed out`);
+    this.name = 'TimeoutError';
+    this.syscall = syscall;
+  }
+}
+
+/** A TimeoutError, without a JS stack (the EAGAIN-path reasoning of errnoException). */
+export function timeoutException(syscall: string): TimeoutError {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new TimeoutError(syscall);
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
+export function isTimeout(err: unknown): err is TimeoutError {
+  return err instanceof TimeoutError;
+}

@@ -2,10 +2,19 @@
 //   try the syscall; EINTR → retry; EAGAIN → non-blocking mode (timeout 0) raises it at once,
 //   otherwise wait for readiness on the reactor until the deadline and retry. EAGAIN after
 //   readiness is a false alarm: wait again with the time left, recomputed from a monotonic
-//   deadline. The deadline passing raises socket.timeout('timed out'); a closed handle EBADF.
+//   deadline. The deadline passing raises TimeoutError (socket.timeout); a closed fd EBADF.
+// Shared by the daemon and the SDK's in-process sockets: fds and errnos only.
 import { FdClosedError, type Direction, type Reactor } from './reactor.js';
-import type { SocketEntry } from './handles.js';
-import { osErrorNamed, timeoutError } from './errors.js';
+import { errnoException, timeoutException } from './errno.js';
+import { linux } from './constants.js';
+
+/** What the driver needs of a socket: its fd, and whether its owner closed it. */
+export interface DrivenFd {
+  readonly fd: number;
+  readonly closed: boolean;
+}
+
+const badFd = (syscall: string): Error => errnoException(linux.EBADF!, syscall);
 
 /** Timeout in seconds: undefined = blocking, 0 = non-blocking, > 0 = timeout mode. */
 export type Timeout = number | undefined;
@@ -31,14 +40,14 @@ function isIntr(err: unknown): boolean {
  */
 export async function waitReady(
   reactor: Reactor,
-  entry: SocketEntry,
+  entry: DrivenFd,
   dir: Direction,
   deadline: number,
   signal: AbortSignal,
   syscall: string,
 ): Promise<void> {
   const remaining = deadline - performance.now();
-  if (remaining <= 0) throw timeoutError(syscall);
+  if (remaining <= 0) throw timeoutException(syscall);
   let timer: NodeJS.Timeout | undefined;
   let waitSignal = signal;
   if (deadline !== Infinity) {
@@ -70,8 +79,8 @@ export async function waitReady(
 }
 
 function translate(err: unknown, syscall: string): unknown {
-  if (err === TIMED_OUT) return timeoutError(syscall);
-  if (err instanceof FdClosedError) return osErrorNamed('EBADF', syscall);
+  if (err === TIMED_OUT) return timeoutException(syscall);
+  if (err instanceof FdClosedError) return badFd(syscall);
   return err;
 }
 
@@ -84,7 +93,7 @@ export function deadlineFor(timeout: Timeout): number {
  * made of several syscalls (sendall) passes one deadline for all of them. */
 export async function drive<T>(
   reactor: Reactor,
-  entry: SocketEntry,
+  entry: DrivenFd,
   dir: Direction,
   timeout: Timeout,
   signal: AbortSignal,
@@ -95,7 +104,7 @@ export async function drive<T>(
   let spins = 0;
   const start = performance.now();
   for (;;) {
-    if (entry.closed) throw osErrorNamed('EBADF', syscall);
+    if (entry.closed) throw badFd(syscall);
     if (signal.aborted) throw signal.reason;
     try {
       return attempt();

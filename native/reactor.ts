@@ -2,8 +2,8 @@
 // threadpool so the event loop never blocks. Interest is registered one-shot and level-
 // triggered only while someone waits, so an idle or busy-but-unwaited fd costs no wake-ups and
 // readiness that arrived before the wait was armed is still reported (no lost edges).
-import { epollCreate, epollCtl, epollWait, eventfd, eventfdWrite, eventfdRead, close } from '../native/libc.js';
-import { os } from '../native/constants.js';
+import { epollCreate, epollCtl, epollWait, eventfd, eventfdWrite, eventfdRead, close } from './libc.js';
+import { os } from './constants.js';
 
 const IN = os.EPOLLIN | os.EPOLLPRI | os.EPOLLRDHUP;
 const OUT = os.EPOLLOUT;

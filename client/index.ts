@@ -6,3 +6,5 @@ export type { HostTriple } from './netdb.js';
 export type { AddressTuple } from './address.js';
 export type { TransportOptions as ConnectOptions } from './transport.js';
 export * from './errors.js';
+export { PcapWriter, PcapngWriter, LINKTYPE, linkTypeName, type PacketRecord, type PcapngInterface, type PcapngStatistics } from './pcap.js';
+export { CaptureMerge, type MergeOptions, type Timestamped } from './capture-merge.js';

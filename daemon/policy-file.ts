@@ -63,8 +63,10 @@ const SCHEMA = {
               host_network: { type: 'boolean' },
               share: { type: 'boolean' },
               can_ids: { type: 'array', maxItems: 1024, items: { oneOf: [{ type: 'integer', minimum: 0 }, { type: 'string', pattern: '^(0x[0-9a-fA-F]+|[0-9]+)(-(0x[0-9a-fA-F]+|[0-9]+))?$' }] } },
+              handoff: { type: 'array', maxItems: 64, items: nameOrInt },
             },
           },
+          no_handoff: { type: 'boolean' },
           quotas: {
             type: 'object',
             additionalProperties: false,
@@ -191,7 +193,27 @@ function compileGrant(g: any = {}, where: string): Grant {
   out.hostNetwork = g.host_network ?? false;
   out.share = g.share ?? false;
   out.canIds = (g.can_ids ?? []).map((c: any, i: number) => range(c, `${where}.can_ids[${i}]`, 0x1fffffff));
+  out.handoff = (g.handoff ?? []).map((f: any, i: number) => {
+    const family = constant(f, `${where}.handoff[${i}]`, typeof f === 'string' ? 'AF_' : undefined);
+    checkHandoff(out, family, `${where}.handoff[${i}]`, typeof f === 'string' ? f : `family ${f}`);
+    return family;
+  });
   return out;
+}
+
+/**
+ * A handed-off socket is unconfined (the kernel checks almost nothing on it after creation and
+ * its holder may pass it on), so `handoff` contradicts a confinement of the same family.
+ */
+function checkHandoff(g: Grant, family: number, where: string, name: string): void {
+  const granted = g.sockets.some((s) => s.family === '*' || s.family === family);
+  const clash =
+    g.interfaces.length > 0 && granted ? 'interfaces' :
+      g.canIds.length > 0 && family === C.AF_CAN ? 'can_ids' :
+        g.promiscuous && family === C.AF_PACKET ? 'promiscuous' : null;
+  if (clash) {
+    throw new PolicyError(`${where}: handoff of ${name} next to ${clash} for the same family: a handed-off socket is unconfined (its holder may use any ${clash === 'can_ids' ? 'CAN id' : 'interface'} and pass it on)`);
+  }
 }
 
 function compileQuotas(q: any = {}): Partial<Quotas> {
@@ -225,6 +247,7 @@ export function compilePolicy(text: string, name: string, defaults: Quotas): Pol
     match: compileMatch(r.match, `${name}: rules[${i}].match`, users, groups),
     grant: compileGrant(r.grant, `${name}: rules[${i}].grant`),
     quotas: compileQuotas(r.quotas),
+    ...(r.no_handoff ? { noHandoff: true } : {}),
   }));
   return {
     policy: { rules, quotas: defaults },

@@ -51,6 +51,8 @@ export interface Grant {
   hostNetwork: boolean;
   share: boolean;
   canIds: Array<[number, number]>;
+  /** Families whose sockets may be handed off even when the broker would keep confining them ("unconfined"). */
+  handoff: number[];
 }
 
 export interface Quotas {
@@ -75,6 +77,8 @@ export interface Rule {
   match: Match;
   grant: Grant;
   quotas: Partial<Quotas>;
+  /** Every socket of a matching identity stays on the broker (each operation audited). */
+  noHandoff?: boolean;
 }
 
 export interface Policy {
@@ -86,7 +90,7 @@ export interface Policy {
 export function emptyGrant(): Grant {
   return {
     sockets: [], ports: [], options: new Set(), interfaces: [], promiscuous: false, sethostname: false,
-    unixPaths: [], unixAbstract: [], netlink: [], hostNetwork: false, share: false, canIds: [],
+    unixPaths: [], unixAbstract: [], netlink: [], hostNetwork: false, share: false, canIds: [], handoff: [],
   };
 }
 
@@ -256,6 +260,31 @@ export function decide(policy: Policy, identity: Identity, action: Action): Deci
     if (matches(rule.match, identity) && grantAllows(rule.grant, action)) return { allowed: true, by: rule.name, privileged: true };
   }
   return { allowed: false, ...refusal };
+}
+
+/** Whether a socket is of the kind the kernel keeps checking for an unprivileged holder: TCP/UDP over IPv4/IPv6. */
+export function kernelChecked(info: { family: number; type: number; protocol: number }): boolean {
+  if (info.family !== C.AF_INET && info.family !== C.AF_INET6) return false;
+  return ORDINARY_PROTOCOLS[info.type]?.includes(info.protocol) ?? false;
+}
+
+/**
+ * Whether a new socket may leave the broker (fd hand-off). By default only the kernel-checked
+ * kind in the caller's own network namespace; any other socket only with a `handoff` grant for
+ * its family, which makes it unconfined (its holder may pass it on). A rule with `no_handoff`
+ * keeps every socket of its identities on the broker. Callers decide about the sniffer socket
+ * and remote identities before asking.
+ */
+export function handoffDecision(
+  policy: Policy, identity: Identity, info: { family: number; type: number; protocol: number }, ownNetns: boolean,
+): { allowed: true; by: string } | { allowed: false; why: string } {
+  const forbidding = policy.rules.find((r) => r.noHandoff && matches(r.match, identity));
+  if (forbidding) return { allowed: false, why: `rule ${forbidding.name} keeps sockets on the broker` };
+  if (kernelChecked(info) && ownNetns) return { allowed: true, by: 'default' };
+  if (identity.hostRoot) return { allowed: true, by: 'host-root' };
+  const rule = policy.rules.find((r) => matches(r.match, identity) && r.grant.handoff.includes(info.family));
+  if (rule) return { allowed: true, by: rule.name };
+  return { allowed: false, why: 'a socket the broker keeps confining needs a handoff grant for its family' };
 }
 
 /** The quotas for `identity`: the default, overridden field by field by matching rules in file order. */

@@ -20,6 +20,7 @@ import { HandleOps } from './handle-ops.js';
 import { IoctlOps } from './ioctl-ops.js';
 import { callStream, tolerantStreams, unary, Peers, type Peer } from './rpc.js';
 import { sessionService } from './session-service.js';
+import { Handoff } from './handoff.js';
 import { netdbService } from './netdb-service.js';
 import { identifyLocal, remoteIdentity, describe } from './identity.js';
 import { DEFAULT_LIMITS, type Limits } from './limits.js';
@@ -141,6 +142,8 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   });
   const broker: Broker = { reactor, sessions, limits, log, policy: config.policy, netns };
   ops = new SocketOps(broker);
+  const handoff = new Handoff(ops);
+  broker.handoff = handoff;
   const msgOps = new MsgOps(ops);
   const handleOps = new HandleOps(ops);
   const ioctlOps = new IoctlOps(ops);
@@ -282,6 +285,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       chmodSync(l.path, l.mode);
       listeners.push(srv);
       addresses.push(`unix:${l.path}`);
+      handoff.listen(l.path, l.mode);
       continue;
     }
     let srv: net.Server;
@@ -358,6 +362,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
         });
         health.setStatus('', 'NOT_SERVING');
         injector.destroy();
+        await handoff.stop();
         await reactor.stop();
         netns.closeAll();
         for (const l of opts.listen) {

@@ -24,6 +24,8 @@ import { isTimeout } from '../native/errno.js';
 
 export interface Broker {
   reactor: Reactor;
+  /** Parks a new socket for hand-off when the policy lets it leave (set by the server). */
+  handoff?: { offer(ctx: CallContext, fd: number, info: SocketInfo): Buffer | null };
   sessions: Sessions;
   limits: Limits;
   log: Logger;
@@ -222,9 +224,22 @@ export class SocketOps {
     const special = this.link.create(ctx, info);
     if (special) return { handle: special.handle, info };
     const fd = this.asCaller(ctx, () => libc.socket(family, info.type | TYPE_FLAGS, protocol));
+    if (req.handoff && !ctx.session.ended) {
+      const ticket = this.#offer(ctx, fd, info);
+      if (ticket) return { handle: 0, info, handoffTicket: ticket };
+    }
     const entry = this.register(ctx, fd, info);
     return { handle: entry.handle, info };
   };
+
+  #offer(ctx: CallContext, fd: number, info: SocketInfo): Buffer | null {
+    try {
+      return this.broker.handoff?.offer(ctx, fd, info) ?? null;
+    } catch (err) {
+      libc.close(fd);
+      throw err;
+    }
+  }
 
   socketpair = async (ctx: CallContext, req: pb.SocketpairRequest): Promise<pb.SocketpairResponse> => {
     const family = validateInt(req.family, 'family');

@@ -461,6 +461,7 @@ export const os: Readonly<Record<string, number>> = Object.freeze({
   SIOCGIFINDEX: 35123,
   SOL_PACKET: 263,
   SOL_SOCKET: 1,
+  SO_COOKIE: 57,
   SO_PEERCRED: 17,
   SO_PEERGROUPS: 59,
   SO_PEERPIDFD: 77,

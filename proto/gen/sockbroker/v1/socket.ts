@@ -35,14 +35,23 @@ export interface CreateRequest {
   type: number;
   /** Protocol number; 0 = the family's default. */
   protocol: number;
+  /**
+   * Ask for the real socket (local callers): when the policy lets it leave the broker, the reply
+   * carries a hand-off ticket instead of a handle, redeemed on the hand-off side channel.
+   */
+  handoff?: boolean | undefined;
 }
 
 /** CreateResponse names the new socket. */
 export interface CreateResponse {
-  /** The new handle (what fileno() returns). */
+  /** The new handle (what fileno() returns); 0 when the socket is handed off. */
   handle: number;
   /** The socket's family, type (without NONBLOCK/CLOEXEC) and protocol. */
-  info?: SocketInfo | undefined;
+  info?:
+    | SocketInfo
+    | undefined;
+  /** One-time ticket (16 bytes) for the socket's fd on the side channel; unset = not handed off. */
+  handoffTicket?: Buffer | undefined;
 }
 
 /** SocketInfo is a socket's family, type and proto attributes. */
@@ -797,7 +806,7 @@ export interface CallResponse {
 }
 
 function createBaseCreateRequest(): CreateRequest {
-  return { family: 0, type: 0, protocol: 0 };
+  return { family: 0, type: 0, protocol: 0, handoff: undefined };
 }
 
 export const CreateRequest: MessageFns<CreateRequest> = {
@@ -810,6 +819,9 @@ export const CreateRequest: MessageFns<CreateRequest> = {
     }
     if (message.protocol !== 0) {
       writer.uint32(24).int32(message.protocol);
+    }
+    if (message.handoff !== undefined) {
+      writer.uint32(32).bool(message.handoff);
     }
     return writer;
   },
@@ -851,6 +863,14 @@ export const CreateRequest: MessageFns<CreateRequest> = {
             message.protocol = reader.int32();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.handoff = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -868,6 +888,7 @@ export const CreateRequest: MessageFns<CreateRequest> = {
       family: isSet(object.family) ? globalThis.Number(object.family) : 0,
       type: isSet(object.type) ? globalThis.Number(object.type) : 0,
       protocol: isSet(object.protocol) ? globalThis.Number(object.protocol) : 0,
+      handoff: isSet(object.handoff) ? globalThis.Boolean(object.handoff) : undefined,
     };
   },
 
@@ -882,6 +903,9 @@ export const CreateRequest: MessageFns<CreateRequest> = {
     if (message.protocol !== 0) {
       obj.protocol = Math.round(message.protocol);
     }
+    if (message.handoff !== undefined) {
+      obj.handoff = message.handoff;
+    }
     return obj;
   },
 
@@ -893,12 +917,13 @@ export const CreateRequest: MessageFns<CreateRequest> = {
     message.family = object.family ?? 0;
     message.type = object.type ?? 0;
     message.protocol = object.protocol ?? 0;
+    message.handoff = object.handoff ?? undefined;
     return message;
   },
 };
 
 function createBaseCreateResponse(): CreateResponse {
-  return { handle: 0, info: undefined };
+  return { handle: 0, info: undefined, handoffTicket: undefined };
 }
 
 export const CreateResponse: MessageFns<CreateResponse> = {
@@ -908,6 +933,9 @@ export const CreateResponse: MessageFns<CreateResponse> = {
     }
     if (message.info !== undefined) {
       SocketInfo.encode(message.info, writer.uint32(18).fork()).join();
+    }
+    if (message.handoffTicket !== undefined) {
+      writer.uint32(26).bytes(message.handoffTicket);
     }
     return writer;
   },
@@ -941,6 +969,14 @@ export const CreateResponse: MessageFns<CreateResponse> = {
             message.info = SocketInfo.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.handoffTicket = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -957,6 +993,11 @@ export const CreateResponse: MessageFns<CreateResponse> = {
     return {
       handle: isSet(object.handle) ? globalThis.Number(object.handle) : 0,
       info: isSet(object.info) ? SocketInfo.fromJSON(object.info) : undefined,
+      handoffTicket: isSet(object.handoffTicket)
+        ? Buffer.from(bytesFromBase64(object.handoffTicket))
+        : isSet(object.handoff_ticket)
+        ? Buffer.from(bytesFromBase64(object.handoff_ticket))
+        : undefined,
     };
   },
 
@@ -967,6 +1008,9 @@ export const CreateResponse: MessageFns<CreateResponse> = {
     }
     if (message.info !== undefined) {
       obj.info = SocketInfo.toJSON(message.info);
+    }
+    if (message.handoffTicket !== undefined) {
+      obj.handoffTicket = base64FromBytes(message.handoffTicket);
     }
     return obj;
   },
@@ -980,6 +1024,7 @@ export const CreateResponse: MessageFns<CreateResponse> = {
     message.info = (object.info !== undefined && object.info !== null)
       ? SocketInfo.fromPartial(object.info)
       : undefined;
+    message.handoffTicket = object.handoffTicket ?? undefined;
     return message;
   },
 };

@@ -27,7 +27,8 @@ program
   .option('--grace-period <seconds>', 'how long a session outlives its last stream', seconds, 30)
   .option('--insecure-loopback', 'allow plain TCP (no TLS) on loopback addresses, for tests')
   .option('--log-level <level>', 'pino log level', process.env.SOCKBROKER_LOG_LEVEL ?? 'info')
-  .action(async (opts: { listen?: string[]; config?: string; gracePeriod: number; insecureLoopback?: boolean; logLevel: string }) => {
+  .option('--metrics <address>', 'serve Prometheus metrics at /metrics on unix:/PATH or tcp:HOST:PORT (off by default)')
+  .action(async (opts: { listen?: string[]; config?: string; gracePeriod: number; insecureLoopback?: boolean; logLevel: string; metrics?: string }) => {
     const log = createLogger(opts.logLevel);
     const { serve } = await import('./server.js');
     const listen = (opts.listen ?? [process.env.SOCKBROKER_ADDRESS ?? defaultListenAddress()]).map((a) => parseListenAddress(a));
@@ -37,6 +38,7 @@ program
       log,
       ...(opts.config ? { configPath: opts.config } : {}),
       insecureLoopback: Boolean(opts.insecureLoopback),
+      ...(opts.metrics ? { metrics: parseListenAddress(opts.metrics) } : {}),
     });
     const stop = (signal: string): void => {
       log.info({ event: 'signal', signal });

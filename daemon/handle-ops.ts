@@ -12,6 +12,7 @@ import { matches } from './policy.js';
 import type { Session } from './sessions.js';
 import type { CallContext, SocketOps } from './socket-ops.js';
 import { validateInt } from './op-args.js';
+import { countDenial } from './metrics.js';
 
 /** How long a share token can be redeemed, ms (SOCKBROKER_SHARE_TTL_MS shortens it for tests). */
 export const SHARE_TTL_MS = Math.max(1, Number(process.env.SOCKBROKER_SHARE_TTL_MS) || 60_000);
@@ -170,6 +171,7 @@ export class HandleOps {
       this.ops.audit(ctx, 'policy.allow', { action: { op: 'share', uid }, by: rule.name, outcome: 'allowed' });
       return;
     }
+    countDenial('share');
     this.ops.audit(ctx, 'policy.deny', { action: { op: 'share', uid }, grant: 'share', outcome: 'denied' });
     throw osErrorNamed('EPERM', 'share', `Operation not permitted (sockbroker policy: sharing a socket with a process of uid ${uid} needs a grant; grant: share)`);
   }

@@ -4,6 +4,7 @@
 // a call whose reply could not be delivered.
 import { osErrorNamed } from './errors.js';
 import { FifoLock } from './fifo-lock.js';
+import { countQuota } from './metrics.js';
 import type { LinkState } from './link-ops.js';
 import type { Interfaces } from './link-addresses.js';
 
@@ -68,6 +69,7 @@ export class HandleTable {
   /** Throws EMFILE-style OSError when the session is at its socket quota. */
   reserve(count: number): void {
     if (this.#entries.size + count > this.maxSockets) {
+      countQuota('sockets_per_session');
       throw osErrorNamed('EMFILE', 'socket', `Too many open files (session limit ${this.maxSockets} sockets)`);
     }
   }

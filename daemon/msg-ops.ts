@@ -20,6 +20,7 @@ import { validateBounded, validateInt, validateTimeout } from './op-args.js';
 import { refuseSniffer } from './handle-ops.js';
 import { ucredOf } from './unix-creds.js';
 import type { Timeout } from '../native/io-driver.js';
+import { countBytesIn, countBytesOut, countDenial, countQuota } from './metrics.js';
 
 const TYPE_FLAGS = C.SOCK_NONBLOCK | C.SOCK_CLOEXEC;
 const INT = 4;
@@ -63,6 +64,7 @@ export class MsgOps {
     const total = req.buffers.reduce((n, b) => n + b.length, 0);
     const max = this.ops.maxBytes(ctx);
     if (total > max) {
+      countQuota('bytes_per_call');
       const err = osErrorNamed('EMSGSIZE', syscall, `Message too long (sockbroker quota: at most ${max} bytes per call, got ${total})`);
       throw new BrokerError(Code.RESOURCE_EXHAUSTED, err.reason, err.message, err.metadata);
     }
@@ -90,6 +92,7 @@ export class MsgOps {
           unixPath ? this.ops.withCallerIds(ctx, send) : send(),
         ),
       );
+      countBytesOut(ctx.session, sent);
       return { sent };
     } finally {
       for (const fd of dups) libc.close(fd);
@@ -129,6 +132,7 @@ export class MsgOps {
         if (!is(c, SOL_SOCKET, SCM_CREDENTIALS)) throw mismatch();
         const { pid, uid, gid } = c.credentials;
         if (!id.hostRoot && (id.kind !== 'local' || pid !== id.pid || uid !== id.uid || gid !== id.gid)) {
+          countDenial('scm_credentials');
           this.ops.audit(ctx, 'policy.deny', { action: { op: 'scm_credentials', pid, uid, gid }, outcome: 'denied' });
           throw osErrorNamed('EPERM', 'sendmsg', `Operation not permitted (sockbroker: SCM_CREDENTIALS may carry only the caller's own pid ${id.pid}, uid ${id.uid} and gid ${id.gid})`);
         }
@@ -164,6 +168,7 @@ export class MsgOps {
       } else if (c.other !== undefined) {
         // Raw bytes could name a daemon fd (SCM_RIGHTS) or anything else the allowlist exists for.
         if (is(c, SOL_SOCKET, SCM_RIGHTS) || is(c, SOL_SOCKET, SCM_CREDENTIALS) || !id.hostRoot) {
+          countDenial('ancillary_data');
           this.ops.audit(ctx, 'policy.deny', { action: { op: 'cmsg', level, type }, outcome: 'denied' });
           throw osErrorNamed('EPERM', 'sendmsg', `Operation not permitted (sockbroker: ancillary data of level ${level}, type ${type} is not in the typed allowlist)`);
         }
@@ -223,6 +228,7 @@ export class MsgOps {
     }
     const address = r.addr.length > 0 ? fromSockaddr(r.addr, entry.info.family, entry.ifs) : undefined;
     this.#undelivered(ctx, entry, peek ? Buffer.alloc(0) : r.data, received);
+    if (!peek) countBytesIn(ctx.session, r.data.length);
     return { data: r.data, nbytes: r.n, ancdata, msgFlags, address };
   }
 

@@ -26,6 +26,7 @@ import { describe } from './identity.js';
 import type { SetHostNameRequest, SetHostNameResponse } from '../proto/gen/sockbroker/v1/netdb.js';
 import { fromSockaddr } from './addresses.js';
 import { identityOf } from './rpc.js';
+import { countDenial } from './metrics.js';
 
 const MAX_NAME = 1024;
 
@@ -299,6 +300,7 @@ function setHostName(peers: Caller, priv: NetdbPrivileged) {
       const d = decide(priv.policy(), identity, { op: 'sethostname' });
       const who = describe(identity);
       if (!d.allowed) {
+        countDenial(d.grant);
         priv.log.warn({ event: 'policy.deny', ...who, action: { op: 'sethostname', name: name.toString('latin1') }, what: d.what, grant: d.grant, outcome: 'denied' });
         throw osErrorNamed('EPERM', 'sethostname', `Operation not permitted (sockbroker policy: ${d.what}; grant: ${d.grant})`);
       }

@@ -293,3 +293,9 @@ export function quotasFor(policy: Policy, identity: Identity): Quotas {
   for (const rule of policy.rules) if (matches(rule.match, identity)) Object.assign(q, rule.quotas);
   return q;
 }
+
+/** The rule a session is counted under in metrics: the first rule matching the identity. */
+export function ruleOf(policy: Policy, identity: Identity): string {
+  if (identity.hostRoot) return 'host-root';
+  return policy.rules.find((r) => matches(r.match, identity))?.name ?? 'default';
+}

@@ -11,6 +11,7 @@ import { tokenDigest } from './policy-file.js';
 import type { Session, Sessions } from './sessions.js';
 import type { CallContext } from './socket-ops.js';
 import type { CallRequest, CallResponse } from '../proto/gen/sockbroker/v1/socket.js';
+import { countCall, countQuota, outcomeOf } from './metrics.js';
 
 export const SESSION_METADATA = 'sockbroker-session';
 
@@ -142,18 +143,23 @@ export function unary<Req, Res>(
       call.on('cancelled', () => ac.abort(new CancelledError()));
       ctx = { session: sessionOf(sessions, peers, call), signal: ac.signal };
     } catch (err) {
-      callback(toServiceError(toBrokerError(err)));
+      const e = toBrokerError(err);
+      countCall(op, outcomeOf(e));
+      callback(toServiceError(e));
       return;
     }
     live?.add(abort);
     handler(ctx, call.request).finally(() => live?.delete(abort)).then(
       (res) => {
+        countCall(op, 'ok');
         if (call.cancelled) ctx.onUndelivered?.();
         else callback(null, res);
       },
       (err) => {
         logUnexpected(log, err, op);
-        callback(toServiceError(toBrokerError(err)));
+        const e = toBrokerError(err);
+        countCall(op, outcomeOf(e));
+        callback(toServiceError(e));
       },
     );
   };
@@ -227,16 +233,22 @@ export function callStream(
       if (!op) return refuse(callId, Code.INVALID_ARGUMENT, 'EMPTY_CALL', 'call names no operation');
       if (pending.has(callId)) return refuse(callId, Code.INVALID_ARGUMENT, 'DUPLICATE_CALL_ID', `call_id ${callId} is already pending`);
       if (pending.size >= maxPending) {
+        countQuota('pending_calls');
         return refuse(callId, Code.RESOURCE_EXHAUSTED, 'TOO_MANY_CALLS', `at most ${maxPending} calls may be pending on one stream`);
       }
       const ac = new AbortController();
       const ctx: CallContext = { session, signal: ac.signal };
       pending.set(callId, { ac, ctx });
       handlers[op]!(ctx, (req as any)[op]).then(
-        (res) => deliver(callId, ctx, { [op]: res }),
+        (res) => {
+          countCall(op, 'ok');
+          deliver(callId, ctx, { [op]: res });
+        },
         (err) => {
           logUnexpected(log, err, op);
-          deliver(callId, ctx, { error: toStatus(toBrokerError(err)) });
+          const e = toBrokerError(err);
+          countCall(op, outcomeOf(e));
+          deliver(callId, ctx, { error: toStatus(e) });
         },
       );
     });

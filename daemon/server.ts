@@ -28,6 +28,7 @@ import { BrokerError, sessionError } from './errors.js';
 import { NetnsRegistry } from './netns.js';
 import { defaultPolicy, type Quotas } from './policy.js';
 import { loadPolicyFile, type PolicyConfig } from './policy-file.js';
+import { countQuota, createRegistry, serveMetrics, type MetricsServer } from './metrics.js';
 import { status as Code } from '@grpc/grpc-js';
 import { fileURLToPath } from 'node:url';
 import { HealthImplementation } from 'grpc-health-check';
@@ -48,12 +49,16 @@ export interface ServeOptions {
   limits?: Partial<Limits>;
   /** Most connections one identity may hold at once. */
   maxConnectionsPerIdentity?: number;
+  /** Where to serve Prometheus metrics (GET /metrics); unset = nowhere. */
+  metrics?: Listen;
   log: Logger;
 }
 
 export interface RunningServer {
   /** Bound addresses, e.g. unix:/run/... and tcp:127.0.0.1:PORT. */
   addresses: string[];
+  /** The metrics endpoint's address, when serving one. */
+  metricsAddress?: string;
   sessions: Sessions;
   reactor: Reactor;
   /** Re-reads the policy file; a bad file keeps the old policy (and says why). */
@@ -237,6 +242,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const admit = (sock: net.Socket, peer: Peer, capKey: string): void => {
     const count = perIdentity.get(capKey) ?? 0;
     if (count >= maxConns) {
+      countQuota('connections_per_identity');
       log.warn({ event: 'connection.refused', why: `more than ${maxConns} connections`, key: capKey });
       if (peer.kind === 'local' && peer.netns !== null) netns.release(peer.netns);
       sock.destroy();
@@ -321,11 +327,14 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     listeners.push(srv);
     addresses.push(`tcp:${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`);
   }
-  log.info({ event: 'listening', addresses, nofile, graceSeconds: opts.graceSeconds, policy: opts.configPath ?? 'default', rules: config.policy.rules.length });
+  let metrics: MetricsServer | undefined;
+  if (opts.metrics) metrics = await serveMetrics(opts.metrics, createRegistry(sessions));
+  log.info({ event: 'listening', addresses, ...(metrics ? { metrics: metrics.address } : {}), nofile, graceSeconds: opts.graceSeconds, policy: opts.configPath ?? 'default', rules: config.policy.rules.length });
 
   let stopping: Promise<void> | undefined;
   return {
     addresses,
+    ...(metrics ? { metricsAddress: metrics.address } : {}),
     sessions,
     reactor,
     reload() {
@@ -344,6 +353,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     shutdown() {
       stopping ??= (async () => {
         for (const l of listeners) l.close();
+        void metrics?.close();
         const reason = sessionError('broker shutting down', Code.UNAVAILABLE);
         for (const abort of live) abort(reason);
         await sessions.endAll('broker shutting down');

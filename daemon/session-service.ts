@@ -9,7 +9,8 @@ import { packetExtras } from './link-ops.js';
 import type { SessionServiceServer, KeepAliveRequest, KeepAliveResponse, GetModuleInfoResponse } from '../proto/gen/sockbroker/v1/session.js';
 import { toBrokerError, toServiceError, type BrokerError } from './errors.js';
 import { isMalformed, malformedError, sessionOf, type Malformed, type Peers } from './rpc.js';
-import { decide, quotasFor, type Policy } from './policy.js';
+import { decide, quotasFor, ruleOf, type Policy } from './policy.js';
+import { countDenial } from './metrics.js';
 import { describe } from './identity.js';
 import type { NetnsRegistry } from './netns.js';
 import { osErrorNamed } from './errors.js';
@@ -65,13 +66,14 @@ export function sessionService({ sessions, peers, limits, log, netns, policy, li
           if (ns !== null && call.request.hostNetwork) {
             const d = decide(policy(), identity, { op: 'host-network' });
             if (!d.allowed) {
+              countDenial(d.grant);
               log.warn({ event: 'policy.deny', ...describe(identity), action: { op: 'host-network' }, what: d.what, grant: d.grant, outcome: 'denied' });
               throw osErrorNamed('EPERM', 'setns', `Operation not permitted (sockbroker policy: ${d.what}; grant: ${d.grant})`);
             }
             log.info({ event: 'policy.allow', ...describe(identity), action: { op: 'host-network' }, by: d.by, outcome: 'allowed' });
             ns = null;
           }
-          session = sessions.open(identity, quotasFor(policy(), identity), ns === null ? null : netns.retain(ns));
+          session = sessions.open(identity, quotasFor(policy(), identity), ns === null ? null : netns.retain(ns), ruleOf(policy(), identity));
         }
         callback(null, { sessionId: session.id, resumed: Boolean(resumeId), graceSeconds: sessions.opts.graceMs / 1000 });
       } catch (err) {

@@ -9,6 +9,7 @@ import { HandleTable, type SocketEntry } from './handles.js';
 import { sessionError } from './errors.js';
 import { describe, type Identity } from './identity.js';
 import type { Quotas } from './policy.js';
+import { countQuota, countSessionOpened } from './metrics.js';
 
 export class Session {
   readonly table: HandleTable;
@@ -17,6 +18,11 @@ export class Session {
   graceTimer: NodeJS.Timeout | undefined;
   /** Run once when the session ends (e.g. its share tokens die with it). */
   readonly onEnd = new Set<() => void>();
+  /** When it was opened (Date.now() ms), for `status`. */
+  readonly openedAt = Date.now();
+  /** Bytes its sockets received from and sent to the network (see metrics.ts). */
+  bytesIn = 0;
+  bytesOut = 0;
 
   constructor(
     readonly id: string,
@@ -24,6 +30,8 @@ export class Session {
     readonly quotas: Quotas,
     /** Network namespace (NetnsRegistry id) sockets are created in; null = the daemon's own. */
     readonly netns: string | null,
+    /** The policy rule that first matched its identity when it opened (a metrics label). */
+    readonly rule = 'default',
   ) {
     this.table = new HandleTable(quotas.socketsPerSession);
   }
@@ -47,6 +55,11 @@ export class Sessions {
     return this.#byId.size;
   }
 
+  /** Every open session (for metrics and `status`). */
+  all(): IterableIterator<Session> {
+    return this.#byId.values();
+  }
+
   /** Sessions of one identity (for the per-identity quota). */
   countFor(identity: Identity): number {
     let n = 0;
@@ -58,14 +71,16 @@ export class Sessions {
    * A new session for `identity`, unattached (its grace timer runs until a stream attaches).
    * `netns` is a namespace reference the session takes over (released when it ends).
    */
-  open(identity: Identity, quotas: Quotas, netns: string | null): Session {
+  open(identity: Identity, quotas: Quotas, netns: string | null, rule?: string): Session {
     if (this.countFor(identity) >= quotas.sessionsPerIdentity) {
       if (netns !== null) this.opts.releaseNetns(netns);
+      countQuota('sessions_per_identity');
       this.opts.log.warn({ event: 'quota.sessions', ...describe(identity), limit: quotas.sessionsPerIdentity });
       throw sessionError(`too many sessions for this identity (limit ${quotas.sessionsPerIdentity})`, Code.RESOURCE_EXHAUSTED);
     }
-    const session = new Session(randomBytes(16).toString('hex'), identity, quotas, netns);
+    const session = new Session(randomBytes(16).toString('hex'), identity, quotas, netns, rule);
     this.#byId.set(session.id, session);
+    countSessionOpened();
     this.#startGrace(session);
     this.opts.log.info({ event: 'session.open', session: session.id.slice(0, 8), ...describe(identity), hostNetwork: netns === null });
     return session;

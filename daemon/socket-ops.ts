@@ -21,6 +21,7 @@ import { fromSockaddr, portOf, toSockaddr } from './addresses.js';
 import { sendmsg } from '../native/msg.js';
 import { callerCredentials } from './unix-creds.js';
 import { isTimeout } from '../native/errno.js';
+import { countBytesIn, countBytesOut, countDenial, countQuota } from './metrics.js';
 
 export interface Broker {
   reactor: Reactor;
@@ -77,6 +78,7 @@ function validateSize(value: number, max: number, syscall: string): number {
 /** A quota breach: EMSGSIZE with RESOURCE_EXHAUSTED, naming the quota. */
 function validateData(data: Buffer, max: number, syscall: string): Buffer {
   if (data.length > max) {
+    countQuota('bytes_per_call');
     const text = `Message too long (sockbroker quota: at most ${max} bytes per call, got ${data.length})`;
     const err = osErrorNamed('EMSGSIZE', syscall, text);
     throw new BrokerError(Code.RESOURCE_EXHAUSTED, err.reason, err.message, err.metadata);
@@ -119,6 +121,7 @@ export class SocketOps {
     const decision = decide(this.broker.policy, ctx.session.identity, action);
     const logged = { ...action, ...('value' in action ? { value: undefined } : {}), ...('path' in action ? { path: action.path.toString('latin1') } : {}) };
     if (!decision.allowed) {
+      countDenial(decision.grant);
       this.audit(ctx, 'policy.deny', { action: logged, what: decision.what, grant: decision.grant, outcome: 'denied' });
       const strerror = decision.errno === 'EPERM' ? 'Operation not permitted' : 'Permission denied';
       throw osErrorNamed(decision.errno, syscall, `${strerror} (sockbroker policy: ${decision.what}; grant: ${decision.grant})`);
@@ -356,6 +359,7 @@ export class SocketOps {
     const sent = await entry.writes.run(() =>
       drive(this.broker.reactor, entry, 'write', timeout, ctx.signal, syscall, () => (unix ? this.withCallerIds(ctx, sendto) : sendto())),
     );
+    countBytesOut(ctx.session, sent);
     return { sent };
   };
 
@@ -377,6 +381,7 @@ export class SocketOps {
         );
       } while (offset < data.length);
     });
+    countBytesOut(ctx.session, data.length);
     return {};
   };
 
@@ -409,6 +414,7 @@ export class SocketOps {
         }
       });
       data = buf.subarray(0, Math.min(r.n, bufsize));
+      if ((flags & C.MSG_PEEK) === 0) countBytesIn(ctx.session, data.length);
       if (sniffer && req.wantAddress) address = { inet: { host: source, port: 0 } };
       else if (r.addr && r.addr.length > 0) address = fromSockaddr(r.addr, entry.info.family, entry.ifs);
       // No address (addrlen 0: a stream socket, an unnamed AF_UNIX peer) is None in Python.

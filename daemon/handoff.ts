@@ -20,8 +20,8 @@ import * as libc from '../native/libc.js';
 import { linux as C, os } from '../native/constants.js';
 import { encodeSockaddr, decodeSockaddr } from '../native/sockaddr.js';
 import { cmsgSpace, decodeCmsgs, encodeCmsgs, recvmsg, sendmsg } from '../native/msg.js';
-import { drive } from './io-driver.js';
-import type { SocketEntry, SocketInfo } from './handles.js';
+import { drive, type DrivenFd } from '../native/io-driver.js';
+import type { SocketInfo } from './handles.js';
 import type { Session } from './sessions.js';
 import type { CallContext, SocketOps } from './socket-ops.js';
 import { identifyLocal, ownNamespaces, describe, type Identity } from './identity.js';
@@ -68,9 +68,9 @@ export function cookieOf(fd: number): string {
   return libc.getsockopt(fd, C.SOL_SOCKET, os.SO_COOKIE!, 8).readBigUInt64LE(0).toString();
 }
 
-/** A plain fd as the I/O driver wants it (it needs only fd and closed). */
-function driven(fd: number): SocketEntry {
-  return { fd, closed: false } as SocketEntry;
+/** A plain fd as the I/O driver wants it. */
+function driven(fd: number): DrivenFd {
+  return { fd, closed: false };
 }
 
 export class Handoff {

@@ -77,6 +77,16 @@ program
     }
   });
 
+program
+  .command('status')
+  .description("list the broker's sessions: identity, pid, age, sockets by family, bytes (host root only)")
+  .option('--broker <address>', 'broker address (unix:/PATH or tcp:HOST:PORT); default: as the SDK')
+  .option('--json', 'print the AdminService ListSessions response as JSON')
+  .action(async (opts: { broker?: string; json?: boolean }) => {
+    const { status } = await import('./status-command.js');
+    await status(opts);
+  });
+
 program.parseAsync().catch((err: Error) => {
   process.stderr.write(`sockbroker: ${err.message}\n`);
   process.exit(1);

@@ -12,6 +12,8 @@ import { getNofileLimit, setNofileLimit } from '../native/libc.js';
 import { SessionServiceService } from '../proto/gen/sockbroker/v1/session.js';
 import { SocketServiceService, type SocketServiceServer } from '../proto/gen/sockbroker/v1/socket.js';
 import { NetdbServiceService } from '../proto/gen/sockbroker/v1/netdb.js';
+import { AdminServiceService } from '../proto/gen/sockbroker/v1/admin.js';
+import { adminService } from './admin-service.js';
 import { Reactor } from '../native/reactor.js';
 import { Sessions } from './sessions.js';
 import { SocketOps, type Broker } from './socket-ops.js';
@@ -107,7 +109,7 @@ function isLoopback(host: string): boolean {
 /** The contract's .proto files (shipped beside dist/), for server reflection. */
 function loadContract() {
   const root = fileURLToPath(new URL('../../proto/', import.meta.url));
-  return loadSync(['sockbroker/v1/session.proto', 'sockbroker/v1/socket.proto', 'sockbroker/v1/netdb.proto'], { includeDirs: [root] });
+  return loadSync(['sockbroker/v1/session.proto', 'sockbroker/v1/socket.proto', 'sockbroker/v1/netdb.proto', 'sockbroker/v1/admin.proto'], { includeDirs: [root] });
 }
 
 function quotasOf(limits: Limits): Quotas {
@@ -225,8 +227,9 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   server.addService(tolerantStreams(SessionServiceService), sessionService({ sessions, peers, limits, log, netns, policy: () => broker.policy, live }) as any);
   server.addService(tolerantStreams(SocketServiceService), socketService as any);
   server.addService(NetdbServiceService, netdbService(peers, { policy: () => broker.policy, log, netns }) as any);
+  server.addService(AdminServiceService, adminService(sessions, peers, log) as any);
   // Standard health and server reflection, so grpcurl and generic tooling work against it.
-  const health = new HealthImplementation({ '': 'SERVING', 'sockbroker.v1.SessionService': 'SERVING', 'sockbroker.v1.SocketService': 'SERVING', 'sockbroker.v1.NetdbService': 'SERVING' });
+  const health = new HealthImplementation({ '': 'SERVING', 'sockbroker.v1.SessionService': 'SERVING', 'sockbroker.v1.SocketService': 'SERVING', 'sockbroker.v1.NetdbService': 'SERVING', 'sockbroker.v1.AdminService': 'SERVING' });
   health.addToServer(server);
   try {
     new ReflectionService(loadContract()).addToServer(server);

@@ -1,6 +1,6 @@
 // The contract stays in sync: buf lint is clean, proto/gen is what `npm run gen` writes, every
-// SocketService RPC has a Call-stream operation the daemon serves, and the client's exception
-// table names only errnos this host has.
+// SocketService RPC has a Call-stream operation the daemon serves, every AdminService RPC a
+// handler and an SDK function, and the client's exception table names only errnos this host has.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -10,6 +10,9 @@ import { SocketServiceService, CallRequest } from '../../proto/gen/sockbroker/v1
 import { errnos } from '../../native/constants.js';
 import { makeOSError, OSError } from '../../client/errors.js';
 import { ROOT } from '../helpers/daemon.js';
+import { AdminServiceService } from '../../proto/gen/sockbroker/v1/admin.js';
+import { adminService } from '../../daemon/admin-service.js';
+import * as adminClient from '../../client/admin.js';
 
 const buf = join(ROOT, 'node_modules', '.bin', 'buf');
 
@@ -41,6 +44,14 @@ test('every SocketService RPC has an operation on the Call stream', (t) => {
   const rename: Record<string, string> = { closeSocket: 'close' };
   for (const rpc of rpcs) t.true(ops.includes(rename[rpc] ?? rpc), `${rpc} has no Call envelope field`);
   t.is(rpcs.length, ops.filter((o) => o !== 'cancel').length);
+});
+
+test('every AdminService RPC has a daemon handler and an SDK function', (t) => {
+  const handlers = adminService(null as any, null as any, null as any) as unknown as Record<string, unknown>;
+  for (const rpc of Object.keys(AdminServiceService)) {
+    t.is(typeof handlers[rpc], 'function', `${rpc} has no handler`);
+    t.is(typeof (adminClient as Record<string, unknown>)[rpc], 'function', `${rpc} has no SDK function in client/admin.ts`);
+  }
 });
 
 test('the client rebuilds PEP 3151 subclasses for this host\'s errnos', (t) => {

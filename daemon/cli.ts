@@ -87,6 +87,32 @@ program
     await status(opts);
   });
 
+const id = (value: string): number => {
+  if (!/^\d{1,10}$/.test(value) || Number(value) > 0xffffffff) throw new InvalidArgumentError('must be a number (0 to 4294967295)');
+  return Number(value);
+};
+
+const policy = program.command('policy').description('work with a policy file offline');
+policy
+  .command('check')
+  .description('validate a policy file: exit 1 with the error naming the place, else print its warnings and exit 0')
+  .argument('<file>', 'policy file (YAML, or JSON when named *.json)')
+  .action(async (file: string) => {
+    const { check } = await import('./policy-command.js');
+    process.exitCode = check(file);
+  });
+policy
+  .command('explain')
+  .description('print what an identity may do under a policy file, which rule grants each thing, and its quotas')
+  .argument('<file>', 'policy file (YAML, or JSON when named *.json)')
+  .requiredOption('--uid <n>', 'the caller\'s uid', id)
+  .option('--gid <n>', "the caller's primary gid (default: from /etc/passwd)", id)
+  .option('--groups <n,...>', "the caller's supplementary gids", (v) => v.split(',').map(id))
+  .action(async (file: string, opts: { uid: number; gid?: number; groups?: number[] }) => {
+    const { explainCommand } = await import('./policy-command.js');
+    process.exitCode = explainCommand(file, opts);
+  });
+
 program.parseAsync().catch((err: Error) => {
   process.stderr.write(`sockbroker: ${err.message}\n`);
   process.exit(1);

@@ -1,5 +1,7 @@
 // Every size a client controls is bounded here; the values are documented in README.md and
 // given to clients by GetModuleInfo.
+import type { Quotas } from './policy.js';
+
 export interface Limits {
   /** Largest data of one send/sendto/sendall call, bytes. */
   maxSendBytes: number;
@@ -41,3 +43,13 @@ export const DEFAULT_LIMITS: Limits = {
   maxCmsgFds: 253,
   maxAncBufSize: 64 * 1024,
 };
+
+/** The quotas of an identity no rule raises, from the broker-wide limits. */
+export function defaultQuotas(limits: Limits): Quotas {
+  return {
+    socketsPerSession: limits.maxSockets,
+    sessionsPerIdentity: limits.maxSessionsPerIdentity,
+    bytesPerCall: limits.maxSendBytes,
+    bufferedBytes: limits.maxRecvBytes,
+  };
+}

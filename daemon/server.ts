@@ -25,10 +25,10 @@ import { sessionService } from './session-service.js';
 import { Handoff } from './handoff.js';
 import { netdbService } from './netdb-service.js';
 import { identifyLocal, remoteIdentity, describe } from './identity.js';
-import { DEFAULT_LIMITS, type Limits } from './limits.js';
+import { DEFAULT_LIMITS, defaultQuotas, type Limits } from './limits.js';
 import { BrokerError, sessionError } from './errors.js';
 import { NetnsRegistry } from './netns.js';
-import { defaultPolicy, type Quotas } from './policy.js';
+import { defaultPolicy } from './policy.js';
 import { loadPolicyFile, type PolicyConfig } from './policy-file.js';
 import { countQuota, createRegistry, serveMetrics, type MetricsServer } from './metrics.js';
 import { status as Code } from '@grpc/grpc-js';
@@ -112,19 +112,10 @@ function loadContract() {
   return loadSync(['sockbroker/v1/session.proto', 'sockbroker/v1/socket.proto', 'sockbroker/v1/netdb.proto', 'sockbroker/v1/admin.proto'], { includeDirs: [root] });
 }
 
-function quotasOf(limits: Limits): Quotas {
-  return {
-    socketsPerSession: limits.maxSockets,
-    sessionsPerIdentity: limits.maxSessionsPerIdentity,
-    bytesPerCall: limits.maxSendBytes,
-    bufferedBytes: limits.maxRecvBytes,
-  };
-}
-
 export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const { log } = opts;
   const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits };
-  const defaults = quotasOf(limits);
+  const defaults = defaultQuotas(limits);
   let config: PolicyConfig = opts.configPath
     ? loadPolicyFile(opts.configPath, defaults)
     : { policy: defaultPolicy(defaults), tokens: new Map() };

@@ -20,6 +20,9 @@ command -v promtool >/dev/null || need+=(prometheus)
 installed python3-grpcio || need+=(python3-grpcio)
 installed python3-grpc-tools || need+=(python3-grpc-tools)
 installed python3-protobuf || need+=(python3-protobuf)
+# python3-grpc-tools' protoc (3.5) predates proto3 `optional`: the stubs come from Debian's protoc.
+command -v protoc >/dev/null || need+=(protobuf-compiler)
+[ -x /usr/bin/grpc_python_plugin ] || need+=(protobuf-compiler-grpc)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing ${need[*]}; run as root to install them" >&2

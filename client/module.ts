@@ -8,6 +8,8 @@ import { clientTimeout, Socket, type ModuleContext } from './socket.js';
 import { toInt, toTimeout } from './pytypes.js';
 import { Netdb, type HostTriple } from './netdb.js';
 import { pureFunctions, type PyInt } from './pure.js';
+import type { LocalSockets } from './local.js';
+import { existsSync } from 'node:fs';
 
 type Pure = ReturnType<typeof pureFunctions>;
 
@@ -28,6 +30,9 @@ const DEFAULT = Symbol('GLOBAL_DEFAULT_TIMEOUT');
 class SocketModuleImpl {
   readonly #t: Transport;
   readonly #ctx: ModuleContext;
+  /** The broker's hand-off side channel, or null when sockets stay on the broker. */
+  #sidePath: string | null;
+  #local: LocalSockets | undefined;
   #defaultTimeout: number | null = null;
   /** socket.has_ipv6 of the broker host. */
   readonly has_ipv6: boolean;
@@ -75,8 +80,9 @@ class SocketModuleImpl {
   /** The socket class, for instanceof checks (create sockets with socket()). */
   readonly SocketType = Socket;
 
-  constructor(t: Transport, info: Awaited<ReturnType<Transport['moduleInfo']>>) {
+  constructor(t: Transport, info: Awaited<ReturnType<Transport['moduleInfo']>>, sidePath: string | null) {
     this.#t = t;
+    this.#sidePath = sidePath;
     this.#netdb = new Netdb(t);
     const num = (r: Record<string, number>, k: string, d: number) => (typeof r[k] === 'number' ? r[k]! : d);
     Object.assign(this, pureFunctions({
@@ -123,11 +129,39 @@ class SocketModuleImpl {
     // SOCK_NONBLOCK in type makes the socket non-blocking, as in CPython.
     const timeout = typ & this.#const('SOCK_NONBLOCK') ? 0 : this.#defaultTimeout;
     if (fileno !== null) {
-      // Python 3.4: wrap an existing descriptor (here: a handle of this session) as given.
-      return new Socket(this.#ctx, toInt(fileno), fam, typ & ~flags, pro, timeout);
+      // Python 3.4: wrap an existing descriptor (a handed-off fd of this process, else a handle
+      // of this session) as given.
+      const n = toInt(fileno);
+      return new Socket(this.#ctx, n, fam, typ & ~flags, pro, timeout, this.#local?.has(n) ? this.#local : undefined);
     }
-    const res = await this.#t.call('create', { family: fam, type: typ, protocol: pro });
-    return new Socket(this.#ctx, res.handle, res.info!.family, res.info!.type, res.info!.protocol, timeout);
+    const res = await this.#t.call('create', { family: fam, type: typ, protocol: pro, ...(this.#sidePath ? { handoff: true } : {}) });
+    const i = res.info!;
+    if (res.handoffTicket?.length) {
+      const local = await this.#localSockets();
+      let fd: number;
+      try {
+        fd = await local.claim(res.handoffTicket, i);
+      } catch (err) {
+        // The side channel is out of reach (say a container was given the gRPC socket alone):
+        // from now on every socket stays on the broker.
+        const code = (err as { code?: string }).code;
+        if (code !== 'ENOENT' && code !== 'ECONNREFUSED' && code !== 'EACCES') throw err;
+        this.#sidePath = null;
+        return this.socket(family, type, proto);
+      }
+      return new Socket(this.#ctx, fd, i.family, i.type, i.protocol, timeout, local);
+    }
+    return new Socket(this.#ctx, res.handle, i.family, i.type, i.protocol, timeout);
+  }
+
+  /** The in-process backend, loaded on the first hand-off (it brings in native/ and ffi-rs). */
+  async #localSockets(): Promise<LocalSockets> {
+    if (!this.#local) {
+      const { LocalSockets } = await import('./local.js');
+      this.#local ??= new LocalSockets(this.#t, this.#sidePath ?? '');
+      this.#local.ioctlCodes = { SIO_KEEPALIVE_VALS: this.#const('SIO_KEEPALIVE_VALS'), SIO_LOOPBACK_FAST_PATH: this.#const('SIO_LOOPBACK_FAST_PATH') };
+    }
+    return this.#local;
   }
 
   /**
@@ -137,9 +171,10 @@ class SocketModuleImpl {
   async fromfd(fd: number, family: number, type: number, proto = 0): Promise<Socket> {
     const h = toInt(fd);
     const [fam, typ, pro] = [toInt(family), toInt(type), toInt(proto)];
-    const res = await this.#t.call('fromFd', { handle: h });
+    const io = this.#local?.has(h) ? this.#local : undefined;
+    const res = await (io ?? this.#t).call('fromFd', { handle: h });
     const flags = this.#const('SOCK_NONBLOCK') | this.#const('SOCK_CLOEXEC');
-    return new Socket(this.#ctx, res.handle, fam, typ & ~flags, pro, this.#defaultTimeout);
+    return new Socket(this.#ctx, res.handle, fam, typ & ~flags, pro, this.#defaultTimeout, io);
   }
 
   /** fromshare(data): the socket another session shared with this process by socket.share(pid). */
@@ -154,9 +189,19 @@ class SocketModuleImpl {
   async socketpair(family?: number, type?: number, proto = 0): Promise<[Socket, Socket]> {
     const fam = family === undefined ? this.#const('AF_UNIX') : toInt(family);
     const typ = type === undefined ? this.#const('SOCK_STREAM') : toInt(type);
+    const timeout = typ & this.#const('SOCK_NONBLOCK') ? 0 : this.#defaultTimeout;
+    if (this.#sidePath && fam === this.#const('AF_UNIX')) {
+      // With hand-off the pair is made here: each end's SO_PEERCRED names this process.
+      const local = await this.#localSockets();
+      const [a, b] = local.socketpair(fam, typ, toInt(proto));
+      const flags = this.#const('SOCK_NONBLOCK') | this.#const('SOCK_CLOEXEC');
+      return [
+        new Socket(this.#ctx, a, fam, typ & ~flags, toInt(proto), timeout, local).markConnected(),
+        new Socket(this.#ctx, b, fam, typ & ~flags, toInt(proto), timeout, local).markConnected(),
+      ];
+    }
     const res = await this.#t.call('socketpair', { family: fam, type: typ, protocol: toInt(proto) });
     const i = res.info!;
-    const timeout = typ & this.#const('SOCK_NONBLOCK') ? 0 : this.#defaultTimeout;
     return [
       new Socket(this.#ctx, res.handleA, i.family, i.type, i.protocol, timeout).markConnected(),
       new Socket(this.#ctx, res.handleB, i.family, i.type, i.protocol, timeout).markConnected(),
@@ -279,7 +324,12 @@ class SocketModuleImpl {
       handle: typeof s === 'number' ? toInt(s) : s.fileno(),
       events: toInt(Array.isArray(events) ? events[i] : events),
     }));
-    const res = await this.#t.call('poll', { entries, timeout: t ?? undefined }, clientTimeout(t));
+    const local = this.#local;
+    const inProcess = local ? entries.filter((e) => local.has(e.handle)).length : 0;
+    if (inProcess > 0 && inProcess < entries.length) {
+      throw new errors.ValueError('poll(): handed-off and broker sockets cannot be polled together (connect with handoff: false)');
+    }
+    const res = inProcess > 0 ? { ready: await local!.poll(entries, t) } : await this.#t.call('poll', { entries, timeout: t ?? undefined }, clientTimeout(t));
     return res.ready.map((r) => [sockets[entries.findIndex((e) => e.handle === r.handle)]!, r.events]);
   }
 
@@ -311,13 +361,19 @@ export { Socket };
  * for defaults) and opens a session.
  */
 export async function connect(address?: string, options: TransportOptions = {}): Promise<SocketModule> {
-  const t = await Transport.open(brokerTarget(address), options);
+  const target = brokerTarget(address);
+  const t = await Transport.open(target, options);
+  // Hand-off needs a local broker and its side channel beside the gRPC socket; the option, else
+  // $SOCKBROKER_HANDOFF=0, turns it off.
+  const side = target.startsWith('unix:') ? `${target.slice('unix:'.length)}.handoff` : null;
+  const want = options.handoff ?? process.env.SOCKBROKER_HANDOFF !== '0';
+  const sidePath = want && side !== null && existsSync(side) ? side : null;
   try {
     const info = await t.moduleInfo();
     // One round trip on the Call stream: once connect() resolves the session is attached, so its
     // grace timer cannot end it while the caller's event loop is busy before the first call.
     await t.call('poll', { entries: [], timeout: 0 }, 0);
-    return new SocketModuleImpl(t, info) as SocketModule;
+    return new SocketModuleImpl(t, info, sidePath) as SocketModule;
   } catch (err) {
     await t.close();
     throw err;

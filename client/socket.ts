@@ -44,8 +44,13 @@ function badf(): OSError {
   return makeOSError(EBADF, 'Bad file descriptor', 'EBADF');
 }
 
+/** Where a socket's operations run: the broker (its Call stream) or, for a handed-off socket,
+ * this process (client/local.ts); both take the same requests and give the same replies. */
+export type Backend = Pick<Transport, 'call'>;
+
 export class Socket {
   readonly #m: ModuleContext;
+  readonly #io: Backend;
   #handle: number;
   #timeout: number | null;
   #closed = false;
@@ -68,8 +73,9 @@ export class Socket {
   readonly proto: number;
 
   /** @internal Built by the module's socket()/socketpair()/accept(). */
-  constructor(m: ModuleContext, handle: number, family: number, type: number, proto: number, timeout: number | null) {
+  constructor(m: ModuleContext, handle: number, family: number, type: number, proto: number, timeout: number | null, io: Backend = m.transport) {
     this.#m = m;
+    this.#io = io;
     this.#handle = handle;
     this.family = family;
     this.type = type;
@@ -110,7 +116,12 @@ export class Socket {
     return toAddress(address, this.family, this.#m.families, fn);
   }
 
-  /** The handle number (Python's fileno()); -1 once closed. */
+  /** @internal Whether this socket was handed off (runs in this process on its real fd). */
+  get _handedOff(): boolean {
+    return this.#io !== this.#m.transport;
+  }
+
+  /** The handle number (Python's fileno()), or the real fd of a handed-off socket; -1 once closed. */
   fileno(): number {
     return this.#closed ? -1 : this.#handle;
   }
@@ -130,13 +141,13 @@ export class Socket {
 
   async bind(address: AddressTuple): Promise<void> {
     const handle = this.#check();
-    const res = await this.#m.transport.call('bind', { handle, address: this.#addr(address, 'bind') });
+    const res = await this.#io.call('bind', { handle, address: this.#addr(address, 'bind') });
     this.#laddr = fromAddress(res.local);
   }
 
   async listen(backlog?: number): Promise<void> {
     const handle = this.#check();
-    await this.#m.transport.call('listen', { handle, backlog: backlog === undefined ? undefined : toCInt(backlog) });
+    await this.#io.call('listen', { handle, backlog: backlog === undefined ? undefined : toCInt(backlog) });
     await this.#autobound();
   }
 
@@ -149,13 +160,13 @@ export class Socket {
   /** Resolves to [connection, address]; the new socket's mode follows the seed's accept rules. */
   async accept(): Promise<[Socket, AddressTuple | null]> {
     const handle = this.#check();
-    const res = await this.#m.transport.call('accept', { handle, timeout: this.#mode }, this.#deadline);
+    const res = await this.#io.call('accept', { handle, timeout: this.#mode }, this.#deadline);
     const def = this.#m.getdefaulttimeout();
     // Python: the new socket gets the default timeout; if there is none and the listening socket
     // has a timeout, it is blocking.
     const mode = def === null && this.#timeout ? null : def;
     const info = res.info!;
-    const sock = new Socket(this.#m, res.handle, info.family, info.type, info.protocol, mode);
+    const sock = new Socket(this.#m, res.handle, info.family, info.type, info.protocol, mode, this.#io);
     sock.#laddr = fromAddress(res.local);
     sock.#raddr = fromAddress(res.address);
     sock.#connected = true;
@@ -168,7 +179,7 @@ export class Socket {
 
   async #connect(address: AddressTuple, fn: string): Promise<void> {
     const handle = this.#check();
-    const res = await this.#m.transport.call('connect', { handle, address: this.#addr(address, fn), timeout: this.#mode }, this.#deadline);
+    const res = await this.#io.call('connect', { handle, address: this.#addr(address, fn), timeout: this.#mode }, this.#deadline);
     this.#laddr = fromAddress(res.local);
     this.#raddr = fromAddress(res.peer);
     this.#connected = true;
@@ -190,7 +201,7 @@ export class Socket {
   async send(data: Uint8Array, flags = 0): Promise<number> {
     const handle = this.#check();
     const buf = toBytes(data);
-    const res = await this.#m.transport.call('send', { handle, data: buf, flags: toCInt(flags), timeout: this.#mode }, this.#deadline);
+    const res = await this.#io.call('send', { handle, data: buf, flags: toCInt(flags), timeout: this.#mode }, this.#deadline);
     return res.sent;
   }
 
@@ -200,7 +211,7 @@ export class Socket {
     const handle = this.#check();
     const buf = toBytes(data);
     const [flags, addr] = address === undefined ? [0, flagsOrAddress] : [toCInt(flagsOrAddress), address];
-    const res = await this.#m.transport.call(
+    const res = await this.#io.call(
       'send',
       { handle, data: buf, flags, address: this.#addr(addr, 'sendto'), timeout: this.#mode },
       this.#deadline,
@@ -224,7 +235,7 @@ export class Socket {
     if (this.#pipelinable(buf.length)) {
       while (this.#inflightBytes + buf.length > PIPELINE_WINDOW) await Promise.race(this.#inflight);
       // A copy: the caller may reuse its buffer as soon as sendall resolves.
-      const call = this.#m.transport.call('sendAll', { handle, data: Buffer.from(buf), flags: f });
+      const call = this.#io.call('sendAll', { handle, data: Buffer.from(buf), flags: f });
       const size = buf.length;
       this.#inflightBytes += size;
       const tracked: Promise<unknown> = call.then(
@@ -248,13 +259,14 @@ export class Socket {
     let offset = 0;
     do {
       const chunk = buf.subarray(offset, offset + step);
-      await this.#m.transport.call('sendAll', { handle, data: chunk, flags: f, timeout: this.#mode }, this.#deadline);
+      await this.#io.call('sendAll', { handle, data: chunk, flags: f, timeout: this.#mode }, this.#deadline);
       offset += chunk.length;
     } while (offset < buf.length);
   }
 
   #pipelinable(size: number): boolean {
-    return this.#connected && this.#timeout === null && size <= Math.min(PIPELINE_MAX, this.#m.maxSendBytes) && (this.type & 0xf) === SOCK_STREAM;
+    // A handed-off socket's send is a syscall here: nothing to pipeline.
+    return this.#io === this.#m.transport && this.#connected && this.#timeout === null && size <= Math.min(PIPELINE_MAX, this.#m.maxSendBytes) && (this.type & 0xf) === SOCK_STREAM;
   }
 
   /** Waits for pipelined sends, then raises the error one of them left, if any. */
@@ -266,14 +278,14 @@ export class Socket {
   async recv(bufsize: number, flags = 0): Promise<Buffer> {
     const handle = this.#check();
     const n = this.#bufsize(bufsize, 'recv');
-    const res = await this.#m.transport.call('recv', { handle, bufsize: n, flags: toCInt(flags), wantAddress: false, timeout: this.#mode }, this.#deadline, this.#reads.signal);
+    const res = await this.#io.call('recv', { handle, bufsize: n, flags: toCInt(flags), wantAddress: false, timeout: this.#mode }, this.#deadline, this.#reads.signal);
     return res.data;
   }
 
   async recvfrom(bufsize: number, flags = 0): Promise<[Buffer, AddressTuple | null]> {
     const handle = this.#check();
     const n = this.#bufsize(bufsize, 'recvfrom');
-    const res = await this.#m.transport.call('recv', { handle, bufsize: n, flags: toCInt(flags), wantAddress: true, timeout: this.#mode }, this.#deadline, this.#reads.signal);
+    const res = await this.#io.call('recv', { handle, bufsize: n, flags: toCInt(flags), wantAddress: true, timeout: this.#mode }, this.#deadline, this.#reads.signal);
     return [res.data, fromAddress(res.address)];
   }
 
@@ -297,7 +309,7 @@ export class Socket {
       throw new ValueError(fn === 'recv_into' ? 'buffer too small for requested bytes' : 'nbytes is greater than the length of the buffer');
     }
     n = Math.min(n, this.#m.maxRecvBytes);
-    const res = await this.#m.transport.call('recv', { handle, bufsize: n, flags: toCInt(flags), wantAddress, timeout: this.#mode }, this.#deadline, this.#reads.signal);
+    const res = await this.#io.call('recv', { handle, bufsize: n, flags: toCInt(flags), wantAddress, timeout: this.#mode }, this.#deadline, this.#reads.signal);
     res.data.copy(target, 0);
     return [res.data.length, fromAddress(res.address)];
   }
@@ -314,7 +326,7 @@ export class Socket {
     // CPython reads `how` with _PyLong_AsInt, whose overflow message differs from the "i" format's.
     const h = toInt(how);
     if (h > 0x7fffffff || h < -0x80000000) throw new OverflowError('Python int too large to convert to C int');
-    await this.#m.transport.call('shutdown', { handle, how: h });
+    await this.#io.call('shutdown', { handle, how: h });
     // Writing is shut down: a later sendall must raise EPIPE itself, as in Python, not the call after it.
     if (h !== SHUT_RD) this.#connected = false;
   }
@@ -328,18 +340,18 @@ export class Socket {
     this.#userClosed = true;
     if (this.#ioRefs > 0) return;
     this.#closed = true;
-    await this.#m.transport.call('close', { handle: this.#handle });
+    await this.#io.call('close', { handle: this.#handle });
   }
 
   async getsockname(): Promise<AddressTuple | null> {
     const handle = this.#check();
-    const res = await this.#m.transport.call('getSockName', { handle });
+    const res = await this.#io.call('getSockName', { handle });
     return (this.#laddr = fromAddress(res.address));
   }
 
   async getpeername(): Promise<AddressTuple | null> {
     const handle = this.#check();
-    const res = await this.#m.transport.call('getPeerName', { handle });
+    const res = await this.#io.call('getPeerName', { handle });
     return (this.#raddr = fromAddress(res.address));
   }
 
@@ -352,7 +364,7 @@ export class Socket {
     const n = buflen === undefined ? 0 : toCInt(buflen);
     const req = { handle, level: toCInt(level), name: toCInt(optname), buflen: n === 0 ? undefined : n };
     if (n < 0 || n > 1024) throw new OSError('getsockopt buflen out of range');
-    const res = await this.#m.transport.call('getSockOpt', req);
+    const res = await this.#io.call('getSockOpt', req);
     return n === 0 ? res.value : res.data;
   }
 
@@ -363,7 +375,7 @@ export class Socket {
     // C int range fails the second parse and is reported as not bytes-like.
     const isInt = (typeof value === 'number' && Number.isInteger(value) && value >= -0x80000000 && value <= 0x7fffffff) || typeof value === 'boolean';
     if (!isInt && !(value instanceof Uint8Array)) throw new TypeError(`a bytes-like object is required, not '${pyType(value)}'`);
-    await this.#m.transport.call('setSockOpt', {
+    await this.#io.call('setSockOpt', {
       handle,
       level: toCInt(level),
       name: toCInt(optname),
@@ -387,7 +399,7 @@ export class Socket {
     const anc = toControlMessages(ancdata, this.#anc);
     const f = toCInt(flags);
     const addr = address === null || address === undefined ? undefined : this.#addr(address, 'sendmsg');
-    const res = await this.#m.transport.call('sendMsg', { handle, buffers: bufs, ancdata: anc, flags: f, address: addr, timeout: this.#mode }, this.#deadline);
+    const res = await this.#io.call('sendMsg', { handle, buffers: bufs, ancdata: anc, flags: f, address: addr, timeout: this.#mode }, this.#deadline);
     return res.sent;
   }
 
@@ -420,14 +432,14 @@ export class Socket {
     const anc = toInt(ancbufsize);
     if (anc < 0) throw new ValueError('invalid ancillary data buffer length');
     const req = { handle, bufsize: Math.min(bufsize, this.#m.maxRecvBytes), ancbufsize: anc, flags: toCInt(flags), timeout: this.#mode };
-    return this.#m.transport.call('recvMsg', req, this.#deadline);
+    return this.#io.call('recvMsg', req, this.#deadline);
   }
 
   /** dup(): a new socket object on a new handle for the same socket (non-inheritable). */
   async dup(): Promise<Socket> {
     const handle = this.#check();
-    const res = await this.#m.transport.call('dup', { handle });
-    const s = new Socket(this.#m, res.handle, this.family, this.type, this.proto, this.#timeout);
+    const res = await this.#io.call('dup', { handle });
+    const s = new Socket(this.#m, res.handle, this.family, this.type, this.proto, this.#timeout, this.#io);
     s.#connected = this.#connected;
     s.#laddr = this.#laddr;
     s.#raddr = this.#raddr;
@@ -441,7 +453,7 @@ export class Socket {
   async detach(): Promise<number> {
     if (this.#closed) return -1;
     const handle = this.#check();
-    await this.#m.transport.call('detach', { handle });
+    await this.#io.call('detach', { handle });
     this.#closed = true;
     this.#userClosed = true;
     return handle;
@@ -450,13 +462,13 @@ export class Socket {
   /** get_inheritable(): the handle's inheritable flag (False for every new socket, as Python 3.4). */
   async getInheritable(): Promise<boolean> {
     const handle = this.#check();
-    return (await this.#m.transport.call('getInheritable', { handle })).inheritable;
+    return (await this.#io.call('getInheritable', { handle })).inheritable;
   }
 
   /** set_inheritable(flag). */
   async setInheritable(inheritable: boolean): Promise<void> {
     const handle = this.#check();
-    await this.#m.transport.call('setInheritable', { handle, inheritable: Boolean(inheritable) });
+    await this.#io.call('setInheritable', { handle, inheritable: Boolean(inheritable) });
   }
 
   /**
@@ -468,7 +480,7 @@ export class Socket {
     const handle = this.#check();
     const pid = toInt(processId);
     if (pid < 0 || pid > 0xffffffff) throw new OverflowError('Python int too large to convert to C unsigned long');
-    const res = await this.#m.transport.call('share', { handle, pid: pid > 0x7fffffff ? -1 : pid });
+    const res = await this.#io.call('share', { handle, pid: pid > 0x7fffffff ? -1 : pid });
     return Buffer.from(res.token);
   }
 
@@ -501,10 +513,10 @@ export class Socket {
     if (Array.isArray(option)) {
       if (option.length !== 3) throw new TypeError('ioctl(): SIO_KEEPALIVE_VALS takes a tuple (onoff, keepalivetime, keepaliveinterval)');
       const [onoff, keepalivetime, keepaliveinterval] = option.map((v) => toInt(v));
-      await this.#m.transport.call('ioctl', { handle, control: c, keepalive: { onoff: onoff!, keepalivetime: keepalivetime!, keepaliveinterval: keepaliveinterval! } });
+      await this.#io.call('ioctl', { handle, control: c, keepalive: { onoff: onoff!, keepalivetime: keepalivetime!, keepaliveinterval: keepaliveinterval! } });
       return;
     }
-    await this.#m.transport.call('ioctl', { handle, control: c, value: toInt(option) });
+    await this.#io.call('ioctl', { handle, control: c, value: toInt(option) });
   }
 
   /** Python's repr: <socket.socket fd=3, family=AddressFamily.AF_INET, type=SocketType.SOCK_STREAM, proto=0, laddr=...>. */

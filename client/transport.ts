@@ -24,6 +24,12 @@ export interface TransportOptions {
   token?: string;
   /** Ask for sockets in the broker host's network namespace (needs a grant for a caller in another one). */
   hostNetwork?: boolean;
+  /**
+   * Take the real fd of each socket the broker's policy lets leave it (local callers on a unix:
+   * address; default true): the socket then runs in this process. false keeps every socket on
+   * the broker.
+   */
+  handoff?: boolean;
 }
 
 interface Pending {

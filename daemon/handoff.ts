@@ -35,7 +35,7 @@ export const sideChannelPath = (path: string): string => `${path}.handoff`;
 const TICKET_TTL_MS = Number(process.env.SOCKBROKER_HANDOFF_TTL_MS ?? 10_000);
 /** Unredeemed tickets per session; beyond it sockets stay on the broker. */
 const MAX_PENDING = 64;
-const MAX_CONNS_PER_IDENTITY = 8;
+const MAX_CONNS_PER_IDENTITY = 32;
 const MAX_CONNS = 256;
 /** Seconds a side-channel peer has to send its request, and the daemon to send its reply. */
 const IO_TIMEOUT_S = 5;

@@ -37,13 +37,20 @@ export class Reactor {
   /** Fds in the epoll set (one-shot registrations stay after firing, disarmed). */
   readonly #registered = new Set<number>();
   #running = true;
-  readonly #loop: Promise<void>;
+  #loop: Promise<void> | undefined;
+  readonly #persistent: boolean;
 
-  constructor() {
+  /**
+   * `idle: 'stop'` (the SDK's in-process sockets): the waiting thread runs only while someone
+   * waits, so an idle reactor keeps no threadpool work pending and never holds the process
+   * alive (Node's unref). The daemon's reactor waits all the time.
+   */
+  constructor(opts: { idle?: 'wait' | 'stop' } = {}) {
     this.#epfd = epollCreate();
     this.#wakeFd = eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC);
     epollCtl(this.#epfd, os.EPOLL_CTL_ADD, this.#wakeFd, os.EPOLLIN);
-    this.#loop = this.#run();
+    this.#persistent = opts.idle !== 'stop';
+    if (this.#persistent) this.#loop = this.#run();
   }
 
   /** Number of fds with waiters (for tests and metrics). */
@@ -82,6 +89,7 @@ export class Reactor {
       watch.waiters.add(waiter);
       signal?.addEventListener('abort', onAbort, { once: true });
       this.#arm(fd, watch);
+      if (!this.#loop && this.#running) this.#loop = this.#run();
     });
   }
 
@@ -93,6 +101,12 @@ export class Reactor {
     if (!watch) return;
     this.#watches.delete(fd);
     for (const w of watch.waiters) w.reject(new FdClosedError());
+    this.#idleCheck();
+  }
+
+  /** An idle-stopping reactor whose last waiter left ends its wait now (not at the next event). */
+  #idleCheck(): void {
+    if (!this.#persistent && this.#loop && this.#watches.size === 0) eventfdWrite(this.#wakeFd, 1);
   }
 
   /** Stops the waiting thread; pending waiters are failed. */
@@ -111,8 +125,10 @@ export class Reactor {
     if (!watch) return;
     watch.waiters.delete(waiter);
     // With no waiter left, the armed one-shot registration may still fire once: harmless.
-    if (watch.waiters.size === 0) this.#watches.delete(fd);
-    else this.#arm(fd, watch);
+    if (watch.waiters.size === 0) {
+      this.#watches.delete(fd);
+      this.#idleCheck();
+    } else this.#arm(fd, watch);
   }
 
   #arm(fd: number, watch: Watch): void {
@@ -140,6 +156,7 @@ export class Reactor {
   #fail(fd: number, watch: Watch, err: unknown): void {
     this.#watches.delete(fd);
     for (const w of watch.waiters) w.reject(err);
+    this.#idleCheck();
   }
 
   #ctl(op: number, fd: number, events: number): void {
@@ -151,7 +168,7 @@ export class Reactor {
   }
 
   async #run(): Promise<void> {
-    while (this.#running) {
+    while (this.#running && (this.#persistent || this.#watches.size > 0)) {
       // A bounded wait: process exit joins the threadpool, so a wait that never returned would
       // hold the exit of a daemon that dies without stop().
       let events;
@@ -181,5 +198,7 @@ export class Reactor {
         else this.#watches.delete(fd); // one-shot: now disarmed, registration stays for reuse
       }
     }
+    // Cleared before the waiters woken above run (they may wait again and must start a new loop).
+    if (!this.#persistent) this.#loop = undefined;
   }
 }

@@ -17,7 +17,9 @@ chmodSync(world, 0o755);
 
 // ava's own reporter (its TAP reporter crashes on a timeout); each test is a ✔ or ✘ line.
 const args = ['ava', '--verbose', ...process.argv.slice(2)];
-const ava = spawn('npx', args, { env: { ...process.env, SOCKBROKER_WORLD_COPY: world, FORCE_COLOR: '0' }, stdio: ['ignore', 'pipe', 'inherit'] });
+// Hand-off stays off unless a test asks for it (connect(address, { handoff: true })), so every
+// other test runs the streamed path.
+const ava = spawn('npx', args, { env: { SOCKBROKER_HANDOFF: '0', ...process.env, SOCKBROKER_WORLD_COPY: world, FORCE_COLOR: '0' }, stdio: ['ignore', 'pipe', 'inherit'] });
 let passed = 0;
 let failed = 0;
 let tail = '';

@@ -170,7 +170,7 @@ export async function runAsNobody(source: string, env: Record<string, string> = 
     const argv = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, file];
     const proc = spawn(netns ? 'ip' : argv[0]!, netns ? ['netns', 'exec', netns, ...argv] : argv.slice(1), {
       cwd: world,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/tmp', ...env },
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/tmp', ...(process.env.SOCKBROKER_HANDOFF ? { SOCKBROKER_HANDOFF: process.env.SOCKBROKER_HANDOFF } : {}), ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

@@ -12,14 +12,21 @@ export interface Fixture {
   fresh(): Promise<SocketModule>;
 }
 
-/** Starts one daemon before the file's tests and stops it (and every module) after them. */
-export function useDaemon(test: TestFn): Fixture {
+/** Whether this file's sockets are handed off (set by the test/socket-handoff/ wrappers). */
+export const HANDOFF = (globalThis as { SOCKBROKER_TEST_HANDOFF?: boolean }).SOCKBROKER_TEST_HANDOFF === true;
+
+/**
+ * Starts one daemon before the file's tests and stops it (and every module) after them. The
+ * modules hand sockets off when `handoff` (default: HANDOFF), so a conformance file runs in
+ * either mode.
+ */
+export function useDaemon(test: TestFn, handoff = HANDOFF): Fixture {
   let d: Daemon | undefined;
   let mod: SocketModule | undefined;
   const extra: SocketModule[] = [];
   test.before(async () => {
     d = await startDaemon();
-    mod = await connect(d.address);
+    mod = await connect(d.address, { handoff });
   });
   test.after.always(async () => {
     for (const m of [mod, ...extra]) await m?.disconnect();
@@ -29,7 +36,7 @@ export function useDaemon(test: TestFn): Fixture {
     daemon: () => d!,
     socket: () => mod!,
     async fresh() {
-      const m = await connect(d!.address);
+      const m = await connect(d!.address, { handoff });
       extra.push(m);
       return m;
     },

@@ -1,0 +1,502 @@
+// The in-process backend for handed-off sockets: the same operations, requests and replies as
+// the broker's Call stream (so the one Socket class above runs on either), done here with
+// native/ syscalls on the real fd and the one reactor/I/O driver the daemon uses. Loaded only
+// when the broker hands a socket off (a remote client machine never loads ffi-rs).
+//
+// What still goes to the broker: host names in addresses (getaddrinfo, unless numeric), and an
+// operation that needs the broker's privilege on the socket — a granted port below 1024, a
+// granted option — which sends the fd back on the side channel for that one call (the broker
+// checks its SO_COOKIE against its record of the hand-off).
+import * as libc from '../native/libc.js';
+import { linux as C, os } from '../native/constants.js';
+import { decodeSockaddr, encodeSockaddr } from '../native/sockaddr.js';
+import { cmsgSpace, decodeCmsgs, encodeCmsgs, recvmsg, sendmsg } from '../native/msg.js';
+import { dupCloexec } from '../native/fd.js';
+import { ErrnoError, isTimeout } from '../native/errno.js';
+import { Reactor } from '../native/reactor.js';
+import { deadlineFor, drive, isAgain, waitReady, type DrivenFd, type Timeout } from '../native/io-driver.js';
+import type { Address } from '../proto/gen/sockbroker/v1/address.js';
+import type { ControlMessage, SocketInfo } from '../proto/gen/sockbroker/v1/socket.js';
+import { fromControlMessage } from './ancillary.js';
+import { makeOSError, OSError, timeout as TimeoutExc, ValueError } from './errors.js';
+import type { Transport } from './transport.js';
+
+const TYPE_FLAGS = C.SOCK_NONBLOCK | C.SOCK_CLOEXEC;
+const SIDE_TIMEOUT_S = 10;
+const MAX_REPLY = 4096;
+
+/** One reactor for every in-process socket of this process; it waits only while someone does. */
+let reactor: Reactor | undefined;
+function theReactor(): Reactor {
+  return (reactor ??= new Reactor({ idle: 'stop' }));
+}
+
+/** A socket this process holds: the fd, and what the broker knows of it. */
+interface LocalEntry extends DrivenFd {
+  readonly fd: number;
+  closed: boolean;
+  info: SocketInfo;
+  /** Handed off by the broker (it recorded the cookie): privileged calls may be sent back. */
+  brokered: boolean;
+}
+
+const never = new AbortController().signal;
+
+function int32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeInt32LE(n);
+  return b;
+}
+
+/** native errors as Python's: OSError subclasses by errno, socket.timeout. */
+function pyError(err: unknown): unknown {
+  if (err instanceof ErrnoError) return makeOSError(err.errno, err.strerror, err.code);
+  if (isTimeout(err)) return new TimeoutExc('timed out');
+  return err;
+}
+
+/** MSG_DONTWAIT makes a blocking call non-blocking, as in the daemon. */
+function dontWait(timeout: Timeout, flags: number): Timeout {
+  return timeout === undefined && (flags & C.MSG_DONTWAIT) !== 0 ? 0 : timeout;
+}
+
+function fromSockaddr(buf: Buffer, family: number): Address | undefined {
+  if (buf.length === 0) return family === C.AF_UNIX ? { unix: { path: Buffer.alloc(0) } } : undefined;
+  const sa = decodeSockaddr(buf);
+  switch (sa.family) {
+    case 'inet':
+      return { inet: { host: sa.host, port: sa.port } };
+    case 'inet6':
+      return { inet6: { host: sa.host, port: sa.port, flowinfo: sa.flowinfo, scopeId: sa.scopeId } };
+    case 'unix':
+      return { unix: { path: sa.path } };
+    case 'netlink':
+      return { netlink: { pid: sa.pid, groups: sa.groups } };
+    default:
+      return { raw: { family: sa.familyNumber, data: sa.data } };
+  }
+}
+
+type Req = Record<string, any>;
+
+/** Side-channel requests in flight at once per module (the broker caps connections per identity). */
+const SIDE_CONCURRENCY = 4;
+
+export class LocalSockets {
+  readonly #entries = new Map<number, LocalEntry>();
+  #sideBusy = 0;
+  readonly #sideQueue: Array<() => void> = [];
+
+  constructor(
+    readonly transport: Transport,
+    /** The broker's side channel (`<unix path>.handoff`). */
+    readonly sidePath: string,
+  ) {}
+
+  /** Whether `fd` is a socket of this backend (socket(fileno=), fromfd, poll). */
+  has(fd: number): boolean {
+    return this.#entries.has(fd);
+  }
+
+  #add(fd: number, info: SocketInfo, brokered: boolean): LocalEntry {
+    const e: LocalEntry = { fd, closed: false, info, brokered };
+    this.#entries.set(fd, e);
+    return e;
+  }
+
+  /** Redeems a hand-off ticket on the side channel: the socket's fd, now this process's own. */
+  async claim(ticket: Uint8Array, info: SocketInfo): Promise<number> {
+    const { fd } = await this.#side({ op: 'claim', ticket: Buffer.from(ticket).toString('hex') });
+    if (fd === undefined) throw new OSError('sockbroker: the broker sent no fd for the hand-off');
+    this.#add(fd, info, true);
+    return fd;
+  }
+
+  /** socketpair() made here: with the caller's own credentials, as the kernel sees them. */
+  socketpair(family: number, type: number, proto: number): [number, number] {
+    try {
+      const [a, b] = libc.socketpair(family, type | TYPE_FLAGS, proto);
+      const info = { family, type: type & ~TYPE_FLAGS, protocol: proto };
+      this.#add(a, info, false);
+      this.#add(b, info, false);
+      return [a, b];
+    } catch (err) {
+      throw pyError(err);
+    }
+  }
+
+  /** Takes over an fd this process already holds (socket(fileno=)): its own kind, from the kernel. */
+  adopt(fd: number): void {
+    if (!this.#entries.has(fd)) throw makeOSError(C.EBADF!, 'Bad file descriptor', 'EBADF');
+  }
+
+  /** One request on the side channel (a connection each), with `fd` attached when given. */
+  async #side(req: Record<string, unknown>, fd?: number): Promise<{ fd?: number }> {
+    if (this.#sideBusy >= SIDE_CONCURRENCY) await new Promise<void>((resolve) => this.#sideQueue.push(resolve));
+    this.#sideBusy++;
+    try {
+      return await this.#sideOnce(req, fd);
+    } finally {
+      this.#sideBusy--;
+      this.#sideQueue.shift()?.();
+    }
+  }
+
+  async #sideOnce(req: Record<string, unknown>, fd?: number): Promise<{ fd?: number }> {
+    const r = theReactor();
+    const s = libc.socket(C.AF_UNIX, C.SOCK_SEQPACKET | TYPE_FLAGS, 0);
+    const entry = { fd: s, closed: false };
+    const got: number[] = [];
+    try {
+      const sa = encodeSockaddr({ family: 'unix', path: Buffer.from(this.sidePath) });
+      await drive(r, entry, 'write', SIDE_TIMEOUT_S, never, 'connect', () => {
+        try {
+          libc.connect(s, sa);
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'EISCONN') throw err;
+        }
+      });
+      const body = Buffer.from(JSON.stringify({ ...req, session: this.transport.sessionId }));
+      const control = fd === undefined ? Buffer.alloc(0) : encodeCmsgs([{ level: C.SOL_SOCKET, type: C.SCM_RIGHTS, data: int32(fd) }]);
+      await drive(r, entry, 'write', SIDE_TIMEOUT_S, never, 'sendmsg', () => sendmsg(s, [body], control, C.MSG_NOSIGNAL, null));
+      const res = await drive(r, entry, 'read', SIDE_TIMEOUT_S, never, 'recvmsg', () => recvmsg(s, MAX_REPLY, cmsgSpace(4), C.MSG_CMSG_CLOEXEC));
+      for (const c of decodeCmsgs(res.control)) {
+        if (c.level === C.SOL_SOCKET && c.type === C.SCM_RIGHTS) for (let i = 0; i + 4 <= c.data.length; i += 4) got.push(c.data.readInt32LE(i));
+      }
+      if (res.n === 0) throw new OSError('sockbroker: the broker closed the side channel without a reply');
+      const reply = JSON.parse(res.data.toString('utf8')) as { ok: boolean; kind?: string; errno?: number; message?: string };
+      if (!reply.ok) {
+        if (reply.kind === 'os' && typeof reply.errno === 'number') throw makeOSError(reply.errno, reply.message ?? '', errnoCode(reply.errno));
+        throw new OSError(`sockbroker: ${reply.message ?? 'side channel request failed'}`);
+      }
+      const mine = got.shift();
+      return mine === undefined ? {} : { fd: mine };
+    } catch (err) {
+      throw pyError(err);
+    } finally {
+      for (const extra of got) libc.close(extra);
+      r.forget(s);
+      libc.close(s);
+    }
+  }
+
+  #entry(handle: number, syscall: string): LocalEntry {
+    const e = this.#entries.get(handle);
+    if (!e || e.closed) throw makeOSError(C.EBADF!, 'Bad file descriptor', 'EBADF');
+    void syscall;
+    return e;
+  }
+
+  /** The kernel sockaddr for a proto address; host names resolve on the broker (getaddrinfo). */
+  async #sockaddr(a: Address | undefined, family: number, syscall: string): Promise<Buffer> {
+    if (family === C.AF_INET || family === C.AF_INET6) {
+      const v = family === C.AF_INET ? a?.inet : a?.inet6;
+      if (!v) throw new TypeError(`${syscall}(): ${family === C.AF_INET ? 'AF_INET' : 'AF_INET6'} address must be tuple, not ${a?.unix ? 'str' : 'NoneType'}`);
+      const { host, scopeId } = await this.#resolve(v.host, family);
+      if (family === C.AF_INET) return encodeSockaddr({ family: 'inet', host, port: v.port });
+      const v6 = a!.inet6!;
+      return encodeSockaddr({ family: 'inet6', host, port: v6.port, flowinfo: v6.flowinfo, scopeId: v6.scopeId || scopeId || 0 });
+    }
+    if (family === C.AF_UNIX) {
+      if (!a?.unix) throw new TypeError(`${syscall}(): AF_UNIX address must be str or bytes, not tuple`);
+      if (a.unix.path.length >= 108 + (a.unix.path[0] === 0 ? 1 : 0)) throw new OSError('AF_UNIX path too long');
+      return encodeSockaddr({ family: 'unix', path: Buffer.from(a.unix.path) });
+    }
+    if (family === C.AF_NETLINK && a?.netlink) return encodeSockaddr({ family: 'netlink', pid: a.netlink.pid, groups: a.netlink.groups });
+    throw makeOSError(C.EAFNOSUPPORT!, 'Address family not supported by protocol', 'EAFNOSUPPORT');
+  }
+
+  /** As CPython's setipaddr: '' the wildcard, '<broadcast>', numeric as is, else the broker's getaddrinfo. */
+  async #resolve(host: string, family: number): Promise<{ host: string; scopeId?: number }> {
+    if (host === '') return { host: family === C.AF_INET ? '0.0.0.0' : '::' };
+    if (host === '<broadcast>') {
+      if (family !== C.AF_INET) throw new OSError('address family mismatched');
+      return { host: '255.255.255.255' };
+    }
+    if (!host.includes('\0') && libc.inetPton(family, host)) return { host };
+    const res = await this.transport.getAddrInfo({ host, port: undefined, family, type: C.SOCK_DGRAM, protocol: 0, flags: 0 } as never);
+    const first = res.results[0]?.address;
+    if (first?.inet) return { host: first.inet.host };
+    if (first?.inet6) return { host: first.inet6.host, scopeId: first.inet6.scopeId };
+    throw makeOSError(C.EAFNOSUPPORT!, 'Address family not supported by protocol', 'EAFNOSUPPORT');
+  }
+
+  #name(e: LocalEntry, get: (fd: number) => Buffer): Address | undefined {
+    try {
+      return fromSockaddr(get(e.fd), e.info.family);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Runs one operation, as Transport.call does on the broker. */
+  async call(op: string, req: Req, _timeoutS?: number | null, signal?: AbortSignal): Promise<any> {
+    const fn = (this as unknown as Record<string, (req: Req, signal: AbortSignal) => Promise<unknown>>)[`op_${op}`];
+    if (!fn) throw new OSError(`sockbroker: ${op} is not available on a handed-off socket`);
+    try {
+      return await fn.call(this, req, signal ?? never);
+    } catch (err) {
+      throw pyError(err);
+    }
+  }
+
+  // ---- the operations (names match the Call stream's) ----
+
+  async op_bind(req: Req): Promise<unknown> {
+    const e = this.#entry(req.handle, 'bind');
+    const sa = await this.#sockaddr(req.address, e.info.family, 'bind');
+    try {
+      libc.bind(e.fd, sa);
+    } catch (err) {
+      if (!this.#sendBackable(e, err)) throw err;
+      await this.#side({ op: 'bind', sockaddr: sa.toString('hex') }, e.fd);
+    }
+    return { local: this.#name(e, libc.getsockname) };
+  }
+
+  /** A refusal the broker's grant may overturn: EPERM/EACCES on a socket it handed off. */
+  #sendBackable(e: LocalEntry, err: unknown): boolean {
+    const code = (err as { code?: string }).code;
+    return e.brokered && (code === 'EPERM' || code === 'EACCES');
+  }
+
+  async op_listen(req: Req): Promise<unknown> {
+    const e = this.#entry(req.handle, 'listen');
+    const backlog = Math.max(0, req.backlog === undefined ? Math.min(C.SOMAXCONN, 128) : req.backlog);
+    libc.listen(e.fd, backlog);
+    return {};
+  }
+
+  async op_accept(req: Req, signal: AbortSignal): Promise<unknown> {
+    const e = this.#entry(req.handle, 'accept');
+    const { fd, addr } = await drive(theReactor(), e, 'read', req.timeout, signal, 'accept', () => libc.accept4(e.fd, TYPE_FLAGS));
+    const child = this.#add(fd, e.info, false);
+    return { handle: fd, info: e.info, address: fromSockaddr(addr, e.info.family), local: this.#name(child, libc.getsockname) };
+  }
+
+  async op_connect(req: Req, signal: AbortSignal): Promise<unknown> {
+    const e = this.#entry(req.handle, 'connect');
+    const timeout: Timeout = req.timeout;
+    const sa = await this.#sockaddr(req.address, e.info.family, 'connect');
+    const deadline = deadlineFor(timeout);
+    const ends = () => ({ local: this.#name(e, libc.getsockname), peer: this.#name(e, libc.getpeername) });
+    try {
+      libc.connect(e.fd, sa);
+      return ends();
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code !== 'EINPROGRESS' && !isAgain(err) && code !== 'EINTR') throw err;
+      if (timeout === 0) throw err;
+    }
+    await waitReady(theReactor(), e, 'write', deadline, signal, 'connect');
+    if (e.closed) throw makeOSError(C.EBADF!, 'Bad file descriptor', 'EBADF');
+    const soError = libc.getsockopt(e.fd, C.SOL_SOCKET, C.SO_ERROR, 4).readInt32LE(0);
+    // As the daemon: a second connect moves Linux's socket out of "connecting".
+    try {
+      libc.connect(e.fd, sa);
+    } catch {
+      // its outcome is in soError
+    }
+    if (soError !== 0) throw new ErrnoError(soError, 'connect');
+    return ends();
+  }
+
+  async op_send(req: Req, signal: AbortSignal): Promise<unknown> {
+    const e = this.#entry(req.handle, 'send');
+    const flags = req.flags | C.MSG_NOSIGNAL;
+    const sa = req.address ? await this.#sockaddr(req.address, e.info.family, 'sendto') : null;
+    const sent = await drive(theReactor(), e, 'write', dontWait(req.timeout, req.flags), signal, sa ? 'sendto' : 'send', () => libc.sendto(e.fd, req.data, flags, sa));
+    return { sent };
+  }
+
+  async op_sendAll(req: Req, signal: AbortSignal): Promise<unknown> {
+    const e = this.#entry(req.handle, 'sendall');
+    const data: Buffer = req.data;
+    const flags = req.flags | C.MSG_NOSIGNAL;
+    const timeout = dontWait(req.timeout, req.flags);
+    const deadline = deadlineFor(timeout);
+    let offset = 0;
+    do {
+      offset += await drive(theReactor(), e, 'write', timeout, signal, 'sendall', () => libc.send(e.fd, data.subarray(offset), flags), deadline);
+    } while (offset < data.length);
+    return {};
+  }
+
+  async op_recv(req: Req, signal: AbortSignal): Promise<unknown> {
+    const e = this.#entry(req.handle, req.wantAddress ? 'recvfrom' : 'recv');
+    const buf = Buffer.allocUnsafe(req.bufsize);
+    const r = await drive(theReactor(), e, 'read', dontWait(req.timeout, req.flags), signal, req.wantAddress ? 'recvfrom' : 'recv', () =>
+      req.wantAddress ? libc.recvfrom(e.fd, buf, req.flags) : { n: libc.recv(e.fd, buf, req.flags), addr: null });
+    const data = buf.subarray(0, Math.min(r.n, req.bufsize));
+    return { data, address: r.addr && r.addr.length > 0 ? fromSockaddr(r.addr, e.info.family) : undefined };
+  }
+
+  async op_shutdown(req: Req): Promise<unknown> {
+    libc.shutdown(this.#entry(req.handle, 'shutdown').fd, req.how);
+    return {};
+  }
+
+  async op_close(req: Req): Promise<unknown> {
+    const e = this.#entries.get(req.handle);
+    if (!e || e.closed) return {};
+    e.closed = true;
+    this.#entries.delete(e.fd);
+    theReactor().forget(e.fd);
+    let lingers = false;
+    try {
+      const l = libc.getsockopt(e.fd, C.SOL_SOCKET, C.SO_LINGER, 8);
+      lingers = l.length >= 8 && l.readInt32LE(0) !== 0 && l.readInt32LE(4) > 0;
+    } catch {
+      // no SO_LINGER: never blocks
+    }
+    if (lingers) await libc.closeOffThread(e.fd);
+    else libc.close(e.fd);
+    return {};
+  }
+
+  async op_getSockOpt(req: Req): Promise<unknown> {
+    const e = this.#entry(req.handle, 'getsockopt');
+    if (req.buflen === undefined) {
+      const v = libc.getsockopt(e.fd, req.level, req.name, 4);
+      return { value: v.length >= 4 ? v.readInt32LE(0) : v.length ? v.readInt8(0) : 0, data: Buffer.alloc(0) };
+    }
+    return { value: 0, data: libc.getsockopt(e.fd, req.level, req.name, req.buflen) };
+  }
+
+  async op_setSockOpt(req: Req): Promise<unknown> {
+    const e = this.#entry(req.handle, 'setsockopt');
+    const value = req.bytesValue !== undefined ? Buffer.from(req.bytesValue) : int32(req.intValue);
+    try {
+      libc.setsockopt(e.fd, req.level, req.name, value);
+    } catch (err) {
+      if (!this.#sendBackable(e, err)) throw err;
+      const v = req.bytesValue !== undefined ? { bytes: value.toString('hex') } : { int: req.intValue };
+      await this.#side({ op: 'setsockopt', level: req.level, name: req.name, ...v }, e.fd);
+    }
+    return {};
+  }
+
+  async op_getSockName(req: Req): Promise<unknown> {
+    const e = this.#entry(req.handle, 'getsockname');
+    return { address: fromSockaddr(libc.getsockname(e.fd), e.info.family) };
+  }
+
+  async op_getPeerName(req: Req): Promise<unknown> {
+    const e = this.#entry(req.handle, 'getpeername');
+    return { address: fromSockaddr(libc.getpeername(e.fd), e.info.family) };
+  }
+
+  async op_sendMsg(req: Req, signal: AbortSignal): Promise<unknown> {
+    const e = this.#entry(req.handle, 'sendmsg');
+    // The typed items back to the bytes the kernel takes (the same packing the SDK receives).
+    const control = encodeCmsgs((req.ancdata as ControlMessage[]).map((c) => {
+      const [level, type, data] = fromControlMessage(c);
+      return { level, type, data };
+    }));
+    const sa = req.address ? await this.#sockaddr(req.address, e.info.family, 'sendmsg') : null;
+    const sent = await drive(theReactor(), e, 'write', dontWait(req.timeout, req.flags), signal, 'sendmsg', () =>
+      sendmsg(e.fd, req.buffers, control, req.flags | C.MSG_NOSIGNAL, sa));
+    return { sent };
+  }
+
+  async op_recvMsg(req: Req, signal: AbortSignal): Promise<unknown> {
+    const e = this.#entry(req.handle, 'recvmsg');
+    const r = await drive(theReactor(), e, 'read', dontWait(req.timeout, req.flags), signal, 'recvmsg', () => recvmsg(e.fd, req.bufsize, req.ancbufsize, req.flags));
+    // Received items stay the kernel's bytes (SCM_RIGHTS: real fds of this process, as in Python).
+    const ancdata: ControlMessage[] = decodeCmsgs(r.control).map((c) => ({ level: c.level, type: c.type, other: c.data }));
+    return { data: r.data, nbytes: r.n, ancdata, msgFlags: r.msgFlags, address: r.addr.length ? fromSockaddr(r.addr, e.info.family) : undefined };
+  }
+
+  async op_dup(req: Req): Promise<unknown> {
+    const e = this.#entry(req.handle, 'dup');
+    const fd = dupCloexec(e.fd);
+    this.#add(fd, e.info, e.brokered);
+    return { handle: fd };
+  }
+
+  /** fromfd(fd): a duplicate, as Python's (the fd stays this process's). */
+  async op_fromFd(req: Req): Promise<unknown> {
+    return this.op_dup(req);
+  }
+
+  async op_detach(req: Req): Promise<unknown> {
+    this.#entry(req.handle, 'detach');
+    // The fd stays open and known, for socket(fileno=) or fromfd(); Python leaves it to the caller.
+    return {};
+  }
+
+  async op_getInheritable(req: Req): Promise<unknown> {
+    const e = this.#entry(req.handle, 'get_inheritable');
+    return { inheritable: (libc.fcntl(e.fd, os.F_GETFD!, 0) & os.FD_CLOEXEC!) === 0 };
+  }
+
+  async op_setInheritable(req: Req): Promise<unknown> {
+    const e = this.#entry(req.handle, 'set_inheritable');
+    const flags = libc.fcntl(e.fd, os.F_GETFD!, 0);
+    libc.fcntl(e.fd, os.F_SETFD!, req.inheritable ? flags & ~os.FD_CLOEXEC! : flags | os.FD_CLOEXEC!);
+    return {};
+  }
+
+  async op_ioctl(req: Req): Promise<unknown> {
+    const e = this.#entry(req.handle, 'ioctl');
+    const k = this.ioctlCodes;
+    if (req.control === k.SIO_KEEPALIVE_VALS && req.keepalive) {
+      const secs = (ms: number) => Math.min(32767, Math.max(1, Math.ceil(ms / 1000)));
+      for (const [level, name, v] of [
+        [C.SOL_SOCKET, C.SO_KEEPALIVE, req.keepalive.onoff ? 1 : 0],
+        [C.IPPROTO_TCP, C.TCP_KEEPIDLE, secs(req.keepalive.keepalivetime)],
+        [C.IPPROTO_TCP, C.TCP_KEEPINTVL, secs(req.keepalive.keepaliveinterval)],
+      ] as Array<[number, number, number]>) libc.setsockopt(e.fd, level, name, int32(v));
+      return {};
+    }
+    if (req.control === k.SIO_LOOPBACK_FAST_PATH && req.value !== undefined) return {};
+    throw new ValueError(`invalid ioctl command ${req.control}`);
+  }
+
+  /** The Winsock codes, from the broker's module constants (set by the module). */
+  ioctlCodes: { SIO_KEEPALIVE_VALS?: number; SIO_LOOPBACK_FAST_PATH?: number } = {};
+
+  /** share(): a handed-off socket is this process's own; the broker's share table never saw it. */
+  async op_share(): Promise<unknown> {
+    throw makeOSError(C.EOPNOTSUPP!, 'Operation not supported (a handed-off socket is shared as an fd: SCM_RIGHTS, or connect with handoff: false)', 'EOPNOTSUPP');
+  }
+
+  /** poll(2) over handed-off sockets, waiting on the reactor (never blocking the event loop). */
+  async poll(entries: Array<{ handle: number; events: number }>, timeout: number | null): Promise<Array<{ handle: number; events: number }>> {
+    const deadline = timeout === null ? Infinity : performance.now() + timeout * 1000;
+    try {
+      for (;;) {
+        const live = entries.filter((p) => this.#entries.get(p.handle) && !this.#entries.get(p.handle)!.closed);
+        const ready = entries.filter((p) => !live.includes(p)).map((p) => ({ handle: p.handle, events: os.POLLNVAL! }));
+        const revents = live.length ? libc.poll(live.map((l) => ({ fd: l.handle, events: l.events })), 0) : [];
+        live.forEach((l, i) => revents[i] && ready.push({ handle: l.handle, events: revents[i]! }));
+        if (ready.length > 0 || timeout === 0 || performance.now() >= deadline) return ready;
+        const ac = new AbortController();
+        const waits = live.flatMap(({ handle, events }) => {
+          const dirs: Array<'read' | 'write'> = [];
+          if (events & (os.POLLIN! | os.POLLPRI!)) dirs.push('read');
+          if (events & os.POLLOUT!) dirs.push('write');
+          if (dirs.length === 0) dirs.push('read');
+          return dirs.map((dir) => waitReady(theReactor(), this.#entries.get(handle)!, dir, deadline, ac.signal, 'poll'));
+        });
+        if (waits.length === 0) {
+          await new Promise((r) => setTimeout(r, Math.min(2 ** 31 - 1, Math.max(0, deadline - performance.now()))));
+          continue;
+        }
+        try {
+          await Promise.any(waits).catch((err: AggregateError) => {
+            if (!isTimeout(err.errors[0])) throw err.errors[0];
+          });
+        } finally {
+          ac.abort();
+        }
+      }
+    } catch (err) {
+      throw pyError(err);
+    }
+  }
+}
+
+function errnoCode(n: number): string {
+  return new ErrnoError(n, '').code;
+}

@@ -174,8 +174,9 @@ async function sendGrpc(): Promise<BulkReport> {
 
 // --- through the broker -----------------------------------------------------------------------
 
-async function brokerSocket(port: number): Promise<{ socket: SocketModule; s: Socket }> {
-  const socket = await connect(BROKER);
+/** A broker socket connected to the peer: streamed (kept on the broker), or handed off to this process. */
+async function brokerSocket(port: number, handoff = false): Promise<{ socket: SocketModule; s: Socket }> {
+  const socket = await connect(BROKER, { handoff });
   const s = await socket.socket(socket.AF_INET, socket.SOCK_STREAM);
   await s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1);
   await s.connect([HOST, port]);
@@ -195,8 +196,8 @@ async function recvExactly(s: Socket, n: number, bufsize: number): Promise<void>
   }
 }
 
-async function echoBroker(): Promise<EchoReport> {
-  const { socket, s } = await brokerSocket(PEERS.echo);
+async function echoBroker(handoff = false): Promise<EchoReport> {
+  const { socket, s } = await brokerSocket(PEERS.echo, handoff);
   const msg = Buffer.alloc(ECHO_BYTES, 0x61);
   const sendUs = new Array<number>(COUNT);
   const recvUs = new Array<number>(COUNT);
@@ -226,8 +227,8 @@ async function opBroker(): Promise<EchoReport> {
   return res;
 }
 
-async function sendBroker(): Promise<BulkReport> {
-  const { socket, s } = await brokerSocket(PEERS.sink);
+async function sendBroker(handoff = false): Promise<BulkReport> {
+  const { socket, s } = await brokerSocket(PEERS.sink, handoff);
   const chunk = Buffer.alloc(CHUNK_BYTES, 0x5a);
   const res = await measureBulk(async (bytes) => {
     await s.sendall(lengthHeader(bytes));
@@ -239,8 +240,8 @@ async function sendBroker(): Promise<BulkReport> {
   return res;
 }
 
-async function recvBroker(): Promise<BulkReport> {
-  const { socket, s } = await brokerSocket(PEERS.source);
+async function recvBroker(handoff = false): Promise<BulkReport> {
+  const { socket, s } = await brokerSocket(PEERS.source, handoff);
   let measured = 0;
   const res = await measureBulk(async (bytes) => {
     await s.sendall(lengthHeader(bytes));
@@ -255,13 +256,16 @@ async function recvBroker(): Promise<BulkReport> {
 const SCENARIOS = {
   'echo-native': echoNative,
   'echo-grpc': echoGrpc,
-  'echo-broker': echoBroker,
+  'echo-broker': () => echoBroker(),
+  'echo-handoff': () => echoBroker(true),
   'op-broker': opBroker,
   'send-native': sendNative,
-  'send-broker': sendBroker,
+  'send-broker': () => sendBroker(),
+  'send-handoff': () => sendBroker(true),
   'send-grpc': sendGrpc,
   'recv-native': recvNative,
-  'recv-broker': recvBroker,
+  'recv-broker': () => recvBroker(),
+  'recv-handoff': () => recvBroker(true),
 } as const;
 
 const name = process.argv[2] as keyof typeof SCENARIOS;

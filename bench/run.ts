@@ -58,15 +58,18 @@ const LATENCY_ROWS = [
   ['echo-native', 'native net, TCP loopback'],
   ['echo-grpc', 'bare grpc-js bidi message, Unix socket'],
   ['echo-broker', 'broker: sendall, then recv until 64 B'],
+  ['echo-handoff', 'broker with hand-off: the same, fd in-process'],
   ['op-broker', 'broker: getsockname (no socket I/O)'],
 ] as const;
 
 const BULK_ROWS = [
   ['send-native', 'send: native net → TCP sink'],
   ['send-broker', 'send: broker sendall → TCP sink'],
+  ['send-handoff', 'send: hand-off sendall → TCP sink'],
   ['send-grpc', 'send: bare grpc-js stream → sink'],
   ['recv-native', 'recv: TCP source → native net'],
   ['recv-broker', 'recv: TCP source → broker recv(1 MiB)'],
+  ['recv-handoff', 'recv: TCP source → hand-off recv(1 MiB)'],
 ] as const;
 
 /** An echo scenario's pooled rounds. */
@@ -179,6 +182,7 @@ function render(m: ReturnType<typeof machine>, r: Results, elapsedS: number, oth
   echoRatio('broker / native', 'echo-broker', 'echo-native', 'broker/native');
   echoRatio('broker / bare gRPC', 'echo-broker', 'echo-grpc', 'broker/grpc');
   echoRatio('bare gRPC / native', 'echo-grpc', 'echo-native', 'grpc/native');
+  echoRatio('hand-off / native', 'echo-handoff', 'echo-native', 'handoff/native');
   out.push('');
   out.push(`Bulk: ${BULK_BYTES >> 20} MiB in ${CHUNK_BYTES >> 20} MiB calls, MiB/s (median of ${BULK_REPS} in ${ROUNDS} interleaved rounds, each after a warm-up transfer)`);
   out.push(`  ${pad('', 44)}${num('median')}${num('min')}${num('max')}   CPU, cores busy`);
@@ -195,6 +199,8 @@ function render(m: ReturnType<typeof machine>, r: Results, elapsedS: number, oth
   bulkRatio('broker / native, send', 'send-broker', 'send-native', 'send.broker/native');
   bulkRatio('broker / native, recv', 'recv-broker', 'recv-native', 'recv.broker/native');
   bulkRatio('bare gRPC / native, send', 'send-grpc', 'send-native', 'send.grpc/native');
+  bulkRatio('hand-off / native, send', 'send-handoff', 'send-native', 'send.handoff/native');
+  bulkRatio('hand-off / native, recv', 'recv-handoff', 'recv-native', 'recv.handoff/native');
   out.push('');
   out.push(`total ${elapsedS.toFixed(1)} s`);
   return { text: out.join('\n'), ratios };

@@ -162,28 +162,36 @@ export interface RunResult {
  * so `import { connect } from 'sockbroker'` resolves to this build. Resolves when it exits.
  */
 export async function runAsNobody(source: string, env: Record<string, string> = {}, timeoutMs = 60_000, netns?: string): Promise<RunResult> {
+  return spawnAsNobody(source, env, timeoutMs, netns).done;
+}
+
+/** runAsNobody, also giving the process's pid (every step execs: it is node's) to signal it. */
+export function spawnAsNobody(source: string, env: Record<string, string> = {}, timeoutMs = 60_000, netns?: string): { pid: number; done: Promise<RunResult> } {
   const world = worldCopy();
   const file = join(world, `nobody-${process.pid}-${Math.random().toString(36).slice(2)}.mjs`);
   writeFileSync(file, source);
   chmodSync(file, 0o644);
-  try {
-    const argv = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, file];
-    const proc = spawn(netns ? 'ip' : argv[0]!, netns ? ['netns', 'exec', netns, ...argv] : argv.slice(1), {
-      cwd: world,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/tmp', ...(process.env.SOCKBROKER_HANDOFF ? { SOCKBROKER_HANDOFF: process.env.SOCKBROKER_HANDOFF } : {}), ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout!.on('data', (d) => (stdout += d));
-    proc.stderr!.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
-    const [code] = (await once(proc, 'exit')) as [number | null];
-    clearTimeout(timer);
-    return { code, stdout, stderr };
-  } finally {
-    rmSync(file, { force: true });
-  }
+  const argv = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, file];
+  const proc = spawn(netns ? 'ip' : argv[0]!, netns ? ['netns', 'exec', netns, ...argv] : argv.slice(1), {
+    cwd: world,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/tmp', ...(process.env.SOCKBROKER_HANDOFF ? { SOCKBROKER_HANDOFF: process.env.SOCKBROKER_HANDOFF } : {}), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout!.on('data', (d) => (stdout += d));
+  proc.stderr!.on('data', (d) => (stderr += d));
+  const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+  const done = (async () => {
+    try {
+      const [code] = (await once(proc, 'exit')) as [number | null];
+      return { code, stdout, stderr };
+    } finally {
+      clearTimeout(timer);
+      rmSync(file, { force: true });
+    }
+  })();
+  return { pid: proc.pid!, done };
 }
 
 /**

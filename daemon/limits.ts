@@ -1,6 +1,6 @@
 // Every size a client controls is bounded here; the values are documented in README.md and
 // given to clients by GetModuleInfo.
-import type { Quotas } from './policy.js';
+import { CAPTURE_QUOTA_DEFAULTS, type Quotas } from './policy.js';
 
 export interface Limits {
   /** Largest data of one send/sendto/sendall call, bytes. */
@@ -51,5 +51,6 @@ export function defaultQuotas(limits: Limits): Quotas {
     sessionsPerIdentity: limits.maxSessionsPerIdentity,
     bytesPerCall: limits.maxSendBytes,
     bufferedBytes: limits.maxRecvBytes,
+    ...CAPTURE_QUOTA_DEFAULTS,
   };
 }

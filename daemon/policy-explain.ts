@@ -99,6 +99,10 @@ const QUOTA_NAMES: Record<keyof Quotas, string> = {
   sessionsPerIdentity: 'sessions_per_identity',
   bytesPerCall: 'bytes_per_call',
   bufferedBytes: 'buffered_bytes',
+  capturesPerIdentity: 'captures_per_identity',
+  captureRingBytes: 'capture_ring_bytes',
+  capturePacketsPerSecond: 'capture_packets_per_second',
+  captureBytesPerSecond: 'capture_bytes_per_second',
 };
 
 export const DEFAULT_ALLOWANCE =

@@ -62,6 +62,16 @@ const SCHEMA = {
               netlink: { type: 'array', maxItems: 64, items: nameOrInt },
               host_network: { type: 'boolean' },
               share: { type: 'boolean' },
+              capture: {
+                type: 'object',
+                additionalProperties: false,
+                required: ['interfaces'],
+                properties: {
+                  interfaces: { ...strings, minItems: 1 },
+                  filter: { type: 'string', maxLength: 4096 },
+                  promiscuous: { type: 'boolean' },
+                },
+              },
               can_ids: { type: 'array', maxItems: 1024, items: { oneOf: [{ type: 'integer', minimum: 0 }, { type: 'string', pattern: '^(0x[0-9a-fA-F]+|[0-9]+)(-(0x[0-9a-fA-F]+|[0-9]+))?$' }] } },
               handoff: { type: 'array', maxItems: 64, items: nameOrInt },
             },
@@ -70,7 +80,10 @@ const SCHEMA = {
           quotas: {
             type: 'object',
             additionalProperties: false,
-            properties: { sockets_per_session: quota, sessions_per_identity: quota, bytes_per_call: quota, buffered_bytes: quota },
+            properties: {
+              sockets_per_session: quota, sessions_per_identity: quota, bytes_per_call: quota, buffered_bytes: quota,
+              captures_per_identity: quota, capture_ring_bytes: quota, capture_packets_per_second: quota, capture_bytes_per_second: quota,
+            },
           },
         },
       },
@@ -198,6 +211,7 @@ function compileGrant(g: any = {}, where: string): Grant {
     checkHandoff(out, family, `${where}.handoff[${i}]`, typeof f === 'string' ? f : `family ${f}`);
     return family;
   });
+  if (g.capture) out.capture = { interfaces: g.capture.interfaces, filter: g.capture.filter ?? '', promiscuous: g.capture.promiscuous ?? false };
   return out;
 }
 
@@ -222,6 +236,10 @@ function compileQuotas(q: any = {}): Partial<Quotas> {
   if (q.sessions_per_identity !== undefined) out.sessionsPerIdentity = q.sessions_per_identity;
   if (q.bytes_per_call !== undefined) out.bytesPerCall = q.bytes_per_call;
   if (q.buffered_bytes !== undefined) out.bufferedBytes = q.buffered_bytes;
+  if (q.captures_per_identity !== undefined) out.capturesPerIdentity = q.captures_per_identity;
+  if (q.capture_ring_bytes !== undefined) out.captureRingBytes = q.capture_ring_bytes;
+  if (q.capture_packets_per_second !== undefined) out.capturePacketsPerSecond = q.capture_packets_per_second;
+  if (q.capture_bytes_per_second !== undefined) out.captureBytesPerSecond = q.capture_bytes_per_second;
   return out;
 }
 

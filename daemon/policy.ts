@@ -53,6 +53,17 @@ export interface Grant {
   canIds: Array<[number, number]>;
   /** Families whose sockets may be handed off even when the broker would keep confining them ("unconfined"). */
   handoff: number[];
+  /** CaptureService: which interfaces, a guard filter ANDed with every capture's, promiscuity. */
+  capture: CaptureGrant | null;
+}
+
+/** The `capture` grant. */
+export interface CaptureGrant {
+  /** Interface name globs; "any" (the all-interfaces socket) must match a pattern itself. */
+  interfaces: string[];
+  /** pcap-filter guard: a capture sees only packets this accepts too ('' = no guard). */
+  filter: string;
+  promiscuous: boolean;
 }
 
 export interface Quotas {
@@ -60,6 +71,14 @@ export interface Quotas {
   sessionsPerIdentity: number;
   bytesPerCall: number;
   bufferedBytes: number;
+  /** Captures one identity may run at once. */
+  capturesPerIdentity: number;
+  /** Kernel ring bytes one capture may use, summed over its interfaces (the broker's memory). */
+  captureRingBytes: number;
+  /** Packets per second one capture may deliver (0 = unbounded); the excess is dropped and counted. */
+  capturePacketsPerSecond: number;
+  /** Packet bytes per second one capture may deliver (0 = unbounded). */
+  captureBytesPerSecond: number;
 }
 
 /** Which identities a rule applies to; every key given must match. */
@@ -90,7 +109,7 @@ export interface Policy {
 export function emptyGrant(): Grant {
   return {
     sockets: [], ports: [], options: new Set(), interfaces: [], promiscuous: false, sethostname: false,
-    unixPaths: [], unixAbstract: [], netlink: [], hostNetwork: false, share: false, canIds: [], handoff: [],
+    unixPaths: [], unixAbstract: [], netlink: [], hostNetwork: false, share: false, canIds: [], handoff: [], capture: null,
   };
 }
 
@@ -298,4 +317,34 @@ export function quotasFor(policy: Policy, identity: Identity): Quotas {
 export function ruleOf(policy: Policy, identity: Identity): string {
   if (identity.hostRoot) return 'host-root';
   return policy.rules.find((r) => matches(r.match, identity))?.name ?? 'default';
+}
+
+/** Capture quotas when neither the daemon's defaults nor a rule set them. */
+export const CAPTURE_QUOTA_DEFAULTS = { capturesPerIdentity: 4, captureRingBytes: 64 << 20, capturePacketsPerSecond: 0, captureBytesPerSecond: 0 };
+
+/** What a capture may do, or why not. */
+export type CaptureDecision =
+  | { allowed: true; by: string; guard: string }
+  | { allowed: false; what: string; grant: 'capture' };
+
+/**
+ * Rules on a capture of `ifnames` (with promiscuous mode if `promiscuous`): host root may capture
+ * anything unguarded; anyone else needs one rule whose capture grant covers every interface (and
+ * promiscuity), and that rule's guard filter applies. Rules are tried in file order.
+ */
+export function decideCapture(policy: Policy, identity: Identity, ifnames: string[], promiscuous: boolean): CaptureDecision {
+  if (identity.hostRoot) return { allowed: true, by: 'host-root', guard: '' };
+  let covered = false;
+  for (const rule of policy.rules) {
+    const g = rule.grant.capture;
+    if (!g || !matches(rule.match, identity)) continue;
+    if (!ifnames.every((n) => g.interfaces.some((p) => globToRegExp(p).test(n)))) continue;
+    covered = true;
+    if (promiscuous && !g.promiscuous) continue;
+    return { allowed: true, by: rule.name, guard: g.filter };
+  }
+  const names = ifnames.map((n) => JSON.stringify(n)).join(', ');
+  return covered
+    ? { allowed: false, what: `promiscuous capture on ${names} needs a grant`, grant: 'capture' }
+    : { allowed: false, what: `capturing on ${names} needs a grant`, grant: 'capture' };
 }

@@ -24,7 +24,15 @@ export class CancelledError extends BrokerError {
 /** A connection as the daemon accepted it. */
 export type Peer =
   | { kind: 'local'; identity: Identity; netns: string | null }
-  | { kind: 'remote'; identity: Identity | null; address: string };
+  | { kind: 'remote'; identity: Identity | null; address: string; tcp?: TcpEnds };
+
+/** A TCP connection's two ends, as the daemon accepted it. */
+export interface TcpEnds {
+  localAddress: string;
+  localPort: number;
+  remoteAddress: string;
+  remotePort: number;
+}
 
 /**
  * Connections by tag (what call.getPeer() returns), and how a call's identity is found: local

@@ -15,6 +15,7 @@ import { NetdbServiceService } from '../proto/gen/sockbroker/v1/netdb.js';
 import { AdminServiceService } from '../proto/gen/sockbroker/v1/admin.js';
 import { adminService } from './admin-service.js';
 import { Reactor } from '../native/reactor.js';
+import { captureService, captureServiceDefinition } from './capture-service.js';
 import { Sessions } from './sessions.js';
 import { SocketOps, type Broker } from './socket-ops.js';
 import { MsgOps } from './msg-ops.js';
@@ -109,7 +110,7 @@ function isLoopback(host: string): boolean {
 /** The contract's .proto files (shipped beside dist/), for server reflection. */
 function loadContract() {
   const root = fileURLToPath(new URL('../../proto/', import.meta.url));
-  return loadSync(['sockbroker/v1/session.proto', 'sockbroker/v1/socket.proto', 'sockbroker/v1/netdb.proto', 'sockbroker/v1/admin.proto'], { includeDirs: [root] });
+  return loadSync(['sockbroker/v1/session.proto', 'sockbroker/v1/socket.proto', 'sockbroker/v1/netdb.proto', 'sockbroker/v1/admin.proto', 'sockbroker/v1/capture.proto'], { includeDirs: [root] });
 }
 
 export async function serve(opts: ServeOptions): Promise<RunningServer> {
@@ -217,10 +218,11 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   };
   server.addService(tolerantStreams(SessionServiceService), sessionService({ sessions, peers, limits, log, netns, policy: () => broker.policy, live }) as any);
   server.addService(tolerantStreams(SocketServiceService), socketService as any);
+  server.addService(captureServiceDefinition, captureService({ sessions, peers, reactor, netns, log, policy: () => broker.policy, live }) as any);
   server.addService(NetdbServiceService, netdbService(peers, { policy: () => broker.policy, log, netns }) as any);
   server.addService(AdminServiceService, adminService(sessions, peers, log) as any);
   // Standard health and server reflection, so grpcurl and generic tooling work against it.
-  const health = new HealthImplementation({ '': 'SERVING', 'sockbroker.v1.SessionService': 'SERVING', 'sockbroker.v1.SocketService': 'SERVING', 'sockbroker.v1.NetdbService': 'SERVING', 'sockbroker.v1.AdminService': 'SERVING' });
+  const health = new HealthImplementation({ '': 'SERVING', 'sockbroker.v1.SessionService': 'SERVING', 'sockbroker.v1.SocketService': 'SERVING', 'sockbroker.v1.NetdbService': 'SERVING', 'sockbroker.v1.AdminService': 'SERVING', 'sockbroker.v1.CaptureService': 'SERVING' });
   health.addToServer(server);
   try {
     new ReflectionService(loadContract()).addToServer(server);
@@ -243,6 +245,9 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       return;
     }
     perIdentity.set(capKey, count + 1);
+    if (peer.kind === 'remote' && sock.remotePort !== undefined) {
+      peer.tcp = { localAddress: sock.localAddress ?? '', localPort: sock.localPort ?? 0, remoteAddress: sock.remoteAddress ?? '', remotePort: sock.remotePort };
+    }
     const tag = `conn-${++nextConn}`;
     // grpc-js's getPeer() is remoteAddress, plus ':' + remotePort when there is one.
     Object.defineProperty(sock, 'remoteAddress', { value: tag });

@@ -47,6 +47,8 @@ PRELUDE = r'''
 #include <unistd.h>
 #include <sched.h>
 #include <sys/syscall.h>
+#include <sys/mman.h>
+#include <net/if_arp.h>
 #if __has_include(<linux/version.h>)
 #include <linux/version.h>
 #endif
@@ -55,6 +57,9 @@ PRELUDE = r'''
 #endif
 #if __has_include(<linux/if_packet.h>)
 #include <linux/if_packet.h>
+#endif
+#if __has_include(<linux/filter.h>)
+#include <linux/filter.h>
 #endif
 #if __has_include(<linux/netlink.h>)
 #include <linux/netlink.h>
@@ -234,6 +239,12 @@ SOL_PACKET PACKET_ADD_MEMBERSHIP PACKET_DROP_MEMBERSHIP PACKET_MR_PROMISC PACKET
 PACKET_STATISTICS PACKET_IGNORE_OUTGOING PACKET_AUXDATA ETH_P_IP ETH_P_IPV6 ETH_P_ARP ETH_P_ALL
 SIOCGIFINDEX SIOCGIFFLAGS IFF_PROMISC IFNAMSIZ
 SYS_setresuid SYS_setresgid SYS_setgroups SYS_setns SYS_pidfd_send_signal
+PACKET_VERSION PACKET_RX_RING PACKET_RESERVE TPACKET_V3 TP_STATUS_KERNEL TP_STATUS_USER
+TP_STATUS_VLAN_VALID TP_FT_REQ_FILL_RXHASH
+SO_ATTACH_FILTER SO_DETACH_FILTER SO_LOCK_FILTER BPF_MAXINSNS
+SKF_AD_OFF SKF_AD_PROTOCOL SKF_AD_PKTTYPE SKF_AD_IFINDEX
+ARPHRD_ETHER ARPHRD_LOOPBACK ARPHRD_NONE SIOCGIFHWADDR
+PROT_READ PROT_WRITE MAP_SHARED
 '''.split()
 
 # (key, C expression) for struct layouts the codecs and wrappers rely on.
@@ -246,6 +257,12 @@ ABI = [
     ('sizeof_sockaddr_ll', 'sizeof(struct sockaddr_ll)'),
     ('sizeof_packet_mreq', 'sizeof(struct packet_mreq)'),
     ('sizeof_tpacket_stats', 'sizeof(struct tpacket_stats)'),
+    ('sizeof_tpacket_stats_v3', 'sizeof(struct tpacket_stats_v3)'),
+    ('sizeof_tpacket_req3', 'sizeof(struct tpacket_req3)'),
+    ('sizeof_tpacket3_hdr', 'sizeof(struct tpacket3_hdr)'),
+    ('offsetof_tpacket_block_hdr', 'offsetof(struct tpacket_block_desc, hdr)'),
+    ('sizeof_sock_filter', 'sizeof(struct sock_filter)'),
+    ('sizeof_sock_fprog', 'sizeof(struct sock_fprog)'),
     ('sizeof_sockaddr_can', 'sizeof(struct sockaddr_can)'),
     ('sizeof_sockaddr_nl', 'sizeof(struct sockaddr_nl)'),
     ('offsetof_sun_path', 'offsetof(struct sockaddr_un, sun_path)'),

@@ -3,10 +3,10 @@
 // error naming the place; the decision itself follows the default, the grant and `no_handoff`.
 import test from 'ava';
 import { compilePolicy, PolicyError } from '../../daemon/policy-file.js';
-import { handoffDecision } from '../../daemon/policy.js';
+import { CAPTURE_QUOTA_DEFAULTS, handoffDecision } from '../../daemon/policy.js';
 import type { Identity } from '../../daemon/identity.js';
 
-const QUOTAS = { socketsPerSession: 10, sessionsPerIdentity: 10, bytesPerCall: 1024, bufferedBytes: 1024 };
+const QUOTAS = { socketsPerSession: 10, sessionsPerIdentity: 10, bytesPerCall: 1024, bufferedBytes: 1024, ...CAPTURE_QUOTA_DEFAULTS };
 const rule = (grant: string, extra = '') => `rules:\n  - name: r\n    match: { uid: 65534 }\n${extra}    grant: ${grant}\n`;
 const nobody: Identity = { kind: 'local', uid: 65534, gid: 65534, groups: [], pid: 1, userNs: 'user:[1]', netNs: 'net:[1]', hostRoot: false, key: 'k' };
 const AF_INET = 2, AF_PACKET = 17, AF_CAN = 29, SOCK_STREAM = 1, SOCK_DGRAM = 2, SOCK_RAW = 3;

@@ -23,7 +23,7 @@ import { decodeCmsgs, encodeCmsgs } from '../../native/msg.js';
 import { fromControlMessage, toControlMessages, type AncConstants, type AncItem } from '../../client/ancillary.js';
 import { toAddress, fromAddress, type AddressTuple } from '../../client/address.js';
 import { OverflowError, ValueError } from '../../client/errors.js';
-import { decide, defaultPolicy } from '../../daemon/policy.js';
+import { CAPTURE_QUOTA_DEFAULTS, decide, defaultPolicy } from '../../daemon/policy.js';
 import type { Identity } from '../../daemon/identity.js';
 import { startDaemon, publicTempDir, runAsNobody, type Daemon, until } from '../helpers/daemon.js';
 import { Rng, fuzzSeed } from './helpers/rng.js';
@@ -148,7 +148,7 @@ function sessionMd(id: string): grpc.Metadata {
 
 /** A non-root local identity: what `decide` would refuse it is what root's audit log records as privileged. */
 const someone: Identity = { kind: 'local', uid: 1000, gid: 1000, groups: [], pid: 1, userNs: 'u', netNs: 'n', hostRoot: false, key: 'local/1000' } as Identity;
-const defaults = defaultPolicy({ socketsPerSession: 4096, sessionsPerIdentity: 64, bytesPerCall: 4 << 20, bufferedBytes: 4 << 20 });
+const defaults = defaultPolicy({ socketsPerSession: 4096, sessionsPerIdentity: 64, bytesPerCall: 4 << 20, bufferedBytes: 4 << 20, ...CAPTURE_QUOTA_DEFAULTS });
 
 function noteSocketAction(tally: Tally, op: string, req: { family: number; type: number; protocol: number }): void {
   if (op !== 'create' && op !== 'socketpair') return;

@@ -7,8 +7,9 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { withDaemon, runAsNobody, publicTempDir } from '../helpers/daemon.js';
 import { compilePolicy, PolicyError } from '../../daemon/policy-file.js';
+import { CAPTURE_QUOTA_DEFAULTS } from '../../daemon/policy.js';
 
-const QUOTAS = { socketsPerSession: 10, sessionsPerIdentity: 2, bytesPerCall: 100, bufferedBytes: 100 };
+const QUOTAS = { socketsPerSession: 10, sessionsPerIdentity: 2, bytesPerCall: 100, bufferedBytes: 100, ...CAPTURE_QUOTA_DEFAULTS };
 
 // Each privileged thing nobody might try, reported as ok or the exception's class and errno.
 const PROBE = `

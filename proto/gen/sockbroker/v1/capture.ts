@@ -250,16 +250,21 @@ export interface CaptureBatch {
     | CaptureStats
     | undefined;
   /**
-   * No later packet of this capture has a timestamp below this, in nanoseconds since the Unix
-   * epoch (CLOCK_REALTIME); lets a merger of several captures emit in order without stalling.
+   * Watermark: no later packet of this capture has a timestamp below it (seconds since the Unix
+   * epoch, CLOCK_REALTIME, plus watermark_nanos); lets a merger of several captures emit in
+   * timestamp order without stalling on an idle one. 0 = none yet.
    */
-  watermarkNs: number;
+  watermarkSeconds: number;
+  /** Nanoseconds within watermark_seconds. */
+  watermarkNanos: number;
 }
 
 /** CapturedPacket is one packet as the kernel delivered it. */
 export interface CapturedPacket {
-  /** Kernel receive timestamp in nanoseconds since the Unix epoch (CLOCK_REALTIME). */
-  timestampNs: number;
+  /** Kernel receive timestamp (CLOCK_REALTIME): whole seconds since the Unix epoch. */
+  timestampSeconds: number;
+  /** Kernel receive timestamp: nanoseconds within the second (0 .. 999999999). */
+  timestampNanos: number;
   /** Length of the packet on the wire in bytes (before snaplen truncation). */
   originalLength: number;
   /** Index into CaptureArmed.interfaces of the socket that captured it. */
@@ -1036,7 +1041,7 @@ export const CaptureInterface: MessageFns<CaptureInterface> = {
 };
 
 function createBaseCaptureBatch(): CaptureBatch {
-  return { packets: [], stats: undefined, watermarkNs: 0 };
+  return { packets: [], stats: undefined, watermarkSeconds: 0, watermarkNanos: 0 };
 }
 
 export const CaptureBatch: MessageFns<CaptureBatch> = {
@@ -1047,8 +1052,11 @@ export const CaptureBatch: MessageFns<CaptureBatch> = {
     if (message.stats !== undefined) {
       CaptureStats.encode(message.stats, writer.uint32(18).fork()).join();
     }
-    if (message.watermarkNs !== 0) {
-      writer.uint32(24).uint64(message.watermarkNs);
+    if (message.watermarkSeconds !== 0) {
+      writer.uint32(32).uint64(message.watermarkSeconds);
+    }
+    if (message.watermarkNanos !== 0) {
+      writer.uint32(40).uint32(message.watermarkNanos);
     }
     return writer;
   },
@@ -1082,12 +1090,20 @@ export const CaptureBatch: MessageFns<CaptureBatch> = {
             message.stats = CaptureStats.decode(reader, reader.uint32());
             continue;
           }
-          case 3: {
-            if (tag !== 24) {
+          case 4: {
+            if (tag !== 32) {
               break;
             }
 
-            message.watermarkNs = longToNumber(reader.uint64());
+            message.watermarkSeconds = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.watermarkNanos = reader.uint32();
             continue;
           }
         }
@@ -1108,10 +1124,15 @@ export const CaptureBatch: MessageFns<CaptureBatch> = {
         ? object.packets.map((e: any) => CapturedPacket.fromJSON(e))
         : [],
       stats: isSet(object.stats) ? CaptureStats.fromJSON(object.stats) : undefined,
-      watermarkNs: isSet(object.watermarkNs)
-        ? globalThis.Number(object.watermarkNs)
-        : isSet(object.watermark_ns)
-        ? globalThis.Number(object.watermark_ns)
+      watermarkSeconds: isSet(object.watermarkSeconds)
+        ? globalThis.Number(object.watermarkSeconds)
+        : isSet(object.watermark_seconds)
+        ? globalThis.Number(object.watermark_seconds)
+        : 0,
+      watermarkNanos: isSet(object.watermarkNanos)
+        ? globalThis.Number(object.watermarkNanos)
+        : isSet(object.watermark_nanos)
+        ? globalThis.Number(object.watermark_nanos)
         : 0,
     };
   },
@@ -1124,8 +1145,11 @@ export const CaptureBatch: MessageFns<CaptureBatch> = {
     if (message.stats !== undefined) {
       obj.stats = CaptureStats.toJSON(message.stats);
     }
-    if (message.watermarkNs !== 0) {
-      obj.watermarkNs = Math.round(message.watermarkNs);
+    if (message.watermarkSeconds !== 0) {
+      obj.watermarkSeconds = Math.round(message.watermarkSeconds);
+    }
+    if (message.watermarkNanos !== 0) {
+      obj.watermarkNanos = Math.round(message.watermarkNanos);
     }
     return obj;
   },
@@ -1139,19 +1163,31 @@ export const CaptureBatch: MessageFns<CaptureBatch> = {
     message.stats = (object.stats !== undefined && object.stats !== null)
       ? CaptureStats.fromPartial(object.stats)
       : undefined;
-    message.watermarkNs = object.watermarkNs ?? 0;
+    message.watermarkSeconds = object.watermarkSeconds ?? 0;
+    message.watermarkNanos = object.watermarkNanos ?? 0;
     return message;
   },
 };
 
 function createBaseCapturedPacket(): CapturedPacket {
-  return { timestampNs: 0, originalLength: 0, interface: 0, ifindex: 0, direction: 0, data: Buffer.alloc(0) };
+  return {
+    timestampSeconds: 0,
+    timestampNanos: 0,
+    originalLength: 0,
+    interface: 0,
+    ifindex: 0,
+    direction: 0,
+    data: Buffer.alloc(0),
+  };
 }
 
 export const CapturedPacket: MessageFns<CapturedPacket> = {
   encode(message: CapturedPacket, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.timestampNs !== 0) {
-      writer.uint32(8).uint64(message.timestampNs);
+    if (message.timestampSeconds !== 0) {
+      writer.uint32(56).uint64(message.timestampSeconds);
+    }
+    if (message.timestampNanos !== 0) {
+      writer.uint32(64).uint32(message.timestampNanos);
     }
     if (message.originalLength !== 0) {
       writer.uint32(16).uint32(message.originalLength);
@@ -1184,12 +1220,20 @@ export const CapturedPacket: MessageFns<CapturedPacket> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
+          case 7: {
+            if (tag !== 56) {
               break;
             }
 
-            message.timestampNs = longToNumber(reader.uint64());
+            message.timestampSeconds = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.timestampNanos = reader.uint32();
             continue;
           }
           case 2: {
@@ -1246,10 +1290,15 @@ export const CapturedPacket: MessageFns<CapturedPacket> = {
 
   fromJSON(object: any): CapturedPacket {
     return {
-      timestampNs: isSet(object.timestampNs)
-        ? globalThis.Number(object.timestampNs)
-        : isSet(object.timestamp_ns)
-        ? globalThis.Number(object.timestamp_ns)
+      timestampSeconds: isSet(object.timestampSeconds)
+        ? globalThis.Number(object.timestampSeconds)
+        : isSet(object.timestamp_seconds)
+        ? globalThis.Number(object.timestamp_seconds)
+        : 0,
+      timestampNanos: isSet(object.timestampNanos)
+        ? globalThis.Number(object.timestampNanos)
+        : isSet(object.timestamp_nanos)
+        ? globalThis.Number(object.timestamp_nanos)
         : 0,
       originalLength: isSet(object.originalLength)
         ? globalThis.Number(object.originalLength)
@@ -1265,8 +1314,11 @@ export const CapturedPacket: MessageFns<CapturedPacket> = {
 
   toJSON(message: CapturedPacket): unknown {
     const obj: any = {};
-    if (message.timestampNs !== 0) {
-      obj.timestampNs = Math.round(message.timestampNs);
+    if (message.timestampSeconds !== 0) {
+      obj.timestampSeconds = Math.round(message.timestampSeconds);
+    }
+    if (message.timestampNanos !== 0) {
+      obj.timestampNanos = Math.round(message.timestampNanos);
     }
     if (message.originalLength !== 0) {
       obj.originalLength = Math.round(message.originalLength);
@@ -1291,7 +1343,8 @@ export const CapturedPacket: MessageFns<CapturedPacket> = {
   },
   fromPartial<I extends Exact<DeepPartial<CapturedPacket>, I>>(object: I): CapturedPacket {
     const message = createBaseCapturedPacket();
-    message.timestampNs = object.timestampNs ?? 0;
+    message.timestampSeconds = object.timestampSeconds ?? 0;
+    message.timestampNanos = object.timestampNanos ?? 0;
     message.originalLength = object.originalLength ?? 0;
     message.interface = object.interface ?? 0;
     message.ifindex = object.ifindex ?? 0;
@@ -1496,9 +1549,10 @@ export const CaptureStats: MessageFns<CaptureStats> = {
  * with a TPACKET_V3 ring, compiles the filter with libpcap and attaches it in the kernel, and
  * sends the packets in batches with the capture's counters. It needs the `capture` grant in
  * the policy (host root excepted); the grant's guard filter is ANDed with the caller's filter.
- * A call may name its session in the `sockbroker-session` metadata entry: the capture then also
- * ends when that session ends (its grace period over). Ending the stream (the client cancels or
- * dies) stops the capture and releases its ring and sockets at once.
+ * A call names its session in the `sockbroker-session` metadata entry (as SocketService calls
+ * do): the capture runs in the session's network namespace under its identity, holds the session
+ * attached while it runs, and ends when the session ends. Ending the stream (the client cancels
+ * or dies) stops the capture and releases its ring and sockets at once.
  */
 export type CaptureServiceService = typeof CaptureServiceService;
 export const CaptureServiceService = {

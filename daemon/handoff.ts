@@ -28,6 +28,7 @@ import { identifyLocal, ownNamespaces, describe, type Identity } from './identit
 import { handoffDecision } from './policy.js';
 import { isSnifferSocket } from './link-ops.js';
 import { BrokerError, errnoOf, osErrorNamed, toBrokerError } from './errors.js';
+import { countHandoff } from './metrics.js';
 
 /** The side channel of a gRPC Unix listener at `path`. */
 export const sideChannelPath = (path: string): string => `${path}.handoff`;
@@ -118,6 +119,7 @@ export class Handoff {
     timer.unref();
     this.#tickets.set(key, { session, fd, info, cookie, timer });
     this.#remember(session, cookie, info);
+    countHandoff('offered');
     this.ops.audit(ctx, 'handoff.offer', { family: info.family, type: info.type, protocol: info.protocol, cookie, by: d.by });
     return ticket;
   }
@@ -145,6 +147,7 @@ export class Handoff {
     const t = this.#take(key);
     if (!t) return;
     libc.close(t.fd);
+    countHandoff('expired');
     this.ops.broker.log.info({ event: 'handoff.expired', session: t.session.id.slice(0, 8), cookie: t.cookie });
   }
 
@@ -254,6 +257,7 @@ export class Handoff {
       }
     } catch (err) {
       this.dropped++;
+      countHandoff('dropped');
       this.ops.broker.log.warn({ event: 'handoff.dropped', ...(identity ? describe(identity) : {}), err: String((err as Error).message ?? err), dropped: this.dropped });
     } finally {
       for (const r of received) libc.close(r);
@@ -278,6 +282,7 @@ export class Handoff {
       const t = this.#tickets.get(req.ticket);
       if (!t || t.session !== session) throw osErrorNamed('ENOENT', 'handoff', 'No such ticket (unknown, expired or already redeemed)');
       this.#take(req.ticket);
+      countHandoff('handed_off');
       this.ops.audit(ctx, 'handoff', { family: t.info.family, type: t.info.type, protocol: t.info.protocol, cookie: t.cookie, outcome: 'handed off' });
       return t.fd;
     }

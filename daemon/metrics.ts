@@ -27,6 +27,7 @@ const denials = new Map<string, number>();
 const quotas = new Map<string, number>();
 const bytes = { in: 0, out: 0 };
 const sessionsOpened = { n: 0 };
+const handoffs = new Map<string, number>();
 
 const CODE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(Code).filter(([, v]) => typeof v === 'number').map(([k, v]) => [v, k]));
 
@@ -59,6 +60,11 @@ export function countDenial(grant: string): void {
 /** A quota or bound refused something: `which` is its name (bytes_per_call, sockets_per_session, ...). */
 export function countQuota(which: string): void {
   quotas.set(which, (quotas.get(which) ?? 0) + 1);
+}
+
+/** A hand-off step: offered (ticket issued), handed_off (fd sent), expired (ticket unclaimed), dropped (side-channel request failed). */
+export function countHandoff(outcome: 'offered' | 'handed_off' | 'expired' | 'dropped'): void {
+  handoffs.set(outcome, (handoffs.get(outcome) ?? 0) + 1);
 }
 
 export function countSessionOpened(): void {
@@ -125,6 +131,9 @@ export function createRegistry(sessions: Sessions): Registry {
   });
   counter('sockbroker_quota_breaches_total', 'Requests refused by a quota or bound, by its name', ['quota'], (c) => {
     for (const [quota, n] of quotas) c.inc({ quota }, n);
+  });
+  counter('sockbroker_handoffs_total', 'Socket hand-offs (SCM_RIGHTS) by outcome: offered, handed_off, expired, dropped', ['outcome'], (c) => {
+    for (const [outcome, n] of handoffs) c.inc({ outcome }, n);
   });
   return register;
 }

@@ -5,7 +5,10 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { runAsNobody, startDaemon, publicTempDir } from '../helpers/daemon.js';
+import { SessionServiceClient } from '../../proto/gen/sockbroker/v1/session.js';
+import { SocketServiceClient } from '../../proto/gen/sockbroker/v1/socket.js';
 import { policyFile } from '../privileged/helpers.js';
 
 const POLICY = policyFile(`
@@ -13,6 +16,8 @@ rules:
   - name: nobody-ops
     match: { uid: 65534 }
     quotas: { bytes_per_call: 16 }
+    # Every socket stays on the broker, so the workload's calls and bytes all pass through it.
+    no_handoff: true
 `);
 
 /** GET /metrics over a Unix socket. */
@@ -98,6 +103,33 @@ test('a scrape after a workload shows what it moved, in valid exposition format'
     t.is(after.get('sockbroker_sessions_opened_total'), 1);
     t.is(after.get('sockbroker_bytes_total{direction="out"}'), 5);
   } finally {
+    await d.stop();
+  }
+});
+
+test('hand-offs are counted: a ticket offered, and expired when nobody claims it', async (t) => {
+  const metricsPath = join(publicTempDir('sb-metrics-'), 'metrics.sock');
+  process.env.SOCKBROKER_HANDOFF_TTL_MS = '200'; // the daemon inherits it
+  const d = await startDaemon({ args: ['--metrics', `unix:${metricsPath}`] });
+  const sessions = new SessionServiceClient(d.address, grpc.credentials.createInsecure());
+  const sockets = new SocketServiceClient(d.address, grpc.credentials.createInsecure(), { channelOverride: sessions.getChannel() });
+  try {
+    const unary = <T>(f: (cb: (e: grpc.ServiceError | null, r: T) => void) => void): Promise<T> => new Promise((res, rej) => f((e, r) => (e ? rej(e) : res(r))));
+    const { sessionId } = await unary<{ sessionId: string }>((cb) => sessions.openSession({ resumeSessionId: '', hostNetwork: false }, cb));
+    const md = new grpc.Metadata();
+    md.set('sockbroker-session', sessionId);
+    const created = await unary<{ handoffTicket?: Buffer }>((cb) => sockets.create({ family: 2, type: 1, protocol: 0, handoff: true }, md, cb));
+    t.is(created.handoffTicket?.length, 16);
+    let now = samples(await scrape(metricsPath));
+    for (let i = 0; i < 200 && now.get('sockbroker_handoffs_total{outcome="expired"}') === undefined; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      now = samples(await scrape(metricsPath));
+    }
+    t.is(now.get('sockbroker_handoffs_total{outcome="expired"}'), 1);
+    t.is(now.get('sockbroker_handoffs_total{outcome="offered"}'), 1);
+    t.is(now.get('sockbroker_handoffs_total{outcome="handed_off"}'), undefined);
+  } finally {
+    sessions.close();
     await d.stop();
   }
 });

@@ -104,6 +104,9 @@ export class Capture {
   start(): void {
     for (const s of this.#socks) this.#readers.push(this.#read(s));
     this.#heartbeat = setInterval(() => {
+      // An idle ring has no readiness to wake its reader: look at it here, so the watermark
+      // moves on (and half-full blocks the kernel handed over are not left waiting).
+      for (const s of this.#socks) this.#drain(s, BLOCKS_PER_TURN);
       if (this.#inflight === 0 && this.#queue.length === 0) this.#flushOpen(true);
     }, HEARTBEAT_MS);
   }

@@ -1,8 +1,9 @@
 // Capture test fixtures: a CaptureService client over grpc-js (a session opened first, named in
 // the metadata), a C UDP flood sender built with gcc, and tcpdump as the reference.
 import * as grpc from '@grpc/grpc-js';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SessionServiceClient } from '../../proto/gen/sockbroker/v1/session.js';
@@ -13,6 +14,10 @@ export interface CaptureRun {
   packets: CapturedPacket[];
   /** Counters of the last batch seen. */
   stats(): CaptureStats | undefined;
+  /** Watermark of the last batch, ms since the epoch (0 = none yet). */
+  watermarkMs(): number;
+  /** Resolves once every packet stamped before `ms` (epoch ms) has arrived: watermark past it, nothing pending. */
+  complete(ms: number, timeoutMs?: number): Promise<boolean>;
   /** Resolves with the status the stream ended with. */
   ended: Promise<grpc.StatusObject | Error>;
   /** Resolves once `n` packets (or a predicate) arrived. */
@@ -35,6 +40,7 @@ export async function startCapture(address: string, req: Partial<CaptureRequest>
   const call = client.capture(CaptureRequest.fromPartial(req), md);
   const packets: CapturedPacket[] = [];
   let last: CaptureStats | undefined;
+  let wm = 0;
   let armedResolve!: (a: CaptureArmed) => void;
   let armedReject!: (e: unknown) => void;
   const armed = new Promise<CaptureArmed>((res, rej) => ((armedResolve = res), (armedReject = rej)));
@@ -51,6 +57,7 @@ export async function startCapture(address: string, req: Partial<CaptureRequest>
     if (m.batch) {
       packets.push(...m.batch.packets);
       last = m.batch.stats;
+      wm = m.batch.watermarkSeconds * 1000 + m.batch.watermarkNanos / 1e6;
     }
   });
   const close = () => {
@@ -58,19 +65,22 @@ export async function startCapture(address: string, req: Partial<CaptureRequest>
     client.close();
     sessions.close();
   };
+  const until = async (cond: () => boolean, ms: number): Promise<boolean> => {
+    const end = Date.now() + ms;
+    while (Date.now() < end) {
+      if (cond()) return true;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return cond();
+  };
   return {
     armed,
     packets,
     stats: () => last,
+    watermarkMs: () => wm,
+    complete: (ms, timeoutMs = 20_000) => until(() => wm >= ms && last?.pending === 0, timeoutMs),
     ended,
-    async until(cond, ms) {
-      const end = Date.now() + ms;
-      while (Date.now() < end) {
-        if (cond()) return true;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      return cond();
-    },
+    until,
     pause: () => call.pause(),
     resume: () => call.resume(),
     cancel: () => call.cancel(),
@@ -129,3 +139,101 @@ export function flood(): string {
   }
   return floodBin;
 }
+
+/** A packet as tests compare them: timestamp and bytes. */
+export interface SimplePacket {
+  sec: number;
+  nsec: number;
+  data: Buffer;
+  /** Length on the wire. */
+  len: number;
+}
+
+/** Writes a nanosecond pcap file. */
+export function writePcap(path: string, linkType: number, packets: SimplePacket[]): void {
+  const head = Buffer.alloc(24);
+  head.writeUInt32LE(0xa1b23c4d, 0);
+  head.writeUInt16LE(2, 4);
+  head.writeUInt16LE(4, 6);
+  head.writeUInt32LE(262144, 16);
+  head.writeUInt32LE(linkType, 20);
+  const parts: Buffer[] = [head];
+  for (const p of packets) {
+    const h = Buffer.alloc(16);
+    h.writeUInt32LE(p.sec, 0);
+    h.writeUInt32LE(p.nsec, 4);
+    h.writeUInt32LE(p.data.length, 8);
+    h.writeUInt32LE(p.len, 12);
+    parts.push(h, p.data);
+  }
+  writeFileSync(path, Buffer.concat(parts));
+}
+
+/** Reads a pcap file (µs or ns) written by tcpdump. */
+export function readPcap(path: string): SimplePacket[] {
+  const b = readFileSync(path);
+  const magic = b.readUInt32LE(0);
+  const ns = magic === 0xa1b23c4d;
+  const out: SimplePacket[] = [];
+  for (let o = 24; o + 16 <= b.length; ) {
+    const caplen = b.readUInt32LE(o + 8);
+    const frac = b.readUInt32LE(o + 4);
+    out.push({ sec: b.readUInt32LE(o), nsec: ns ? frac : frac * 1000, len: b.readUInt32LE(o + 12), data: Buffer.from(b.subarray(o + 16, o + 16 + caplen)) });
+    o += 16 + caplen;
+  }
+  return out;
+}
+
+/** A capture's packets as SimplePackets. */
+export function simple(packets: CapturedPacket[]): SimplePacket[] {
+  return packets.map((p) => ({ sec: p.timestampSeconds, nsec: p.timestampNanos, data: Buffer.from(p.data), len: p.originalLength }));
+}
+
+/** A script run as nobody in `netns`, driven line by line: it prints JSON lines, reads lines. */
+export interface Interactive {
+  proc: import('node:child_process').ChildProcess;
+  step(): Promise<any>;
+  say(line?: string): void;
+  cleanup(): void;
+}
+
+export function nobodyInteractive(netns: string, address: string, source: string, worldCopy: string): Interactive {
+  const file = join(worldCopy, `capd-${process.pid}-${Math.random().toString(36).slice(2)}.mjs`);
+  writeFileSync(file, source);
+  chmodSync(file, 0o644);
+  const proc = spawn('ip', ['netns', 'exec', netns, 'setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, file], {
+    cwd: worldCopy,
+    env: { PATH: process.env.PATH!, HOME: '/tmp', SOCKBROKER_ADDRESS: address },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: proc.stdout! })[Symbol.asyncIterator]();
+  return {
+    proc,
+    step: async () => {
+      const r = await lines.next();
+      if (r.done) throw new Error('script ended');
+      return JSON.parse(r.value);
+    },
+    say: (line = 'go') => proc.stdin!.write(line + '\n'),
+    cleanup: () => {
+      if (proc.exitCode === null) proc.kill('SIGKILL');
+      rmSync(file, { force: true });
+    },
+  };
+}
+
+/** The prelude of an interactive capture script. */
+export const SCRIPT_PRELUDE = `
+import { startCapture, simple } from './dist/test/capture/daemon-helpers.js';
+import { fromServiceError } from './dist/client/errors.js';
+import { createInterface } from 'node:readline';
+const address = process.env.SOCKBROKER_ADDRESS;
+const input = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const next = async () => (await input.next()).value;
+const say = (o) => console.log(JSON.stringify(o));
+const refusal = async (req) => {
+  const c = await startCapture(address, req);
+  try { await c.armed; c.close(); return { armed: true }; }
+  catch (e) { const x = fromServiceError(e); c.close(); return { error: x.constructor.name, errno: x.errno, message: x.message }; }
+};
+`;

@@ -8,3 +8,5 @@ export type { TransportOptions as ConnectOptions } from './transport.js';
 export * from './errors.js';
 export { PcapWriter, PcapngWriter, LINKTYPE, linkTypeName, type PacketRecord, type PcapngInterface, type PcapngStatistics } from './pcap.js';
 export { CaptureMerge, type MergeOptions, type Timestamped } from './capture-merge.js';
+export { Capture, type CaptureOptions, type CaptureBatch, type CapturedPacket, type CaptureInterface, type CaptureStats } from './capture.js';
+export { runCapture, type CaptureRunOptions, type CaptureTotals, type SourceInfo } from './capture-run.js';

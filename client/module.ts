@@ -10,6 +10,7 @@ import { Netdb, type HostTriple } from './netdb.js';
 import { pureFunctions, type PyInt } from './pure.js';
 import type { LocalSockets } from './local.js';
 import { existsSync } from 'node:fs';
+import { openCapture, type Capture, type CaptureOptions } from './capture.js';
 
 type Pure = ReturnType<typeof pureFunctions>;
 
@@ -331,6 +332,15 @@ class SocketModuleImpl {
     }
     const res = inProcess > 0 ? { ready: await local!.poll(entries, t) } : await this.#t.call('poll', { entries, timeout: t ?? undefined }, clientTimeout(t));
     return res.ready.map((r) => [sockets[entries.findIndex((e) => e.handle === r.handle)]!, r.events]);
+  }
+
+  /**
+   * A packet capture on the broker host (needs the `capture` grant): resolves once armed to an
+   * async iterable of packets (or `batches()`) with live `stats`; breaking out of the loop or
+   * close() stops it. Throws PermissionError naming the grant when the policy refuses.
+   */
+  capture(options: CaptureOptions = {}): Promise<Capture> {
+    return openCapture(this.#t, options);
   }
 
   /** Ends the session: every socket of it closes, then the connection to the broker. */

@@ -187,6 +187,16 @@ export class Transport {
     return this.#unary((cb) => fn.call(this.#netdbClient, req, this.#metadata, cb));
   }
 
+  /**
+   * A server-streaming call on this session's channel, with its metadata (identity, session),
+   * taking an encoded request and decoding responses with `deserialize` (capture's hot path).
+   */
+  serverStream<Res>(method: string, request: Buffer, deserialize: (b: Buffer) => Res): grpc.ClientReadableStream<Res> {
+    if (this.#lost) throw this.#lost;
+    if (this.#closed) throw new SessionLostError('sockbroker: connection closed');
+    return this.#sessionClient.makeServerStreamRequest(method, (b: Buffer) => b, deserialize, request, this.#metadata);
+  }
+
   /** Ends the session (its sockets close) and the connection. */
   async close(): Promise<void> {
     if (this.#closed) return;

@@ -7,6 +7,8 @@ process.env.UV_THREADPOOL_SIZE ??= '16';
 import { Command, InvalidArgumentError } from 'commander';
 import { createLogger } from './log.js';
 import { defaultListenAddress, parseListenAddress } from './listen-address.js';
+import { addCaptureCommand } from './capture-command.js';
+import { addExtcapCommand } from './extcap-command.js';
 
 const program = new Command();
 program.name('sockbroker').description('Lends privileged Linux sockets to unprivileged programs over gRPC');
@@ -112,6 +114,9 @@ policy
     const { explainCommand } = await import('./policy-command.js');
     process.exitCode = explainCommand(file, opts);
   });
+
+addCaptureCommand(program);
+addExtcapCommand(program);
 
 program.parseAsync().catch((err: Error) => {
   process.stderr.write(`sockbroker: ${err.message}\n`);

@@ -1,0 +1,165 @@
+// A hand-written decoder for CaptureResponse (sockbroker.v1, capture.proto): the hot path of a
+// capture. The generated decoder copies every packet's bytes and builds an object per field;
+// this one keeps packet data as views into the message (no copy) and joins seconds + nanos into
+// one exact bigint of ns. Rare messages (armed) go to the generated code.
+import { CaptureArmed } from '../proto/gen/sockbroker/v1/capture.js';
+
+/** A packet as it came off the wire. */
+export interface WirePacket {
+  timestampNs: bigint;
+  originalLength: number;
+  /** Index into the armed message's interfaces. */
+  interface: number;
+  ifindex: number;
+  /** CaptureDirection: 1 = in, 2 = out, 0 = unknown. */
+  direction: number;
+  data: Buffer;
+}
+
+export interface WireStats {
+  received: number;
+  captured: number;
+  droppedByKernel: number;
+  droppedByBroker: number;
+  pending: number;
+  freezeCount: number;
+  capturedBytes: number;
+}
+
+export interface WireBatch {
+  packets: WirePacket[];
+  stats: WireStats | undefined;
+  watermarkNs: bigint;
+}
+
+export type WireResponse = { armed: CaptureArmed; batch?: undefined } | { armed?: undefined; batch: WireBatch };
+
+class Reader {
+  pos: number;
+  constructor(readonly buf: Buffer, start: number, readonly end: number) {
+    this.pos = start;
+  }
+
+  /** A varint as a number (exact up to 2^53). */
+  varint(): number {
+    const b = this.buf;
+    let x = b[this.pos++]!;
+    if (x < 0x80) return x;
+    x &= 0x7f;
+    let mul = 0x80;
+    for (;;) {
+      const c = b[this.pos++];
+      if (c === undefined || this.pos > this.end) throw new RangeError('truncated capture message');
+      x += (c & 0x7f) * mul;
+      if (c < 0x80) return x;
+      mul *= 0x80;
+    }
+  }
+
+  /** Bounds of a length-delimited field's contents. */
+  len(): [number, number] {
+    const n = this.varint();
+    const start = this.pos;
+    this.pos += n;
+    if (this.pos > this.end) throw new RangeError('truncated capture message');
+    return [start, this.pos];
+  }
+
+  skip(wireType: number): void {
+    switch (wireType) {
+      case 0: this.varint(); break;
+      case 1: this.pos += 8; break;
+      case 2: this.len(); break;
+      case 5: this.pos += 4; break;
+      default: throw new RangeError(`bad wire type ${wireType} in capture message`);
+    }
+    if (this.pos > this.end) throw new RangeError('truncated capture message');
+  }
+}
+
+function packet(buf: Buffer, start: number, end: number): WirePacket {
+  const r = new Reader(buf, start, end);
+  const p: WirePacket = { timestampNs: 0n, originalLength: 0, interface: 0, ifindex: 0, direction: 0, data: EMPTY };
+  let sec = 0;
+  let nanos = 0;
+  while (r.pos < end) {
+    const tag = r.varint();
+    switch (tag) {
+      case 56: sec = r.varint(); break;
+      case 64: nanos = r.varint(); break;
+      case 16: p.originalLength = r.varint(); break;
+      case 24: p.interface = r.varint(); break;
+      case 32: p.ifindex = r.varint(); break;
+      case 40: p.direction = r.varint(); break;
+      case 50: {
+        const [s, e] = r.len();
+        p.data = buf.subarray(s, e);
+        break;
+      }
+      default: r.skip(tag & 7);
+    }
+  }
+  p.timestampNs = BigInt(sec) * NS + BigInt(nanos);
+  return p;
+}
+
+function stats(buf: Buffer, start: number, end: number): WireStats {
+  const r = new Reader(buf, start, end);
+  const s: WireStats = { received: 0, captured: 0, droppedByKernel: 0, droppedByBroker: 0, pending: 0, freezeCount: 0, capturedBytes: 0 };
+  const keys = [undefined, 'received', 'captured', 'droppedByKernel', 'droppedByBroker', 'pending', 'freezeCount', 'capturedBytes'] as const;
+  while (r.pos < end) {
+    const tag = r.varint();
+    const key = keys[tag >>> 3];
+    if ((tag & 7) === 0 && key) s[key] = r.varint();
+    else r.skip(tag & 7);
+  }
+  return s;
+}
+
+function batch(buf: Buffer, start: number, end: number): WireBatch {
+  const r = new Reader(buf, start, end);
+  const b: WireBatch = { packets: [], stats: undefined, watermarkNs: 0n };
+  let sec = 0;
+  let nanos = 0;
+  while (r.pos < end) {
+    const tag = r.varint();
+    if (tag === 10) {
+      const [s, e] = r.len();
+      b.packets.push(packet(buf, s, e));
+    } else if (tag === 18) {
+      const [s, e] = r.len();
+      b.stats = stats(buf, s, e);
+    } else if (tag === 32) {
+      sec = r.varint();
+    } else if (tag === 40) {
+      nanos = r.varint();
+    } else {
+      r.skip(tag & 7);
+    }
+  }
+  if (sec || nanos) b.watermarkNs = BigInt(sec) * NS + BigInt(nanos);
+  return b;
+}
+
+/** Decodes one CaptureResponse message. */
+export function decodeCaptureResponse(buf: Buffer): WireResponse {
+  const r = new Reader(buf, 0, buf.length);
+  let out: WireResponse | undefined;
+  while (r.pos < buf.length) {
+    const tag = r.varint();
+    if (tag === 10) {
+      const [s, e] = r.len();
+      out = { armed: CaptureArmed.decode(buf.subarray(s, e)) };
+    } else if (tag === 18) {
+      const [s, e] = r.len();
+      out = { batch: batch(buf, s, e) };
+    } else {
+      r.skip(tag & 7);
+    }
+  }
+  if (!out) throw new RangeError('empty capture message');
+  return out;
+}
+
+const EMPTY = Buffer.alloc(0);
+const NS = 1_000_000_000n;

@@ -70,7 +70,12 @@ export class CaptureMerge<T extends Timestamped> {
     }
     this.#buffered += packets.length;
     if (watermarkNs !== undefined && watermarkNs > s.watermark) s.watermark = watermarkNs;
-    if (packets.length > 0 || watermarkNs !== undefined) s.offset = s.watermark - this.#now();
+    if (packets.length > 0 || watermarkNs !== undefined) {
+      // Every observation lags the source's clock (batching, transit; an idle source may repeat
+      // an old watermark): the largest lead seen is the best estimate of its clock.
+      const lead = s.watermark - this.#now();
+      if (s.offset === undefined || lead > s.offset) s.offset = lead;
+    }
     return this.#release();
   }
 

@@ -11,7 +11,7 @@ import { PcapngWriter, PcapWriter } from './pcap.js';
 export interface CaptureRunOptions {
   /** Broker addresses (unix:/PATH or tcp:HOST:PORT); [undefined] = the SDK's default broker. */
   brokers: Array<string | undefined>;
-  /** How to reach them (TLS, token). */
+  /** How to reach the tcp: ones (TLS, token); local unix: brokers know the caller by its credentials. */
   connect?: TransportOptions;
   /** What to capture; `interfaces` are captured one stream each (none = 'any'). */
   capture: CaptureOptions;
@@ -93,7 +93,7 @@ export async function runCapture(opts: CaptureRunOptions): Promise<CaptureTotals
   try {
     // Arm every capture before writing anything: the file's header needs every interface.
     for (const address of brokers) {
-      const m = await connect(address, opts.connect);
+      const m = await connect(address, address?.startsWith('tcp:') ? opts.connect : {});
       modules.push(m);
       for (const name of interfaces) {
         const capture = await m.capture({ ...opts.capture, interfaces: [name] });

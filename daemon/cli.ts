@@ -119,6 +119,6 @@ addCaptureCommand(program);
 addExtcapCommand(program);
 
 program.parseAsync().catch((err: Error) => {
-  process.stderr.write(`sockbroker: ${err.message}\n`);
+  process.stderr.write(`${/^sockbroker: /.test(err.message) ? '' : 'sockbroker: '}${err.message}\n`);
   process.exit(1);
 });

@@ -37,6 +37,8 @@ test('an idle source\'s watermark advances with its estimated clock (tick), so i
   t.deepEqual(m.tick(), []);
   now += 120_000_000n; // source 1's clock is now ~6.12 s: anything before ~6.02 s has come
   t.deepEqual(ts(m.tick()), [6_000_000_100]);
+  // A heartbeat repeating an old watermark does not set the estimate back.
+  t.deepEqual(m.advance(1, 6_000_000_000n), []);
   now += 100_000_000n;
   t.deepEqual(ts(m.tick()), [6_050_000_000]);
   t.is(m.buffered, 0);

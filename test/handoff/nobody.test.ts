@@ -72,12 +72,16 @@ out.cookies = [await cookie(l), await cookie(c), await cookie(u1), await cookie(
 writeFileSync(${JSON.stringify(join(dir, 'created'))}, '');
 while (!existsSync(${JSON.stringify(join(dir, 'stopped'))})) await new Promise((r) => setTimeout(r, 20));
 // The daemon is stopped: everything below is this process and the kernel.
-await c.sendall(Buffer.from('ping')); out.tcp = (await a.recv(10)).toString();
+await c.sendall(Buffer.from('ping'));
+out.tcp = (await a.recv(10)).toString();
 await u1.sendto(Buffer.from('dgram'), await u2.getsockname());
 const [data, from] = await u2.recvfrom(10); out.udp = [data.toString(), from[1] === (await u1.getsockname())[1]];
 a.settimeout(0.2); await probe('timeout', () => a.recv(1));
 a.setblocking(false); await probe('nonblocking', () => a.recv(1));
-const f = c.makefile('rwb'); await f.write(Buffer.from('line\\n')); await f.flush(); out.makefile = (await a.makefile('rb').readline()).toString();
+a.setblocking(true);
+const f = c.makefile('rwb'); await f.write(Buffer.from('line\\n')); await f.flush();
+const g = a.makefile('rb'); out.makefile = (await g.readline()).toString();
+await f.close(); await g.close();
 await c.close(); await probe('closed', () => c.recv(1));
 `);
     t.true(await until(() => existsSync(join(dir, 'created')), 30_000), 'the sockets were created');

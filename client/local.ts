@@ -132,13 +132,15 @@ export class LocalSockets {
 
   /** One request on the side channel (a connection each), with `fd` attached when given. */
   async #side(req: Record<string, unknown>, fd?: number): Promise<{ fd?: number }> {
+    // A finished request hands its slot straight to the next in line (the count stays).
     if (this.#sideBusy >= SIDE_CONCURRENCY) await new Promise<void>((resolve) => this.#sideQueue.push(resolve));
-    this.#sideBusy++;
+    else this.#sideBusy++;
     try {
       return await this.#sideOnce(req, fd);
     } finally {
-      this.#sideBusy--;
-      this.#sideQueue.shift()?.();
+      const next = this.#sideQueue.shift();
+      if (next) next();
+      else this.#sideBusy--;
     }
   }
 

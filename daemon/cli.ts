@@ -33,7 +33,12 @@ program
   .action(async (opts: { listen?: string[]; config?: string; gracePeriod: number; insecureLoopback?: boolean; logLevel: string; metrics?: string }) => {
     const log = createLogger(opts.logLevel);
     const { serve } = await import('./server.js');
-    const listen = (opts.listen ?? [process.env.SOCKBROKER_ADDRESS ?? defaultListenAddress()]).map((a) => parseListenAddress(a));
+    const { listenFds, Notifier } = await import('./systemd.js');
+    // Socket activation: the sockets systemd passed replace the default address (--listen adds to them).
+    const inherited = listenFds().map((fd) => ({ kind: 'fd' as const, fd }));
+    const fallback = inherited.length > 0 ? [] : [process.env.SOCKBROKER_ADDRESS ?? defaultListenAddress()];
+    const listen = [...inherited, ...(opts.listen ?? fallback).map((a) => parseListenAddress(a))];
+    const notifier = new Notifier(log);
     const server = await serve({
       listen,
       graceSeconds: opts.gracePeriod,
@@ -42,9 +47,14 @@ program
       insecureLoopback: Boolean(opts.insecureLoopback),
       ...(opts.metrics ? { metrics: parseListenAddress(opts.metrics) } : {}),
     });
+    notifier.ready(`listening on ${server.addresses.join(' ')}`);
     const stop = (signal: string): void => {
       log.info({ event: 'signal', signal });
-      server.shutdown().then(() => process.exit(0));
+      notifier.stopping();
+      server.shutdown().then(() => {
+        notifier.close();
+        process.exit(0);
+      });
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

@@ -5,6 +5,7 @@
 import { readlinkSync } from 'node:fs';
 import { peerCred, close } from '../native/libc.js';
 import { openReadOnly, peerGroups, peerPidfd, pidfdAlive } from '../native/creds.js';
+import { cgroupFacts, readCgroup } from './cgroup.js';
 
 /** A caller's identity, fixed when its connection is accepted (remote: when a call authenticates). */
 export interface Identity {
@@ -20,6 +21,15 @@ export interface Identity {
   netNs: string;
   /** Root in the daemon's own user and network namespaces: the only "everything" identity. */
   hostRoot: boolean;
+  /**
+   * Local callers: the cgroup v2 path as the initial cgroup namespace sees it, read only when
+   * the peer is pinned by a pidfd (else absent: cgroup rules fail closed), and the systemd unit,
+   * Kubernetes pod UID and container ID derived from it (daemon/cgroup.ts).
+   */
+  cgroup?: string;
+  unit?: string;
+  pod?: string;
+  container?: string;
   /** Verified client certificate subject (remote, mTLS), e.g. 'CN=client1'. */
   subject?: string;
   /** Name of the bearer token the caller presented (remote). */
@@ -64,11 +74,16 @@ export function identifyLocal(fd: number): LocalPeer {
     const userNs = namespaceOf(pid, 'user');
     const netNs = namespaceOf(pid, 'net');
     if (netNs !== '' && netNs !== ownNamespaces.net) netnsFd = openReadOnly(`/proc/${pid}/ns/net`);
+    const cgroup = pidfd >= 0 ? readCgroup(pid) : undefined;
     if (pidfd >= 0 && !pidfdAlive(pidfd)) throw new Error(`peer process ${pid} exited before it was identified`);
     if (userNs === '' || netNs === '') throw new Error(`namespaces of peer process ${pid} are unreadable`);
     const groups = peerGroups(fd);
     const hostRoot = uid === 0 && userNs === ownNamespaces.user && netNs === ownNamespaces.net;
-    const identity: Identity = { kind: 'local', uid, gid, groups, pid, userNs, netNs, hostRoot, key: `local/${uid}/${userNs}/${netNs}` };
+    const identity: Identity = {
+      kind: 'local', uid, gid, groups, pid, userNs, netNs, hostRoot,
+      ...(cgroup !== undefined ? { cgroup, ...cgroupFacts(cgroup) } : {}),
+      key: `local/${uid}/${userNs}/${netNs}`,
+    };
     return { identity, netnsFd };
   } catch (err) {
     if (netnsFd >= 0) close(netnsFd);
@@ -98,6 +113,12 @@ export function remoteIdentity(by: { subject?: string; token?: string }): Identi
 /** The fields of an identity worth a log line. */
 export function describe(id: Identity): Record<string, unknown> {
   return id.kind === 'local'
-    ? { uid: id.uid, gid: id.gid, pid: id.pid, netns: id.netNs, hostRoot: id.hostRoot }
+    ? {
+      uid: id.uid, gid: id.gid, pid: id.pid, netns: id.netNs, hostRoot: id.hostRoot,
+      ...(id.cgroup !== undefined ? { cgroup: id.cgroup } : {}),
+      ...(id.unit !== undefined ? { unit: id.unit } : {}),
+      ...(id.pod !== undefined ? { pod: id.pod } : {}),
+      ...(id.container !== undefined ? { container: id.container } : {}),
+    }
     : { remote: id.subject !== undefined ? `cert:${id.subject}` : `token:${id.token}`, uid: id.uid };
 }

@@ -6,12 +6,18 @@ import { createHash } from 'node:crypto';
 import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { linux as C } from '../native/constants.js';
+import { reachesDelegatedSubtree } from './cgroup.js';
 import { emptyGrant, type Grant, type Match, type Policy, type Quotas, type Rule } from './policy.js';
 
 const nameOrInt = { oneOf: [{ type: 'string', minLength: 1, maxLength: 64 }, { type: 'integer' }] };
 const strings = { type: 'array', items: { type: 'string', minLength: 1, maxLength: 4096 }, maxItems: 1024 };
 const ids = { oneOf: [nameOrInt, { type: 'array', items: nameOrInt, maxItems: 1024 }] };
 const quota = { type: 'integer', minimum: 0, maximum: 1 << 30 };
+// A path from the root, or a glob that may match one.
+const cgroupGlob = { type: 'string', pattern: '^[/*?]', maxLength: 4096 };
+const unitGlob = { type: 'string', pattern: '^[^/]+$', maxLength: 256 };
+const podUid = { type: 'string', pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' };
+const containerId = { type: 'string', pattern: '^[0-9a-f]{64}$' };
 
 const SCHEMA = {
   type: 'object',
@@ -36,6 +42,10 @@ const SCHEMA = {
               local: { type: 'boolean' },
               cert_subject: { oneOf: [{ type: 'string' }, strings] },
               token: { oneOf: [{ type: 'string' }, strings] },
+              cgroup: { oneOf: [cgroupGlob, { type: 'array', items: cgroupGlob, minItems: 1, maxItems: 1024 }] },
+              unit: { oneOf: [unitGlob, { type: 'array', items: unitGlob, minItems: 1, maxItems: 1024 }] },
+              pod: { oneOf: [podUid, { type: 'array', items: podUid, minItems: 1, maxItems: 1024 }] },
+              container: { oneOf: [containerId, { type: 'array', items: containerId, minItems: 1, maxItems: 1024 }] },
             },
           },
           grant: {
@@ -115,6 +125,8 @@ export interface PolicyConfig {
   /** sha256(token) hex → token name. */
   tokens: Map<string, string>;
   tls?: { cert: string; key: string; ca?: string };
+  /** Legal but risky choices, each naming its place (logged at load; `policy check` prints them). */
+  warnings: string[];
 }
 
 export class PolicyError extends Error {}
@@ -183,7 +195,18 @@ function compileMatch(m: any, where: string, users: Map<string, number>, groups:
     ...(m.local !== undefined ? { local: m.local } : {}),
     ...(m.cert_subject !== undefined ? { subjects: list(m.cert_subject) } : {}),
     ...(m.token !== undefined ? { tokens: list(m.token) } : {}),
+    ...(m.cgroup !== undefined ? { cgroups: list(m.cgroup) } : {}),
+    ...(m.unit !== undefined ? { units: list(m.unit) } : {}),
+    ...(m.pod !== undefined ? { pods: list(m.pod) } : {}),
+    ...(m.container !== undefined ? { containers: list(m.container) } : {}),
   };
+}
+
+/** Warnings for a compiled match: cgroup globs that reach into subtrees users can create cgroups in. */
+function matchWarnings(m: Match, where: string): string[] {
+  return (m.cgroups ?? []).flatMap((g, i) => reachesDelegatedSubtree(g)
+    ? [`${where}.cgroup[${i}]: ${JSON.stringify(g)} can match cgroups inside a user@UID.service subtree, which that user can create (anchor it, e.g. /system.slice/NAME.service or /kubepods.slice/...)`]
+    : []);
 }
 
 function compileGrant(g: any = {}, where: string): Grant {
@@ -260,6 +283,7 @@ export function compilePolicy(text: string, name: string, defaults: Quotas): Pol
   const users = readIds('/etc/passwd');
   const groups = readIds('/etc/group');
   const d = doc as any;
+  const warnings: string[] = [];
   const rules: Rule[] = (d.rules ?? []).map((r: any, i: number) => ({
     name: r.name ?? `rules[${i}]`,
     match: compileMatch(r.match, `${name}: rules[${i}].match`, users, groups),
@@ -267,7 +291,9 @@ export function compilePolicy(text: string, name: string, defaults: Quotas): Pol
     quotas: compileQuotas(r.quotas),
     ...(r.no_handoff ? { noHandoff: true } : {}),
   }));
+  rules.forEach((r, i) => warnings.push(...matchWarnings(r.match, `${name}: rules[${i}].match`)));
   return {
+    warnings,
     policy: { rules, quotas: defaults },
     tokens: new Map((d.tokens ?? []).map((t: any) => [t.sha256, t.name])),
     ...(d.tls ? { tls: d.tls } : {}),

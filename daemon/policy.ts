@@ -89,6 +89,13 @@ export interface Match {
   local?: boolean;
   subjects?: string[];
   tokens?: string[];
+  /** Globs over the caller's cgroup v2 path (initial cgroup namespace); `*` crosses '/'. */
+  cgroups?: string[];
+  /** Globs over the systemd unit derived from the cgroup (`/system.slice/NAME.service`). */
+  units?: string[];
+  /** Kubernetes pod UIDs and container IDs derived from the cgroup (exact). */
+  pods?: string[];
+  containers?: string[];
 }
 
 export interface Rule {
@@ -262,6 +269,11 @@ export function matches(m: Match, id: Identity): boolean {
   if (m.netns && !m.netns.includes(id.netNs)) return false;
   if (m.subjects && (id.subject === undefined || !m.subjects.includes(id.subject))) return false;
   if (m.tokens && (id.token === undefined || !m.tokens.includes(id.token))) return false;
+  // Without a cgroup (no SO_PEERPIDFD, a remote caller) every cgroup-derived key fails closed.
+  if (m.cgroups && (id.cgroup === undefined || !m.cgroups.some((g) => globToRegExp(g).test(id.cgroup!)))) return false;
+  if (m.units && (id.unit === undefined || !m.units.some((g) => globToRegExp(g).test(id.unit!)))) return false;
+  if (m.pods && (id.pod === undefined || !m.pods.includes(id.pod))) return false;
+  if (m.containers && (id.container === undefined || !m.containers.includes(id.container))) return false;
   return true;
 }
 

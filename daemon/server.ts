@@ -4,7 +4,7 @@
 // per-connection tag, which call.getPeer() returns in every handler of that connection.
 import net from 'node:net';
 import tls from 'node:tls';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, unlinkSync, watch, type FSWatcher } from 'node:fs';
 import { dirname } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -30,8 +30,11 @@ import { DEFAULT_LIMITS, defaultQuotas, type Limits } from './limits.js';
 import { BrokerError, sessionError } from './errors.js';
 import { NetnsRegistry } from './netns.js';
 import { defaultPolicy } from './policy.js';
-import { loadPolicyFile, type PolicyConfig } from './policy-file.js';
+import { compilePolicy, PolicyError, type PolicyConfig } from './policy-file.js';
 import { countQuota, createRegistry, serveMetrics, type MetricsServer } from './metrics.js';
+import { joinInitialCgroupNamespace } from './cgroup.js';
+import { getsockname } from '../native/libc.js';
+import { decodeSockaddr } from '../native/sockaddr.js';
 import { status as Code } from '@grpc/grpc-js';
 import { fileURLToPath } from 'node:url';
 import { HealthImplementation } from 'grpc-health-check';
@@ -41,8 +44,11 @@ import { loadSync } from '@grpc/proto-loader';
 /** Where to listen: a Unix socket path, or TCP (TLS unless plaintext is explicitly allowed on loopback). */
 export type Listen = { kind: 'unix'; path: string; mode: number } | { kind: 'tcp'; host: string; port: number };
 
+/** What the broker serves on: addresses, and listening Unix sockets passed by systemd socket activation (the socket unit owns their paths). */
+export type ListenOn = Listen | { kind: 'fd'; fd: number };
+
 export interface ServeOptions {
-  listen: Listen[];
+  listen: ListenOn[];
   /** Seconds a session outlives its last stream. */
   graceSeconds: number;
   /** Policy file (YAML/JSON); unset = the embedded deny-by-default policy. */
@@ -113,13 +119,28 @@ function loadContract() {
   return loadSync(['sockbroker/v1/session.proto', 'sockbroker/v1/socket.proto', 'sockbroker/v1/netdb.proto', 'sockbroker/v1/admin.proto', 'sockbroker/v1/capture.proto'], { includeDirs: [root] });
 }
 
+function readPolicyText(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new PolicyError(`${path}: ${(err as Error).message}`);
+  }
+}
+
+/** How long the policy directory must be quiet after a change before the file is re-read. */
+const RELOAD_DEBOUNCE_MS = 200;
+
 export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const { log } = opts;
   const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits };
   const defaults = defaultQuotas(limits);
+  let policyText = opts.configPath ? readPolicyText(opts.configPath) : '';
   let config: PolicyConfig = opts.configPath
-    ? loadPolicyFile(opts.configPath, defaults)
-    : { policy: defaultPolicy(defaults), tokens: new Map() };
+    ? compilePolicy(policyText, opts.configPath, defaults)
+    : { policy: defaultPolicy(defaults), tokens: new Map(), warnings: [] };
+  for (const warning of config.warnings) log.warn({ event: 'policy.warning', warning });
+  // Callers' cgroup paths are read as the initial cgroup namespace sees them (a DaemonSet pod has its own).
+  if (!joinInitialCgroupNamespace()) log.warn({ event: 'cgroup.namespace', why: 'cannot join the initial cgroup namespace: callers outside the broker\'s own have no cgroup (cgroup rules fail closed)' });
   for (const l of opts.listen) {
     if (l.kind === 'tcp' && !config.tls && (!opts.insecureLoopback || !isLoopback(l.host))) {
       throw new Error(`tcp:${l.host}:${l.port} needs TLS (a tls section in the config); plain TCP is allowed only on loopback with --insecure-loopback`);
@@ -280,6 +301,17 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const listeners: Array<net.Server> = [];
   const addresses: string[] = [];
   for (const l of opts.listen) {
+    if (l.kind === 'fd') {
+      const srv = net.createServer(onLocal);
+      await new Promise<void>((resolve, reject) => {
+        srv.once('error', reject);
+        srv.listen({ fd: l.fd }, () => resolve());
+      });
+      const sa = decodeSockaddr(getsockname(l.fd));
+      listeners.push(srv);
+      addresses.push(sa.family === 'unix' && sa.path.length > 0 && sa.path[0] !== 0 ? `unix:${sa.path.toString()}` : `fd:${l.fd}`);
+      continue;
+    }
     if (l.kind === 'unix') {
       await prepareSocketPath(l.path);
       const srv = net.createServer(onLocal);
@@ -330,27 +362,61 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   if (opts.metrics) metrics = await serveMetrics(opts.metrics, createRegistry(sessions));
   log.info({ event: 'listening', addresses, ...(metrics ? { metrics: metrics.address } : {}), nofile, graceSeconds: opts.graceSeconds, policy: opts.configPath ?? 'default', rules: config.policy.rules.length });
 
+  const reload = (): boolean => {
+    if (!opts.configPath) return true;
+    try {
+      // Remembered before compiling, so a bad file is reported once, not on every later event.
+      policyText = readPolicyText(opts.configPath);
+      config = compilePolicy(policyText, opts.configPath, defaults);
+    } catch (err) {
+      log.error({ event: 'policy.reload_failed', err: (err as Error).message });
+      return false;
+    }
+    broker.policy = config.policy;
+    peers.tokens = config.tokens;
+    for (const warning of config.warnings) log.warn({ event: 'policy.warning', warning });
+    log.info({ event: 'policy.reloaded', path: opts.configPath, rules: config.policy.rules.length });
+    return true;
+  };
+
+  // Reload on change. A Kubernetes ConfigMap volume updates by swapping its `..data` symlink, so
+  // the directory is watched (never the file: its inode does not change), and a change is read
+  // once the directory has been quiet for a moment.
+  let watcher: FSWatcher | undefined;
+  if (opts.configPath) {
+    const path = opts.configPath;
+    let timer: NodeJS.Timeout | undefined;
+    const settled = (): void => {
+      let text: string | undefined;
+      try {
+        text = readFileSync(path, 'utf8');
+      } catch {
+        // Gone for now (mid-swap, or removed): reload reports it if it stays so.
+      }
+      if (text !== policyText) reload();
+    };
+    try {
+      watcher = watch(dirname(path), () => {
+        clearTimeout(timer);
+        timer = setTimeout(settled, RELOAD_DEBOUNCE_MS);
+        timer.unref();
+      });
+      watcher.on('error', (err) => log.warn({ event: 'policy.watch_failed', err: err.message }));
+    } catch (err) {
+      log.warn({ event: 'policy.watch_failed', err: (err as Error).message, fallback: 'SIGHUP' });
+    }
+  }
+
   let stopping: Promise<void> | undefined;
   return {
     addresses,
     ...(metrics ? { metricsAddress: metrics.address } : {}),
     sessions,
     reactor,
-    reload() {
-      if (!opts.configPath) return true;
-      try {
-        config = loadPolicyFile(opts.configPath, defaults);
-      } catch (err) {
-        log.error({ event: 'policy.reload_failed', err: (err as Error).message });
-        return false;
-      }
-      broker.policy = config.policy;
-      peers.tokens = config.tokens;
-      log.info({ event: 'policy.reloaded', path: opts.configPath, rules: config.policy.rules.length });
-      return true;
-    },
+    reload,
     shutdown() {
       stopping ??= (async () => {
+        watcher?.close();
         for (const l of listeners) l.close();
         void metrics?.close();
         const reason = sessionError('broker shutting down', Code.UNAVAILABLE);

@@ -46,6 +46,8 @@ export interface CallContext {
 const TYPE_FLAGS = C.SOCK_NONBLOCK | C.SOCK_CLOEXEC;
 const INT_MIN = -0x80000000;
 const INT_MAX = 0x7fffffff;
+// setfsuid(-1)/setfsgid(-1) change nothing and return the current id.
+const CURRENT_ID = 0xffffffff;
 
 // ---- validators: tiny, named, each throws the Python-shaped error ----
 
@@ -141,6 +143,10 @@ export class SocketOps {
       const oldGid = libc.setfsgid(gid);
       const oldUid = libc.setfsuid(uid);
       try {
+        // setfsuid reports no error: without CAP_SETUID/CAP_SETGID the ids silently stay root's.
+        if (libc.setfsuid(CURRENT_ID) !== uid || libc.setfsgid(CURRENT_ID) !== gid) {
+          throw osErrorNamed('EPERM', 'setfsuid', "Operation not permitted (sockbroker: cannot act with the caller's ids: the daemon lacks CAP_SETUID or CAP_SETGID)");
+        }
         return fn();
       } finally {
         libc.setfsuid(oldUid);

@@ -77,8 +77,14 @@ export function peerPidfd(fd: number): number {
   }
 }
 
-/** True while the process a pidfd refers to is alive (pidfd_send_signal with signal 0). */
+const EPERM = 1;
+
+/**
+ * True while the process a pidfd refers to is alive (pidfd_send_signal with signal 0): ESRCH
+ * once it has exited; EPERM (another uid, and no CAP_KILL — the unit does not grant it) still
+ * means it lives.
+ */
 export function pidfdAlive(pidfd: number): boolean {
   const r = call('syscall', I64, [I64, I64, I64, I64, I64], [os.SYS_pidfd_send_signal, pidfd, 0, 0, 0]);
-  return r.value === 0;
+  return r.value === 0 || r.errnoCode === EPERM;
 }

@@ -42,6 +42,10 @@ export interface DaemonOptions {
   args?: string[];
   /** Run the daemon inside this `ip netns` namespace. */
   netns?: string;
+  /** A command that execs the daemon (its argv follows), e.g. setpriv with a bounding set. */
+  wrap?: string[];
+  /** Extra environment for the daemon (NOTIFY_SOCKET, ...). */
+  env?: Record<string, string>;
 }
 
 /** A world-readable temp dir (so `nobody` can reach sockets and files in it). */
@@ -52,9 +56,10 @@ export function publicTempDir(prefix = 'sb-test-'): string {
 }
 
 /** Spawns `cmd` (inside `ip netns exec NS` when given; every step execs, so the pid is the daemon's). */
-function spawnIn(netns: string | undefined, cmd: string, args: string[]): ChildProcess {
-  const [c, a] = netns ? ['ip', ['netns', 'exec', netns, cmd, ...args]] : [cmd, args];
-  return spawn(c, a, { stdio: ['ignore', 'ignore', 'pipe'] });
+function spawnIn(netns: string | undefined, cmd: string, args: string[], wrap: string[] = [], env?: Record<string, string>): ChildProcess {
+  const argv = [...wrap, cmd, ...args];
+  const [c, a] = netns ? ['ip', ['netns', 'exec', netns, ...argv]] : [argv[0]!, argv.slice(1)];
+  return spawn(c, a, { stdio: ['ignore', 'ignore', 'pipe'], ...(env ? { env: { ...process.env, ...env } } : {}) });
 }
 
 export async function startDaemon(opts: DaemonOptions = {}): Promise<Daemon> {
@@ -79,9 +84,9 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<Daemon> {
       unshare.push('--uts');
       steps.push(`echo '${opts.hostname}' > /proc/sys/kernel/hostname`);
     }
-    proc = spawnIn(opts.netns, 'unshare', [...unshare, 'sh', '-c', `${steps.join(' && ')} && exec "$@"`, 'sh', process.execPath, ...args]);
+    proc = spawnIn(opts.netns, 'unshare', [...unshare, 'sh', '-c', `${steps.join(' && ')} && exec "$@"`, 'sh', ...(opts.wrap ?? []), process.execPath, ...args], [], opts.env);
   } else {
-    proc = spawnIn(opts.netns, process.execPath, args);
+    proc = spawnIn(opts.netns, process.execPath, args, opts.wrap, opts.env);
   }
   const logs: string[] = [];
   let buf = '';

@@ -4,7 +4,7 @@
 // per-connection tag, which call.getPeer() returns in every handler of that connection.
 import net from 'node:net';
 import tls from 'node:tls';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, unlinkSync, watch, type FSWatcher } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, statSync, unlinkSync, watch, type FSWatcher } from 'node:fs';
 import { dirname } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -309,7 +309,14 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       });
       const sa = decodeSockaddr(getsockname(l.fd));
       listeners.push(srv);
-      addresses.push(sa.family === 'unix' && sa.path.length > 0 && sa.path[0] !== 0 ? `unix:${sa.path.toString()}` : `fd:${l.fd}`);
+      if (sa.family === 'unix' && sa.path.length > 0 && sa.path[0] !== 0) {
+        const path = sa.path.toString();
+        addresses.push(`unix:${path}`);
+        // The hand-off side channel beside it, as reachable as the socket unit made the socket.
+        handoff.listen(path, statSync(path).mode & 0o777);
+      } else {
+        addresses.push(`fd:${l.fd}`);
+      }
       continue;
     }
     if (l.kind === 'unix') {

@@ -129,7 +129,8 @@ console.log(JSON.stringify(out));
 `;
 
 async function run(argv: string[], env: Record<string, string>, cwd: string): Promise<any> {
-  const proc = spawn(argv[0]!, argv.slice(1), { cwd, env: { PATH: '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin', HOME: '/tmp', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const handoff = process.env.SOCKBROKER_HANDOFF ? { SOCKBROKER_HANDOFF: process.env.SOCKBROKER_HANDOFF } : {};
+  const proc = spawn(argv[0]!, argv.slice(1), { cwd, env: { PATH: '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin', HOME: '/tmp', ...handoff, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   proc.stdout!.on('data', (b) => (out += b));

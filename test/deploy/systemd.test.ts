@@ -67,6 +67,7 @@ test('socket activation: the daemon serves the socket it inherits (LISTEN_FDS) a
     const [code] = await once(proc, 'exit');
     t.is(code, 0);
     t.true(existsSync(path), 'the socket belongs to the socket unit: the daemon does not unlink it');
+    t.false(existsSync(`${path}.handoff`), 'the hand-off side channel it made is gone');
   } finally {
     if (proc.exitCode === null) proc.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
@@ -163,7 +164,8 @@ test("run under exactly the unit's bounding set, the daemon serves a nobody clie
       `);
       chmodSync(file, 0o644);
       try {
-        const proc = spawn('ip', ['netns', 'exec', nsC, 'setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, file], { cwd: world, stdio: ['ignore', 'pipe', 'pipe'] });
+        const env = { PATH: process.env.PATH!, HOME: '/tmp', SOCKBROKER_HANDOFF: process.env.SOCKBROKER_HANDOFF ?? '0' };
+        const proc = spawn('ip', ['netns', 'exec', nsC, 'setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, file], { cwd: world, env, stdio: ['ignore', 'pipe', 'pipe'] });
         let out = '';
         let err = '';
         proc.stdout!.on('data', (b) => (out += b));

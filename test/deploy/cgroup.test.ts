@@ -15,9 +15,10 @@ import { publicTempDir, until, withDaemon, worldCopy } from '../helpers/daemon.j
 import { cgroupFacts, parseProcCgroup, reachesDelegatedSubtree } from '../../daemon/cgroup.js';
 import { compilePolicy, PolicyError } from '../../daemon/policy-file.js';
 import { matches } from '../../daemon/policy.js';
+import { DEFAULT_LIMITS, defaultQuotas } from '../../daemon/limits.js';
 import type { Identity } from '../../daemon/identity.js';
 
-const QUOTAS = { socketsPerSession: 1, sessionsPerIdentity: 1, bytesPerCall: 1, bufferedBytes: 1 };
+const QUOTAS = defaultQuotas(DEFAULT_LIMITS);
 const hex = (n: number) => randomBytes(n).toString('hex');
 
 test('the cgroup v2 path is the one 0:: line of /proc/PID/cgroup', (t) => {

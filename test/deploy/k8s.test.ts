@@ -13,6 +13,7 @@ import { Pod } from 'kubernetes-models/v1/Pod';
 import { ROOT, publicTempDir, until, withDaemon } from '../helpers/daemon.js';
 import { nobodyIn, PRELUDE } from '../privileged/helpers.js';
 import { compilePolicy } from '../../daemon/policy-file.js';
+import { DEFAULT_LIMITS, defaultQuotas } from '../../daemon/limits.js';
 import { containerCapabilities, manifests, unitCapabilities } from './helpers.js';
 
 const K8S = join(ROOT, 'deploy', 'k8s');
@@ -61,7 +62,7 @@ test("the DaemonSet: one broker per node on the host's PID and network namespace
   const listen = broker.args[broker.args.indexOf('--listen') + 1];
   t.is(listen, `unix:${broker.volumeMounts.find((m: any) => m.name === socketDir.name).mountPath}/sockbroker.sock`);
   // The ConfigMap's policy compiles, without warnings.
-  const compiled = compilePolicy(one('ConfigMap').data['policy.yaml'], 'policy.yaml', { socketsPerSession: 1, sessionsPerIdentity: 1, bytesPerCall: 1, bufferedBytes: 1 });
+  const compiled = compilePolicy(one('ConfigMap').data['policy.yaml'], 'policy.yaml', defaultQuotas(DEFAULT_LIMITS));
   t.true(compiled.policy.rules.length > 0);
   t.deepEqual(compiled.warnings, []);
 });

@@ -8,6 +8,11 @@ command -v unshare >/dev/null || need+=(util-linux)
 command -v ss >/dev/null || need+=(iproute2)
 command -v python3 >/dev/null || need+=(python3)
 [ -e /etc/services ] && [ -e /etc/protocols ] || need+=(netbase)
+# Deployment: the units are checked with systemd-analyze and run with systemd-socket-activate
+# (no systemd needs to be running); the pack test clones the checkout.
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v systemd-socket-activate >/dev/null || need+=(systemd)
+command -v git >/dev/null || need+=(git)
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 # Capture: libpcap compiles filters (loaded by soname through ffi-rs); tcpdump and tshark read
 # back what `sockbroker capture` writes and are the benchmark's baseline.

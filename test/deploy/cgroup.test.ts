@@ -248,3 +248,53 @@ test('a pod gets sockets in its own network namespace, is not host root, and get
     for (const [p, stop] of made.reverse()) await removeCgroup(root, p, stop);
   }
 });
+
+test("a broker in its own cgroup namespace reads callers' paths as the initial namespace does, or fails cgroup rules closed", async (t) => {
+  const root = cgroup2Root();
+  const tag = hex(3);
+  const [brokerCg, clientCg] = [`/sb-broker-${tag}`, `/sb-client-${tag}`];
+  const dir = publicTempDir('sb-cgns-');
+  const policy = join(dir, 'policy.yaml');
+  writeFileSync(policy, `rules:\n  - { name: by-cgroup, match: { cgroup: "${clientCg}", uid: 65534 }, grant: { sockets: [{ family: AF_INET, type: SOCK_RAW, protocol: IPPROTO_ICMP }] } }\n`);
+  chmodSync(policy, 0o644);
+  const world = worldCopy();
+  const client = `cgns-${tag}.mjs`;
+  writeFileSync(join(world, client), `
+    import { connect } from 'sockbroker';
+    const socket = await connect(process.env.SOCKBROKER_ADDRESS);
+    let raw;
+    try { const s = await socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); await s.close(); raw = 'ok'; }
+    catch (e) { raw = e.constructor.name + ':' + e.errno; }
+    await socket.disconnect();
+    console.log(JSON.stringify({ raw }));
+  `);
+  chmodSync(join(world, client), 0o644);
+  try {
+    const brokerDir = makeCgroup(root, brokerCg);
+    const clientDir = makeCgroup(root, clientCg);
+    // The broker moves into its own cgroup, then into a new cgroup namespace rooted there.
+    const wrap = ['sh', '-c', 'echo $$ > "$0/cgroup.procs" && exec unshare --cgroup "$@"', brokerDir];
+    await withDaemon(async (d) => {
+      t.is(readFileSync(`/proc/${d.pid}/cgroup`, 'utf8').split('\n').find((l) => l.startsWith('0::')), `0::${brokerCg}`);
+      const out = await run(
+        ['sh', '-c', 'echo $$ > "$CG/cgroup.procs" && exec setpriv --reuid=nobody --regid=nogroup --clear-groups "$NODE" "$CLIENT"'],
+        { CG: clientDir, NODE: process.execPath, CLIENT: client, SOCKBROKER_ADDRESS: d.address },
+        world,
+      );
+      const opened = d.logs.map((l) => JSON.parse(l)).find((e) => e.event === 'session.open' && e.uid === 65534);
+      if (d.logs.some((l) => l.includes('"event":"cgroup.namespace"'))) {
+        // It could not join (here host pid 1's namespaces are unreadable even to root): the
+        // caller's path is outside its namespace, so it has none and the rule fails closed.
+        t.is(opened.cgroup, undefined);
+        t.is(out.raw, 'PermissionError:1');
+      } else {
+        t.is(opened.cgroup, clientCg);
+        t.is(out.raw, 'ok');
+      }
+    }, { wrap, args: ['--config', policy] });
+  } finally {
+    rmSync(join(world, client), { force: true });
+    rmSync(dir, { recursive: true, force: true });
+    for (const p of [clientCg, brokerCg]) await removeCgroup(root, p);
+  }
+});

@@ -27,6 +27,11 @@ export function useDaemon(test: TestFn, handoff = HANDOFF): Fixture {
   test.before(async () => {
     d = await startDaemon();
     mod = await connect(d.address, { handoff });
+    // A hand-off run must really run in-process, or it would silently test the broker again.
+    const probe = await mod.socket(mod.AF_INET, mod.SOCK_STREAM);
+    const handed = probe._handedOff;
+    await probe.close();
+    if (handed !== handoff) throw new Error(`fixture: sockets are ${handed ? '' : 'not '}handed off (wanted handoff: ${handoff})`);
   });
   test.after.always(async () => {
     for (const m of [mod, ...extra]) await m?.disconnect();

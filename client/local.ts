@@ -464,16 +464,19 @@ export class LocalSockets {
   }
 
   /** poll(2) over handed-off sockets, waiting on the reactor (never blocking the event loop). */
-  async poll(entries: Array<{ handle: number; events: number }>, timeout: number | null): Promise<Array<{ handle: number; events: number }>> {
+  async poll(entries: Array<{ handle: number; events: number }>, timeout: number | null, signal: AbortSignal = never): Promise<Array<{ handle: number; events: number }>> {
     const deadline = timeout === null ? Infinity : performance.now() + timeout * 1000;
     try {
       for (;;) {
+        if (signal.aborted) return [];
         const live = entries.filter((p) => this.#entries.get(p.handle) && !this.#entries.get(p.handle)!.closed);
         const ready = entries.filter((p) => !live.includes(p)).map((p) => ({ handle: p.handle, events: os.POLLNVAL! }));
         const revents = live.length ? libc.poll(live.map((l) => ({ fd: l.handle, events: l.events })), 0) : [];
         live.forEach((l, i) => revents[i] && ready.push({ handle: l.handle, events: revents[i]! }));
         if (ready.length > 0 || timeout === 0 || performance.now() >= deadline) return ready;
         const ac = new AbortController();
+        const onAbort = (): void => ac.abort();
+        signal.addEventListener('abort', onAbort, { once: true });
         const waits = live.flatMap(({ handle, events }) => {
           const dirs: Array<'read' | 'write'> = [];
           if (events & (os.POLLIN! | os.POLLPRI!)) dirs.push('read');
@@ -482,14 +485,19 @@ export class LocalSockets {
           return dirs.map((dir) => waitReady(theReactor(), this.#entries.get(handle)!, dir, deadline, ac.signal, 'poll'));
         });
         if (waits.length === 0) {
-          await new Promise((r) => setTimeout(r, Math.min(2 ** 31 - 1, Math.max(0, deadline - performance.now()))));
+          await new Promise<void>((r) => {
+            const timer = setTimeout(r, Math.min(2 ** 31 - 1, Math.max(0, deadline - performance.now())));
+            ac.signal.addEventListener('abort', () => (clearTimeout(timer), r()), { once: true });
+          });
+          signal.removeEventListener('abort', onAbort);
           continue;
         }
         try {
           await Promise.any(waits).catch((err: AggregateError) => {
-            if (!isTimeout(err.errors[0])) throw err.errors[0];
+            if (!isTimeout(err.errors[0]) && !signal.aborted) throw err.errors[0];
           });
         } finally {
+          signal.removeEventListener('abort', onAbort);
           ac.abort();
         }
       }

@@ -326,12 +326,30 @@ class SocketModuleImpl {
       events: toInt(Array.isArray(events) ? events[i] : events),
     }));
     const local = this.#local;
-    const inProcess = local ? entries.filter((e) => local.has(e.handle)).length : 0;
-    if (inProcess > 0 && inProcess < entries.length) {
-      throw new errors.ValueError('poll(): handed-off and broker sockets cannot be polled together (connect with handoff: false)');
+    const here = local ? entries.filter((e) => local.has(e.handle)) : [];
+    const there = local ? entries.filter((e) => !local.has(e.handle)) : entries;
+    let ready: Array<{ handle: number; events: number }>;
+    if (here.length === 0) ready = (await this.#t.call('poll', { entries, timeout: t ?? undefined }, clientTimeout(t))).ready;
+    else if (there.length === 0) ready = await local!.poll(entries, t);
+    else {
+      // Handed-off and broker sockets together: both wait at once; the first with something
+      // ready ends the other (a broker poll that completed anyway still reports).
+      const ac = new AbortController();
+      const done = <T extends unknown[]>(r: T): T => (r.length > 0 && ac.abort(), r);
+      const [a, b] = await Promise.all([
+        local!.poll(here, t, ac.signal).then(done, (err) => {
+          ac.abort();
+          throw err;
+        }),
+        this.#t.call('poll', { entries: there, timeout: t ?? undefined }, clientTimeout(t), ac.signal).then((r) => done(r.ready), (err) => {
+          if (ac.signal.aborted) return [];
+          throw err;
+        }),
+      ]);
+      const order = new Map(entries.map((e, i) => [e.handle, i]));
+      ready = [...a, ...b].sort((x, y) => order.get(x.handle)! - order.get(y.handle)!);
     }
-    const res = inProcess > 0 ? { ready: await local!.poll(entries, t) } : await this.#t.call('poll', { entries, timeout: t ?? undefined }, clientTimeout(t));
-    return res.ready.map((r) => [sockets[entries.findIndex((e) => e.handle === r.handle)]!, r.events]);
+    return ready.map((r) => [sockets[entries.findIndex((e) => e.handle === r.handle)]!, r.events]);
   }
 
   /**

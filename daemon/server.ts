@@ -5,7 +5,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, statSync, unlinkSync, watch, type FSWatcher } from 'node:fs';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { getNofileLimit, setNofileLimit } from '../native/libc.js';
@@ -402,8 +402,12 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       }
       if (text !== policyText) reload();
     };
+    // Only events naming the file or the ConfigMap's `..data` link count (the directory may be
+    // busy with others: a policy under /tmp); an event without a name may be either.
+    const names = new Set([basename(path), '..data']);
     try {
-      watcher = watch(dirname(path), () => {
+      watcher = watch(dirname(path), (_event, name) => {
+        if (name !== null && !names.has(name.toString())) return;
         clearTimeout(timer);
         timer = setTimeout(settled, RELOAD_DEBOUNCE_MS);
         timer.unref();

@@ -19,8 +19,11 @@ export interface Child {
   stop(graceMs?: number): Promise<void>;
 }
 
+/** BENCH_CPU_PROF=DIR: every child writes a V8 CPU profile there when it exits (for investigations). */
+const NODE_FLAGS = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+
 export function start(label: string, args: string[], env: Record<string, string> = {}): Child {
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const proc = spawn(process.execPath, [...NODE_FLAGS, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   live.add(proc);
   let closed = false;
   // 'close' (not 'exit'): stdout is drained by then, so a last report is never lost.

@@ -20,9 +20,6 @@ const badFd = (syscall: string): Error => errnoException(linux.EBADF!, syscall);
 export type Timeout = number | undefined;
 
 const TIMED_OUT = Symbol('timed out');
-/** Bounds of the retry before arming epoll: event-loop turns and elapsed µs. */
-const SPIN_TURNS = Number(process.env.SOCKBROKER_SPIN_TURNS ?? 8);
-const SPIN_US = 60;
 const MAX_TIMER_MS = 0x7fffffff;
 
 export function isAgain(err: unknown): boolean {
@@ -101,8 +98,6 @@ export async function drive<T>(
   attempt: () => T,
   deadline = deadlineFor(timeout),
 ): Promise<T> {
-  let spins = 0;
-  const start = performance.now();
   for (;;) {
     if (entry.closed) throw badFd(syscall);
     if (signal.aborted) throw signal.reason;
@@ -112,13 +107,8 @@ export async function drive<T>(
       if (isIntr(err)) continue;
       if (!isAgain(err) || timeout === 0) throw err;
     }
-    // An answer usually follows a request within tens of µs: retry on the next few turns of
-    // the event loop (other work runs in between) before paying the epoll thread's wake-up.
-    if (spins < SPIN_TURNS && performance.now() - start < SPIN_US / 1000) {
-      spins++;
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      continue;
-    }
+    // No retry loop before waiting: readiness comes from the event loop itself (reactor.ts),
+    // and each retry would cost an ffi call (~8-13 µs with EAGAIN) to save none.
     await waitReady(reactor, entry, dir, deadline, signal, syscall);
   }
 }

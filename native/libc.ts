@@ -71,6 +71,7 @@ const c = {
   setfsgid: fn('setfsgid', I32, [U32]),
   epollCreate1: fn('epoll_create1', I32, [I32]),
   epollCtl: fn('epoll_ctl', I32, [I32, I32, I32, U8Array]),
+  epollWait: fn('epoll_wait', I32, [I32, U8Array, I32, I32]),
   eventfd: fn('eventfd', I32, [U32, I32]),
   read: fn('read', I64, [I32, U8Array, U64]),
   write: fn('write', I64, [I32, U8Array, U64]),
@@ -234,6 +235,9 @@ export function epollCreate(): number {
 const EV_SIZE = abi.sizeof_epoll_event;
 const EV_DATA = abi.offsetof_epoll_event_data;
 
+/** The size of one struct epoll_event, for epollWaitNow's buffer. */
+export const EPOLL_EVENT_SIZE = EV_SIZE;
+
 /** epoll_ctl(2) with data.fd = fd; events is an EPOLL* mask (EPOLLET is bit 31). */
 export function epollCtl(epfd: number, op: number, fd: number, events: number): void {
   const ev = Buffer.alloc(EV_SIZE);
@@ -261,6 +265,16 @@ export async function epollWait(
     out.push({ fd: evs.readInt32LE(at + EV_DATA), events: evs.readUInt32LE(at) });
   }
   return out;
+}
+
+/**
+ * epoll_wait(2) with timeout 0 on this thread (it does not block): fills `evs` (a multiple of
+ * EPOLL_EVENT_SIZE bytes) and calls `each(fd, events)` per ready fd; returns their count.
+ */
+export function epollWaitNow(epfd: number, evs: Buffer, each: (fd: number, events: number) => void): number {
+  const n = check(c.epollWait(epfd, evs, Math.floor(evs.length / EV_SIZE), 0), 'epoll_wait');
+  for (let i = 0; i < n; i++) each(evs.readInt32LE(i * EV_SIZE + EV_DATA), evs.readUInt32LE(i * EV_SIZE));
+  return n;
 }
 
 /** eventfd(2); flags EFD_NONBLOCK | EFD_CLOEXEC. */

@@ -8,11 +8,11 @@
 // granted option — which sends the fd back on the side channel for that one call (the broker
 // checks its SO_COOKIE against its record of the hand-off).
 import * as libc from '../native/libc.js';
-import { linux as C, os } from '../native/constants.js';
+import { errnos, linux as C, os } from '../native/constants.js';
 import { decodeSockaddr, encodeSockaddr } from '../native/sockaddr.js';
 import { cmsgSpace, decodeCmsgs, encodeCmsgs, recvmsg, sendmsg } from '../native/msg.js';
 import { dupCloexec } from '../native/fd.js';
-import { ErrnoError, isTimeout } from '../native/errno.js';
+import { ErrnoError, isTimeout, strerror } from '../native/errno.js';
 import { Reactor } from '../native/reactor.js';
 import { deadlineFor, drive, isAgain, waitReady, type DrivenFd, type Timeout } from '../native/io-driver.js';
 import type { Address } from '../proto/gen/sockbroker/v1/address.js';
@@ -41,6 +41,13 @@ interface LocalEntry extends DrivenFd {
 }
 
 const never = new AbortController().signal;
+
+const ERRNO = new Map(errnos.map(([n, name]) => [name, n] as [string, number]));
+/** OSError by errno name, as Python raises it; `text` replaces strerror. */
+function osErr(name: string, text?: string) {
+  const n = ERRNO.get(name)!;
+  return makeOSError(n, text ?? strerror(n), name);
+}
 
 function int32(n: number): Buffer {
   const b = Buffer.alloc(4);
@@ -125,13 +132,8 @@ export class LocalSockets {
     }
   }
 
-  /** Takes over an fd this process already holds (socket(fileno=)): its own kind, from the kernel. */
-  adopt(fd: number): void {
-    if (!this.#entries.has(fd)) throw makeOSError(C.EBADF!, 'Bad file descriptor', 'EBADF');
-  }
-
   /** One request on the side channel (a connection each), with `fd` attached when given. */
-  async #side(req: Record<string, unknown>, fd?: number): Promise<{ fd?: number }> {
+  async #side(req: Record<string, unknown>, fd?: number): Promise<{ fd?: number; token?: string }> {
     // A finished request hands its slot straight to the next in line (the count stays).
     if (this.#sideBusy >= SIDE_CONCURRENCY) await new Promise<void>((resolve) => this.#sideQueue.push(resolve));
     else this.#sideBusy++;
@@ -144,7 +146,7 @@ export class LocalSockets {
     }
   }
 
-  async #sideOnce(req: Record<string, unknown>, fd?: number): Promise<{ fd?: number }> {
+  async #sideOnce(req: Record<string, unknown>, fd?: number): Promise<{ fd?: number; token?: string }> {
     const r = theReactor();
     const s = libc.socket(C.AF_UNIX, C.SOCK_SEQPACKET | TYPE_FLAGS, 0);
     const entry = { fd: s, closed: false };
@@ -166,13 +168,13 @@ export class LocalSockets {
         if (c.level === C.SOL_SOCKET && c.type === C.SCM_RIGHTS) for (let i = 0; i + 4 <= c.data.length; i += 4) got.push(c.data.readInt32LE(i));
       }
       if (res.n === 0) throw new OSError('sockbroker: the broker closed the side channel without a reply');
-      const reply = JSON.parse(res.data.toString('utf8')) as { ok: boolean; kind?: string; errno?: number; message?: string };
+      const reply = JSON.parse(res.data.toString('utf8')) as { ok: boolean; kind?: string; errno?: number; message?: string; token?: string };
       if (!reply.ok) {
         if (reply.kind === 'os' && typeof reply.errno === 'number') throw makeOSError(reply.errno, reply.message ?? '', errnoCode(reply.errno));
         throw new OSError(`sockbroker: ${reply.message ?? 'side channel request failed'}`);
       }
       const mine = got.shift();
-      return mine === undefined ? {} : { fd: mine };
+      return { ...(mine === undefined ? {} : { fd: mine }), ...(typeof reply.token === 'string' ? { token: reply.token } : {}) };
     } catch (err) {
       throw pyError(err);
     } finally {
@@ -184,7 +186,7 @@ export class LocalSockets {
 
   #entry(handle: number, syscall: string): LocalEntry {
     const e = this.#entries.get(handle);
-    if (!e || e.closed) throw makeOSError(C.EBADF!, 'Bad file descriptor', 'EBADF');
+    if (!e || e.closed) throw osErr('EBADF');
     void syscall;
     return e;
   }
@@ -205,7 +207,7 @@ export class LocalSockets {
       return encodeSockaddr({ family: 'unix', path: Buffer.from(a.unix.path) });
     }
     if (family === C.AF_NETLINK && a?.netlink) return encodeSockaddr({ family: 'netlink', pid: a.netlink.pid, groups: a.netlink.groups });
-    throw makeOSError(C.EAFNOSUPPORT!, 'Address family not supported by protocol', 'EAFNOSUPPORT');
+    throw osErr('EAFNOSUPPORT');
   }
 
   /** As CPython's setipaddr: '' the wildcard, '<broadcast>', numeric as is, else the broker's getaddrinfo. */
@@ -220,7 +222,7 @@ export class LocalSockets {
     const first = res.results[0]?.address;
     if (first?.inet) return { host: first.inet.host };
     if (first?.inet6) return { host: first.inet6.host, scopeId: first.inet6.scopeId };
-    throw makeOSError(C.EAFNOSUPPORT!, 'Address family not supported by protocol', 'EAFNOSUPPORT');
+    throw osErr('EAFNOSUPPORT');
   }
 
   #name(e: LocalEntry, get: (fd: number) => Buffer): Address | undefined {
@@ -291,7 +293,7 @@ export class LocalSockets {
       if (timeout === 0) throw err;
     }
     await waitReady(theReactor(), e, 'write', deadline, signal, 'connect');
-    if (e.closed) throw makeOSError(C.EBADF!, 'Bad file descriptor', 'EBADF');
+    if (e.closed) throw osErr('EBADF');
     const soError = libc.getsockopt(e.fd, C.SOL_SOCKET, C.SO_ERROR, 4).readInt32LE(0);
     // As the daemon: a second connect moves Linux's socket out of "connecting".
     try {
@@ -458,9 +460,15 @@ export class LocalSockets {
   /** The Winsock codes, from the broker's module constants (set by the module). */
   ioctlCodes: { SIO_KEEPALIVE_VALS?: number; SIO_LOOPBACK_FAST_PATH?: number } = {};
 
-  /** share(): a handed-off socket is this process's own; the broker's share table never saw it. */
-  async op_share(): Promise<unknown> {
-    throw makeOSError(C.EOPNOTSUPP!, 'Operation not supported (a handed-off socket is shared as an fd: SCM_RIGHTS, or connect with handoff: false)', 'EOPNOTSUPP');
+  /** share(pid): the fd goes back to the broker, which makes the token as for its own sockets. */
+  async op_share(req: Req): Promise<unknown> {
+    const e = this.#entry(req.handle, 'share');
+    if (!e.brokered) {
+      throw osErr('EOPNOTSUPP', 'Operation not supported (the broker never saw this socket: pass the fd itself by SCM_RIGHTS)');
+    }
+    const { token } = await this.#side({ op: 'share', pid: req.pid }, e.fd);
+    if (!token) throw new OSError('sockbroker: the broker sent no share token');
+    return { token: Buffer.from(token, 'hex') };
   }
 
   /** poll(2) over handed-off sockets, waiting on the reactor (never blocking the event loop). */

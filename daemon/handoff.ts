@@ -21,6 +21,7 @@ import { linux as C, os } from '../native/constants.js';
 import { encodeSockaddr, decodeSockaddr } from '../native/sockaddr.js';
 import { cmsgSpace, decodeCmsgs, encodeCmsgs, recvmsg, sendmsg } from '../native/msg.js';
 import { drive, type DrivenFd } from '../native/io-driver.js';
+import { dupCloexec } from '../native/fd.js';
 import type { SocketInfo } from './handles.js';
 import type { Session } from './sessions.js';
 import type { CallContext, SocketOps } from './socket-ops.js';
@@ -58,11 +59,12 @@ interface Request {
   sockaddr?: unknown;
   level?: unknown;
   name?: unknown;
+  pid?: unknown;
   int?: unknown;
   bytes?: unknown;
 }
 
-type Reply = { ok: true } | { ok: false; kind: string; errno?: number; message: string };
+type Reply = { ok: true; token?: string } | { ok: false; kind: string; errno?: number; message: string };
 
 /** A socket's SO_COOKIE: a 64-bit id unique for the boot, as decimal text. */
 export function cookieOf(fd: number): string {
@@ -86,6 +88,9 @@ export class Handoff {
   readonly #listeners: Array<{ fd: number; path: string }> = [];
   #stopping = false;
   readonly #stop = new AbortController();
+
+  /** share(pid) of a broker handle (handle-ops.ts), for a handed-off socket sent back to be shared. */
+  share?: (ctx: CallContext, req: { handle: number; pid: number }) => Promise<{ token: Uint8Array }>;
 
   constructor(readonly ops: SocketOps) {}
 
@@ -240,9 +245,9 @@ export class Handoff {
       try {
         if ((got.msgFlags & (C.MSG_TRUNC | C.MSG_CTRUNC)) !== 0 || received.length > 1) throw badRequest('request too large');
         const req = JSON.parse(got.data.toString('utf8')) as Request;
-        const out = this.#handle(identity, req, received[0]);
-        give = out;
-        reply = { ok: true };
+        const out = await this.#handle(identity, req, received[0]);
+        give = out.fd;
+        reply = { ok: true, ...(out.token ? { token: out.token } : {}) };
       } catch (err) {
         reply = errorReply(err);
       }
@@ -272,8 +277,8 @@ export class Handoff {
     }
   }
 
-  /** Runs one request; returns the fd to send for a claim. */
-  #handle(identity: Identity, req: Request, fd: number | undefined): number | undefined {
+  /** Runs one request; returns the fd to send for a claim, the token of a share. */
+  async #handle(identity: Identity, req: Request, fd: number | undefined): Promise<{ fd?: number; token?: string }> {
     if (typeof req.session !== 'string' || !/^[0-9a-f]{32}$/.test(req.session)) throw badRequest('session must be 32 hex digits');
     const session = this.ops.broker.sessions.get(req.session, identity);
     const ctx: CallContext = { session, signal: this.#stop.signal };
@@ -284,7 +289,7 @@ export class Handoff {
       this.#take(req.ticket);
       countHandoff('handed_off');
       this.ops.audit(ctx, 'handoff', { family: t.info.family, type: t.info.type, protocol: t.info.protocol, cookie: t.cookie, outcome: 'handed off' });
-      return t.fd;
+      return { fd: t.fd };
     }
     if (fd === undefined) throw badRequest(`${String(req.op)} needs the socket's fd`);
     const cookie = cookieOf(fd);
@@ -316,11 +321,22 @@ export class Handoff {
       }
       this.ops.enforce(ctx, { op: 'setsockopt', level: req.level, name: req.name, value: policyValue }, 'setsockopt');
       libc.setsockopt(fd, req.level, req.name, value);
+    } else if (req.op === 'share' && this.share) {
+      if (!isInt(req.pid)) throw badRequest('pid must be an integer');
+      // As a broker handle for the moment of the share (which duplicates it), then closed.
+      const entry = this.ops.register(ctx, dupCloexec(fd), info);
+      try {
+        const { token } = await this.share(ctx, { handle: entry.handle, pid: req.pid });
+        this.ops.audit(ctx, 'handoff.sendback', { op: req.op, cookie, family: info.family, type: info.type, outcome: 'done' });
+        return { token: Buffer.from(token).toString('hex') };
+      } finally {
+        await this.ops.closeEntry(session.table, entry);
+      }
     } else {
       throw badRequest(`unknown op ${JSON.stringify(String(req.op)).slice(0, 40)}`);
     }
     this.ops.audit(ctx, 'handoff.sendback', { op: req.op, cookie, family: info.family, type: info.type, outcome: 'done' });
-    return undefined;
+    return {};
   }
 }
 

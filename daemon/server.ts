@@ -166,6 +166,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   broker.handoff = handoff;
   const msgOps = new MsgOps(ops);
   const handleOps = new HandleOps(ops);
+  handoff.share = handleOps.share;
   const ioctlOps = new IoctlOps(ops);
   const live = new Set<(reason: BrokerError) => void>();
 

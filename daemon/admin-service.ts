@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { AdminServiceServer, FamilyCount, SessionSummary } from '../proto/gen/sockbroker/v1/admin.js';
 import { osErrorNamed, toBrokerError, toServiceError } from './errors.js';
 import { describe } from './identity.js';
-import { familyName } from './metrics.js';
+import { capturesOf, familyName } from './metrics.js';
 import type { Peers } from './rpc.js';
 import type { Session, Sessions } from './sessions.js';
 
@@ -33,6 +33,7 @@ function summary(s: Session, now: number): SessionSummary {
     sockets,
     bytesIn: s.bytesIn,
     bytesOut: s.bytesOut,
+    captures: capturesOf(s),
   };
 }
 

@@ -29,6 +29,7 @@ import type { Reactor } from '../native/reactor.js';
 import type { NetnsRegistry } from './netns.js';
 import type { Session, Sessions } from './sessions.js';
 import { Capture, releaseSockets, type CaptureSocket } from './capture.js';
+import { countDenial, countQuota, trackCapture, type CaptureCounts } from './metrics.js';
 
 const TYPE_FLAGS = linux.SOCK_NONBLOCK! | linux.SOCK_CLOEXEC!;
 const MAX_INTERFACES = 16;
@@ -133,16 +134,19 @@ export function captureService(deps: CaptureDeps) {
 
     const decision = decideCapture(deps.policy(), identity, v.names, wantPromisc);
     if (!decision.allowed) {
+      countDenial('capture');
       audit('policy.deny', { action: { op: 'capture', interfaces: v.names, promiscuous: wantPromisc }, what: decision.what, grant: decision.grant, outcome: 'denied' });
       throw osErrorNamed('EPERM', 'capture', `Operation not permitted (sockbroker policy: ${decision.what}; grant: capture)`);
     }
     const q = { ...CAPTURE_QUOTA_DEFAULTS, ...Object.fromEntries(Object.entries(session.quotas).filter(([, x]) => x !== undefined)) } as typeof CAPTURE_QUOTA_DEFAULTS;
     const key = identity.key;
     if ((running.get(key) ?? 0) >= q.capturesPerIdentity) {
+      countQuota('captures_per_identity');
       throw new BrokerError(Code.RESOURCE_EXHAUSTED, 'QUOTA', `too many captures for this identity (limit ${q.capturesPerIdentity})`, { kind: 'os' });
     }
     const perIface = Math.min(req.bufferBytes || DEFAULT_RING, Math.floor(q.captureRingBytes / v.names.length));
     if (perIface < MIN_RING) {
+      countQuota('capture_ring_bytes');
       throw new BrokerError(Code.RESOURCE_EXHAUSTED, 'QUOTA', `the capture ring quota (${q.captureRingBytes} bytes) leaves less than ${MIN_RING} bytes per interface`, { kind: 'os' });
     }
     running.set(key, (running.get(key) ?? 0) + 1);
@@ -150,6 +154,7 @@ export function captureService(deps: CaptureDeps) {
     deps.sessions.attach(session);
     const ifaces: Iface[] = [];
     let capture: Capture | undefined;
+    let untrack: ((final: CaptureCounts) => void) | undefined;
     const started = performance.now();
     try {
       // Sockets and interface facts, in the session's network namespace.
@@ -224,6 +229,8 @@ export function captureService(deps: CaptureDeps) {
         },
       }, reactor);
       capture.start();
+      const tracked = capture;
+      untrack = trackCapture(session, () => tracked.stats());
       await new Promise<void>((resolve) => {
         stopped.wake = resolve;
         if (stopped.reason) resolve();
@@ -238,6 +245,7 @@ export function captureService(deps: CaptureDeps) {
       await capture.stop(!clientGone);
     } finally {
       const final = capture?.stats();
+      if (final) untrack?.(final);
       if (capture) await capture.stop(false);
       releaseSockets(reactor, ifaces);
       deps.sessions.detach(session);

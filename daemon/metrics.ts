@@ -29,6 +29,17 @@ const bytes = { in: 0, out: 0 };
 const sessionsOpened = { n: 0 };
 const handoffs = new Map<string, number>();
 
+/** What metrics read of a capture (daemon/capture.ts's counters). */
+export interface CaptureCounts {
+  captured: number;
+  capturedBytes: number;
+  droppedByKernel: number;
+  droppedByBroker: number;
+}
+
+const liveCaptures = new Map<object, { session: Session; stats: () => CaptureCounts }>();
+const endedCaptures = { started: 0, captured: 0, capturedBytes: 0, droppedByKernel: 0, droppedByBroker: 0 };
+
 const CODE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(Code).filter(([, v]) => typeof v === 'number').map(([k, v]) => [v, k]));
 
 /** A failed call's outcome label: the errno name for OS errors, else the gRPC code name. */
@@ -65,6 +76,43 @@ export function countQuota(which: string): void {
 /** A hand-off step: offered (ticket issued), handed_off (fd sent), expired (ticket unclaimed), dropped (side-channel request failed). */
 export function countHandoff(outcome: 'offered' | 'handed_off' | 'expired' | 'dropped'): void {
   handoffs.set(outcome, (handoffs.get(outcome) ?? 0) + 1);
+}
+
+/**
+ * A capture of `session` is running; `stats` reads its counters (at scrape time only). Call the
+ * returned function once with its final counters when it ends.
+ */
+export function trackCapture(session: Session, stats: () => CaptureCounts): (final: CaptureCounts) => void {
+  const key = {};
+  liveCaptures.set(key, { session, stats });
+  endedCaptures.started++;
+  return (final) => {
+    if (!liveCaptures.delete(key)) return;
+    endedCaptures.captured += final.captured;
+    endedCaptures.capturedBytes += final.capturedBytes;
+    endedCaptures.droppedByKernel += final.droppedByKernel;
+    endedCaptures.droppedByBroker += final.droppedByBroker;
+  };
+}
+
+/** Running captures of `session` (for `status`). */
+export function capturesOf(session: Session): number {
+  let n = 0;
+  for (const c of liveCaptures.values()) if (c.session === session) n++;
+  return n;
+}
+
+/** Totals over ended and running captures. */
+function captureTotals(): typeof endedCaptures {
+  const t = { ...endedCaptures };
+  for (const c of liveCaptures.values()) {
+    const s = c.stats();
+    t.captured += s.captured;
+    t.capturedBytes += s.capturedBytes;
+    t.droppedByKernel += s.droppedByKernel;
+    t.droppedByBroker += s.droppedByBroker;
+  }
+  return t;
 }
 
 export function countSessionOpened(): void {
@@ -132,6 +180,22 @@ export function createRegistry(sessions: Sessions): Registry {
   counter('sockbroker_quota_breaches_total', 'Requests refused by a quota or bound, by its name', ['quota'], (c) => {
     for (const [quota, n] of quotas) c.inc({ quota }, n);
   });
+  new Gauge({
+    name: 'sockbroker_captures',
+    help: 'Running packet captures (CaptureService streams)',
+    registers: [register],
+    collect() {
+      this.set(liveCaptures.size);
+    },
+  });
+  counter('sockbroker_captures_started_total', 'Packet captures started', [], (c) => c.inc(endedCaptures.started));
+  counter('sockbroker_capture_packets_total', 'Captured packets: captured = delivered to the client, dropped_by_kernel = the ring was full, dropped_by_broker = the backpressure policy discarded them', ['outcome'], (c) => {
+    const t = captureTotals();
+    c.inc({ outcome: 'captured' }, t.captured);
+    c.inc({ outcome: 'dropped_by_kernel' }, t.droppedByKernel);
+    c.inc({ outcome: 'dropped_by_broker' }, t.droppedByBroker);
+  });
+  counter('sockbroker_capture_bytes_total', 'Bytes of captured packets delivered (as captured, after snaplen)', [], (c) => c.inc(captureTotals().capturedBytes));
   counter('sockbroker_handoffs_total', 'Socket hand-offs (SCM_RIGHTS) by outcome: offered, handed_off, expired, dropped', ['outcome'], (c) => {
     for (const [outcome, n] of handoffs) c.inc({ outcome }, n);
   });

@@ -25,7 +25,7 @@ function bytes(n: number): string {
 
 /** The table `status` prints: one line per session, columns padded to their widest cell. */
 export function statusTable(res: ListSessionsResponse): string {
-  const head = ['SESSION', 'IDENTITY', 'PID', 'NETNS', 'RULE', 'AGE', 'STREAMS', 'SOCKETS', 'RX', 'TX'];
+  const head = ['SESSION', 'IDENTITY', 'PID', 'NETNS', 'RULE', 'AGE', 'STREAMS', 'SOCKETS', 'CAPTURES', 'RX', 'TX'];
   const rows = res.sessions.map((s) => [
     s.sessionPrefix,
     who(s),
@@ -35,6 +35,7 @@ export function statusTable(res: ListSessionsResponse): string {
     age(s.ageSeconds),
     String(s.attachedStreams),
     s.sockets.length ? s.sockets.map((f) => `${f.name}:${f.count}`).join(',') : '0',
+    String(s.captures),
     bytes(s.bytesIn),
     bytes(s.bytesOut),
   ]);

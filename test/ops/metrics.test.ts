@@ -9,6 +9,9 @@ import * as grpc from '@grpc/grpc-js';
 import { runAsNobody, startDaemon, publicTempDir } from '../helpers/daemon.js';
 import { SessionServiceClient } from '../../proto/gen/sockbroker/v1/session.js';
 import { SocketServiceClient } from '../../proto/gen/sockbroker/v1/socket.js';
+import dgram from 'node:dgram';
+import { startCapture } from '../capture/daemon-helpers.js';
+import { listSessions } from '../../client/admin.js';
 import { policyFile } from '../privileged/helpers.js';
 
 const POLICY = policyFile(`
@@ -130,6 +133,42 @@ test('hand-offs are counted: a ticket offered, and expired when nobody claims it
     t.is(now.get('sockbroker_handoffs_total{outcome="handed_off"}'), undefined);
   } finally {
     sessions.close();
+    await d.stop();
+  }
+});
+
+test('captures are counted: running, started, packets captured; status shows the session\'s capture', async (t) => {
+  const metricsPath = join(publicTempDir('sb-metrics-'), 'metrics.sock');
+  const d = await startDaemon({ args: ['--metrics', `unix:${metricsPath}`] });
+  const sender = dgram.createSocket('udp4');
+  try {
+    // Host root captures its own UDP datagrams on loopback, to a port nothing else uses.
+    await new Promise<void>((r) => sender.bind(0, '127.0.0.1', () => r()));
+    const port = sender.address().port;
+    const run = await startCapture(d.address, { interfaces: ['lo'], filter: `udp and src port ${port}` });
+    await run.armed;
+    const n = 5;
+    for (let i = 0; i < n; i++) await new Promise<void>((r) => sender.send(Buffer.from(`pkt-${i}`), 9, '127.0.0.1', () => r()));
+    t.true(await run.until(() => run.packets.length >= n, 20_000), `captured ${run.packets.length}`);
+    const during = samples(await scrape(metricsPath));
+    t.is(during.get('sockbroker_captures'), 1);
+    t.is(during.get('sockbroker_captures_started_total'), 1);
+    t.true((during.get('sockbroker_capture_packets_total{outcome="captured"}') ?? 0) >= n);
+    t.is(during.get('sockbroker_capture_packets_total{outcome="dropped_by_broker"}'), 0);
+    t.true((during.get('sockbroker_capture_bytes_total') ?? 0) > 0);
+    const status = await listSessions(d.address);
+    t.deepEqual(status.sessions.map((x) => x.captures), [1]);
+    run.close();
+    await run.ended;
+    let after = samples(await scrape(metricsPath));
+    for (let i = 0; i < 200 && after.get('sockbroker_captures') !== 0; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      after = samples(await scrape(metricsPath));
+    }
+    t.is(after.get('sockbroker_captures'), 0);
+    t.true((after.get('sockbroker_capture_packets_total{outcome="captured"}') ?? 0) >= n, 'ended captures stay counted');
+  } finally {
+    sender.close();
     await d.stop();
   }
 });

@@ -52,15 +52,15 @@ test('status shows a nobody session with its pid and sockets; nobody may not ask
       t.is(json.brokerPid, d.pid);
       t.is(json.sessions.length, 1);
       const s = json.sessions[0];
-      t.like(s, { kind: 'local', uid: 65534, pid: holder.pid, hostRoot: false, rule: 'default', attachedStreams: 1, bytesOut: 7 });
+      t.like(s, { kind: 'local', uid: 65534, pid: holder.pid, hostRoot: false, rule: 'default', attachedStreams: 1, bytesOut: 7, captures: 0 });
       t.deepEqual(s.sockets, [{ family: 1, name: 'AF_UNIX', count: 2 }, { family: 2, name: 'AF_INET', count: 2 }]);
       t.regex(s.sessionPrefix, /^[0-9a-f]{8}$/);
 
       const table = (await run(process.execPath, [cli, 'status', '--broker', d.address])).stdout;
       const lines = table.trim().split('\n');
       t.regex(lines[0]!, /: 1 sessions, 4 sockets$/);
-      t.regex(lines[1]!, /^SESSION\s+IDENTITY\s+PID\s+NETNS\s+RULE\s+AGE\s+STREAMS\s+SOCKETS\s+RX\s+TX$/);
-      t.regex(lines[2]!, new RegExp(`^${s.sessionPrefix}\\s+uid=65534 gid=65534\\s+${holder.pid}\\s+host\\s+default\\s+\\d+s\\s+1\\s+AF_UNIX:2,AF_INET:2\\s+0B\\s+7B$`));
+      t.regex(lines[1]!, /^SESSION\s+IDENTITY\s+PID\s+NETNS\s+RULE\s+AGE\s+STREAMS\s+SOCKETS\s+CAPTURES\s+RX\s+TX$/);
+      t.regex(lines[2]!, new RegExp(`^${s.sessionPrefix}\\s+uid=65534 gid=65534\\s+${holder.pid}\\s+host\\s+default\\s+\\d+s\\s+1\\s+AF_UNIX:2,AF_INET:2\\s+0\\s+0B\\s+7B$`));
       t.true(d.logs.some((l) => l.includes('"event":"admin.list_sessions"') && l.includes('"hostRoot":true')));
 
       // The same command as nobody: PermissionError, exit 1, and a denial in the audit log.

@@ -76,6 +76,8 @@ export interface SessionSummary {
   bytesIn: number;
   /** Bytes its sockets sent to the network. */
   bytesOut: number;
+  /** Packet captures (CaptureService streams) it is running now. */
+  captures: number;
 }
 
 /** FamilyCount is how many of a session's open sockets have one address family. */
@@ -270,6 +272,7 @@ function createBaseSessionSummary(): SessionSummary {
     sockets: [],
     bytesIn: 0,
     bytesOut: 0,
+    captures: 0,
   };
 }
 
@@ -325,6 +328,9 @@ export const SessionSummary: MessageFns<SessionSummary> = {
     }
     if (message.bytesOut !== 0) {
       writer.uint32(136).uint64(message.bytesOut);
+    }
+    if (message.captures !== 0) {
+      writer.uint32(144).uint32(message.captures);
     }
     return writer;
   },
@@ -478,6 +484,14 @@ export const SessionSummary: MessageFns<SessionSummary> = {
             message.bytesOut = longToNumber(reader.uint64());
             continue;
           }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.captures = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -555,6 +569,7 @@ export const SessionSummary: MessageFns<SessionSummary> = {
         : isSet(object.bytes_out)
         ? globalThis.Number(object.bytes_out)
         : 0,
+      captures: isSet(object.captures) ? globalThis.Number(object.captures) : 0,
     };
   },
 
@@ -611,6 +626,9 @@ export const SessionSummary: MessageFns<SessionSummary> = {
     if (message.bytesOut !== 0) {
       obj.bytesOut = Math.round(message.bytesOut);
     }
+    if (message.captures !== 0) {
+      obj.captures = Math.round(message.captures);
+    }
     return obj;
   },
 
@@ -636,6 +654,7 @@ export const SessionSummary: MessageFns<SessionSummary> = {
     message.sockets = object.sockets?.map((e) => FamilyCount.fromPartial(e)) || [];
     message.bytesIn = object.bytesIn ?? 0;
     message.bytesOut = object.bytesOut ?? 0;
+    message.captures = object.captures ?? 0;
     return message;
   },
 };

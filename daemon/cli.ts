@@ -120,7 +120,8 @@ policy
   .requiredOption('--uid <n>', 'the caller\'s uid', id)
   .option('--gid <n>', "the caller's primary gid (default: from /etc/passwd)", id)
   .option('--groups <n,...>', "the caller's supplementary gids", (v) => v.split(',').map(id))
-  .action(async (file: string, opts: { uid: number; gid?: number; groups?: number[] }) => {
+  .option('--cgroup <path>', "the caller's cgroup v2 path (e.g. /system.slice/app.service); without it cgroup, unit, pod and container rules do not match")
+  .action(async (file: string, opts: { uid: number; gid?: number; groups?: number[]; cgroup?: string }) => {
     const { explainCommand } = await import('./policy-command.js');
     process.exitCode = explainCommand(file, opts);
   });

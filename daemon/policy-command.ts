@@ -6,11 +6,12 @@ import { DEFAULT_LIMITS, defaultQuotas } from './limits.js';
 import { loadPolicyFile, type PolicyConfig } from './policy-file.js';
 import { explain, explanationText } from './policy-explain.js';
 import { ownNamespaces, type Identity } from './identity.js';
+import { cgroupFacts } from './cgroup.js';
 
 const load = (file: string): PolicyConfig => loadPolicyFile(file, defaultQuotas(DEFAULT_LIMITS));
 
 /** Warnings the loader gives for a policy that loads (globs over delegated cgroups, ...). */
-const warningsOf = (config: PolicyConfig): string[] => (config as { warnings?: string[] }).warnings ?? [];
+const warningsOf = (config: PolicyConfig): string[] => config.warnings;
 
 export function check(file: string): number {
   let config: PolicyConfig;
@@ -43,6 +44,8 @@ export interface ExplainOptions {
   uid: number;
   gid?: number;
   groups?: number[];
+  /** cgroup v2 path as the initial cgroup namespace sees it; the unit, pod and container follow from it. */
+  cgroup?: string;
 }
 
 /** A local caller with these ids in the broker's own namespaces (what `explain` asks about). */
@@ -52,6 +55,7 @@ export function hypotheticalIdentity(o: ExplainOptions): Identity {
   return {
     kind: 'local', uid: o.uid, gid, groups: o.groups ?? [], pid: 0,
     userNs: ownNamespaces.user, netNs: ownNamespaces.net, hostRoot,
+    ...(o.cgroup !== undefined ? { cgroup: o.cgroup, ...cgroupFacts(o.cgroup) } : {}),
     key: `local/${o.uid}/${ownNamespaces.user}/${ownNamespaces.net}`,
   };
 }
@@ -66,7 +70,8 @@ export function explainCommand(file: string, o: ExplainOptions): number {
   }
   for (const w of warningsOf(config)) process.stderr.write(`warning: ${w}\n`);
   const id = hypotheticalIdentity(o);
-  const who = `uid=${id.uid} gid=${id.gid}${id.groups.length ? ` groups=${id.groups.join(',')}` : ''}, local, in the broker's namespaces`;
+  const facts = [id.cgroup !== undefined ? `cgroup=${id.cgroup}` : '', id.unit ? `unit=${id.unit}` : '', id.pod ? `pod=${id.pod}` : '', id.container ? `container=${id.container}` : ''].filter(Boolean);
+  const who = `uid=${id.uid} gid=${id.gid}${id.groups.length ? ` groups=${id.groups.join(',')}` : ''}${facts.length ? ` ${facts.join(' ')}` : ''}, local, in the broker's namespaces`;
   process.stdout.write(explanationText(explain(config.policy, id), who, id.hostRoot));
   return 0;
 }

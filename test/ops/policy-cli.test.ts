@@ -104,6 +104,35 @@ test('explain: each grant with the rule that grants it, and the quotas with thei
   t.regex(none.stdout, /granted:\n {2}nothing beyond the default\n/);
 });
 
+test('check prints the loader\'s warnings and still exits 0', async (t) => {
+  const r = await cli('check', file('warn.yaml', 'rules:\n  - name: any-app\n    match: { cgroup: "*/app.service" }\n'));
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stderr, /^warning: .*warn\.yaml: rules\[0\]\.match\.cgroup\[0\]: "\*\/app\.service" can match cgroups inside a user@UID\.service subtree/m);
+  t.regex(r.stdout, /warn\.yaml: OK \(1 rule, 0 tokens\)/);
+});
+
+test('explain --cgroup: cgroup and unit rules match the path given, and nothing without it', async (t) => {
+  const f = file('cgroup.yaml', `
+rules:
+  - name: app-raw
+    match: { uid: 65534, cgroup: /system.slice/app.service }
+    grant:
+      sockets: [{ family: AF_INET, type: SOCK_RAW, protocol: IPPROTO_ICMP }]
+  - name: app-unit
+    match: { unit: app.service }
+    grant: { ports: [443] }
+`);
+  const withCgroup = await cli('explain', f, '--uid', '65534', '--cgroup', '/system.slice/app.service');
+  t.is(withCgroup.code, 0, withCgroup.stderr);
+  t.regex(withCgroup.stdout, /^identity: uid=65534 gid=65534 cgroup=\/system\.slice\/app\.service unit=app\.service, local/);
+  t.regex(withCgroup.stdout, /^ {2}socket AF_INET SOCK_RAW IPPROTO_ICMP +<- app-raw$/m);
+  t.regex(withCgroup.stdout, /^ {2}bind port 443 +<- app-unit$/m);
+  const other = await cli('explain', f, '--uid', '65534', '--cgroup', '/user.slice/user-1000.slice/user@1000.service/app.service');
+  t.regex(other.stdout, /nothing beyond the default/);
+  const without = await cli('explain', f, '--uid', '65534');
+  t.regex(without.stdout, /no match {2}app-raw\n {2}no match {2}app-unit/);
+});
+
 test('explain: a bad file or a bad uid is exit 1', async (t) => {
   const bad = await cli('explain', file('bad2.yaml', 'rules: 3\n'), '--uid', '1');
   t.is(bad.code, 1);

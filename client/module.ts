@@ -320,11 +320,14 @@ class SocketModuleImpl {
    * Resolves to [socket, revents] pairs of the ready ones (empty on timeout).
    */
   async poll(sockets: Array<Socket | number>, events: number | number[] = POLL.POLLIN, timeout: number | null = null): Promise<Array<[Socket | number, number]>> {
-    const t = toTimeout(timeout);
+    const asked = toTimeout(timeout);
     const entries = sockets.map((s, i) => ({
       handle: typeof s === 'number' ? toInt(s) : s.fileno(),
       events: toInt(Array.isArray(events) ? events[i] : events),
     }));
+    // A sniffer socket with packets read ahead is readable now: the others are only checked.
+    const ahead = sockets.map((s, i) => (typeof s !== 'number' && s.readAhead > 0 && entries[i]!.events & POLL.POLLIN ? i : -1)).filter((i) => i >= 0);
+    const t = ahead.length ? 0 : asked;
     const local = this.#local;
     const here = local ? entries.filter((e) => local.has(e.handle)) : [];
     const there = local ? entries.filter((e) => !local.has(e.handle)) : entries;
@@ -349,7 +352,13 @@ class SocketModuleImpl {
       const order = new Map(entries.map((e, i) => [e.handle, i]));
       ready = [...a, ...b].sort((x, y) => order.get(x.handle)! - order.get(y.handle)!);
     }
-    return ready.map((r) => [sockets[entries.findIndex((e) => e.handle === r.handle)]!, r.events]);
+    const out: Array<[Socket | number, number]> = ready.map((r) => [sockets[entries.findIndex((e) => e.handle === r.handle)]!, r.events]);
+    for (const i of ahead) {
+      const hit = out.find(([x]) => x === sockets[i]);
+      if (hit) hit[1] |= POLL.POLLIN;
+      else out.push([sockets[i]!, POLL.POLLIN]);
+    }
+    return out;
   }
 
   /**

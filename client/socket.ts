@@ -30,6 +30,9 @@ const SHUT_RD = 0;
 const PIPELINE_MAX = 64 * 1024;
 const PIPELINE_WINDOW = 256 * 1024;
 const EWOULDBLOCK = 11; // what connect_ex returns on a timeout, as CPython does
+const SOCK_RAW = 3;
+/** Packets a sniffer socket's recv asks the broker to read ahead (the broker's batch is 64; 0 = off). */
+const READ_AHEAD = Math.max(0, Math.min(63, Number(globalThis.process?.env?.SOCKBROKER_SNIFFER_READ_AHEAD ?? 63) || 0));
 
 /** The longest socket timeout (s) whose client deadline (timeout + margin) fits a Node timer;
  * beyond it the client sets no deadline of its own and relies on the broker's. */
@@ -68,6 +71,8 @@ export class Socket {
   #reads = new AbortController();
   #laddr: AddressTuple | null = null;
   #raddr: AddressTuple | null = null;
+  /** A sniffer socket's packets read ahead (at most READ_AHEAD; close discards them as the kernel would). */
+  #ahead: Array<{ data: Buffer; address?: import('../proto/gen/sockbroker/v1/address.js').Address }> = [];
   readonly family: number;
   readonly type: number;
   readonly proto: number;
@@ -278,15 +283,45 @@ export class Socket {
   async recv(bufsize: number, flags = 0): Promise<Buffer> {
     const handle = this.#check();
     const n = this.#bufsize(bufsize, 'recv');
-    const res = await this.#io.call('recv', { handle, bufsize: n, flags: toCInt(flags), wantAddress: false, timeout: this.#mode }, this.#deadline, this.#reads.signal);
+    const f = toCInt(flags);
+    if (this.#sniffer && f === 0 && READ_AHEAD) return (await this.#sniffed(handle, n)).data;
+    const res = await this.#io.call('recv', { handle, bufsize: n, flags: f, wantAddress: false, timeout: this.#mode }, this.#deadline, this.#reads.signal);
     return res.data;
   }
 
   async recvfrom(bufsize: number, flags = 0): Promise<[Buffer, AddressTuple | null]> {
     const handle = this.#check();
     const n = this.#bufsize(bufsize, 'recvfrom');
-    const res = await this.#io.call('recv', { handle, bufsize: n, flags: toCInt(flags), wantAddress: true, timeout: this.#mode }, this.#deadline, this.#reads.signal);
+    const f = toCInt(flags);
+    if (this.#sniffer && f === 0 && READ_AHEAD) {
+      const p = await this.#sniffed(handle, n);
+      return [p.data, fromAddress(p.address)];
+    }
+    const res = await this.#io.call('recv', { handle, bufsize: n, flags: f, wantAddress: true, timeout: this.#mode }, this.#deadline, this.#reads.signal);
     return [res.data, fromAddress(res.address)];
+  }
+
+  /** The Windows-style sniffer socket (AF_INET, SOCK_RAW, IPPROTO_IP) on the broker. */
+  get #sniffer(): boolean {
+    return this.family === this.#m.families.AF_INET && (this.type & 0xf) === SOCK_RAW && this.proto === 0 && this.#io === this.#m.transport;
+  }
+
+  /** @internal Packets read ahead and not yet returned (poll() counts them as readable). */
+  get readAhead(): number {
+    return this.#ahead.length;
+  }
+
+  /**
+   * A sniffer socket's next packet: from the read-ahead queue, else one recv that also brings up
+   * to READ_AHEAD packets already waiting on the broker (one RPC per packet cannot keep up with
+   * a busy interface). Each is cut at this call's bufsize, as recvfrom cuts a datagram.
+   */
+  async #sniffed(handle: number, bufsize: number): Promise<{ data: Buffer; address?: import('../proto/gen/sockbroker/v1/address.js').Address }> {
+    const next = this.#ahead.shift();
+    if (next) return { data: next.data.length > bufsize ? next.data.subarray(0, bufsize) : next.data, address: next.address };
+    const res = await this.#io.call('recv', { handle, bufsize: Math.max(bufsize, 65535), flags: 0, wantAddress: true, timeout: this.#mode, readAhead: READ_AHEAD }, this.#deadline, this.#reads.signal);
+    if (res.more) this.#ahead.push(...res.more.datagrams);
+    return { data: res.data.length > bufsize ? res.data.subarray(0, bufsize) : res.data, address: res.address };
   }
 
   /** Receives into `buffer` (up to nbytes, 0 = its length); resolves to the count received. */
@@ -309,9 +344,12 @@ export class Socket {
       throw new ValueError(fn === 'recv_into' ? 'buffer too small for requested bytes' : 'nbytes is greater than the length of the buffer');
     }
     n = Math.min(n, this.#m.maxRecvBytes);
-    const res = await this.#io.call('recv', { handle, bufsize: n, flags: toCInt(flags), wantAddress, timeout: this.#mode }, this.#deadline, this.#reads.signal);
+    const f = toCInt(flags);
+    const res = this.#sniffer && f === 0 && READ_AHEAD
+      ? await this.#sniffed(handle, n)
+      : await this.#io.call('recv', { handle, bufsize: n, flags: f, wantAddress, timeout: this.#mode }, this.#deadline, this.#reads.signal);
     res.data.copy(target, 0);
-    return [res.data.length, fromAddress(res.address)];
+    return [res.data.length, wantAddress ? fromAddress(res.address) : null];
   }
 
   /** A recv size: at most the broker's per-call limit (a recv may return less than asked anyway). */
@@ -340,6 +378,7 @@ export class Socket {
     this.#userClosed = true;
     if (this.#ioRefs > 0) return;
     this.#closed = true;
+    this.#ahead = [];
     await this.#io.call('close', { handle: this.#handle });
   }
 

@@ -37,6 +37,8 @@ export const packetExtras: Readonly<Record<string, number>> = Object.freeze(
 );
 
 const TYPE_FLAGS = C.SOCK_NONBLOCK | C.SOCK_CLOEXEC;
+/** Receive buffer of a sniffer socket, bytes. */
+const SNIFFER_RCVBUF = 4 << 20;
 
 /** State of a socket the broker emulates or confines. */
 export interface LinkState {
@@ -86,6 +88,15 @@ export class LinkOps {
     if (isSnifferSocket(info)) {
       const fd = this.ops.asCaller(ctx, () => libc.socket(C.AF_PACKET, C.SOCK_DGRAM | TYPE_FLAGS, 0));
       const entry = this.ops.register(ctx, fd, info);
+      // Room for bursts while the SDK's read-ahead batch is on its way (the kernel's drops
+      // show in getsockopt(SOL_PACKET, PACKET_STATISTICS)).
+      const rcvbuf = Buffer.alloc(4);
+      rcvbuf.writeInt32LE(SNIFFER_RCVBUF);
+      try {
+        libc.setsockopt(fd, C.SOL_SOCKET, O.SO_RCVBUFFORCE!, rcvbuf);
+      } catch {
+        // a daemon without CAP_NET_ADMIN keeps the default
+      }
       entry.link = { rcvall: { ifindex: 0, ifname: '', host: '', promisc: false }, interfaces: interfacesFor(policy, identity, C.AF_INET) };
       return entry;
     }

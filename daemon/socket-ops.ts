@@ -4,6 +4,7 @@
 import type { Logger } from 'pino';
 import { status as Code } from '@grpc/grpc-js';
 import * as libc from '../native/libc.js';
+import { recvmmsg, MMSG_COUNT } from '../native/mmsg.js';
 import { linux as C, os } from '../native/constants.js';
 import type * as pb from '../proto/gen/sockbroker/v1/socket.js';
 import { argumentError, BrokerError, osError, osErrorNamed } from './errors.js';
@@ -404,6 +405,23 @@ export class SocketOps {
       data = buffered;
       if (req.wantAddress) address = fromSockaddr(libc.getpeername(entry.fd), entry.info.family, entry.ifs);
     } else {
+      // The sniffer socket with flags 0 reads a batch (recvmmsg): the first packet and, when the
+      // caller reads ahead, up to read_ahead more already waiting.
+      const readAhead = Math.min(Math.max(0, validateInt(req.readAhead ?? 0, 'read_ahead')), MMSG_COUNT - 1);
+      if (entry.link?.rcvall && flags === 0 && readAhead > 0) {
+        const hits = await drive(this.broker.reactor, entry, 'read', timeout, ctx.signal, syscall, () => {
+          for (;;) {
+            const batch = recvmmsg(entry.fd, readAhead + 1, bufsize).map((g) => this.link.sniffed(entry, g.data, g.addr)).filter((h) => h !== null);
+            if (batch.length) return batch;
+          }
+        });
+        countBytesIn(ctx.session, hits.reduce((n, h) => n + h.data.length, 0));
+        const [first, ...rest] = hits.map((h) => ({ data: h.data, address: req.wantAddress ? { inet: { host: h.host, port: 0 } } : undefined }));
+        ctx.onUndelivered = () => {
+          this.broker.log.info({ event: 'sniffer.undelivered', handle: entry.handle, packets: hits.length });
+        };
+        return { ...first!, ...(rest.length ? { more: { datagrams: rest } } : {}) };
+      }
       const buf = Buffer.allocUnsafe(bufsize);
       // The sniffer socket skips frames that are not its own and reports (source_ip, 0).
       const sniffer = entry.link?.rcvall && (flags & C.MSG_PEEK) === 0;

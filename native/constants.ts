@@ -484,6 +484,7 @@ export const os: Readonly<Record<string, number>> = Object.freeze({
   SO_PEERCRED: 17,
   SO_PEERGROUPS: 59,
   SO_PEERPIDFD: 77,
+  SO_RCVBUFFORCE: 33,
   SO_TIMESTAMP: 29,
   SO_TIMESTAMPNS: 35,
   SYS_pidfd_send_signal: 424,

@@ -10,6 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { reportWithin, start, stopAll, waitListening, type Child } from './children.js';
+import { renderCapture, runCaptureBench } from './capture.js';
 import { median, processCpuUs, selfAndReapedCpuUs, summarize, systemBusyUs, type Latency } from './stats.js';
 import {
   BULK_BYTES, BULK_REPS, CHUNK_BYTES, ECHO_BYTES, ECHO_ITERATIONS, ECHO_WARMUP, ROUNDS,
@@ -209,8 +210,8 @@ function render(m: ReturnType<typeof machine>, r: Results, elapsedS: number, oth
 /** The scenarios to run: all, or those named in BENCH_ONLY (comma-separated), for investigations. */
 function selectScenarios(): ReadonlyArray<readonly [string, string]> {
   const all = [...LATENCY_ROWS, ...BULK_ROWS];
-  const only = process.env.BENCH_ONLY?.split(',').map((s) => s.trim()).filter(Boolean);
-  if (!only?.length) return all;
+  const only = process.env.BENCH_ONLY?.split(',').map((s) => s.trim()).filter((s) => s && s !== 'capture');
+  if (!only?.length) return process.env.BENCH_ONLY?.includes('capture') ? [] : all;
   const unknown = only.filter((n) => !all.some(([k]) => k === n));
   if (unknown.length) throw new Error(`BENCH_ONLY: unknown scenario ${unknown.join(', ')}; known: ${all.map(([k]) => k).join(', ')}`);
   return all.filter(([k]) => only.includes(k));
@@ -219,6 +220,7 @@ function selectScenarios(): ReadonlyArray<readonly [string, string]> {
 async function main(): Promise<void> {
   const t0 = Date.now();
   const selected = selectScenarios();
+  if (selected.length === 0) return; // BENCH_ONLY=capture
   const m = machine();
   const clkTck = clockTicks();
   const busy0 = systemBusyUs(clkTck);
@@ -295,7 +297,17 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: Error) => {
+/** The capture section (bench/capture.ts): run unless BENCH_ONLY names other scenarios only. */
+async function captureSection(): Promise<void> {
+  const only = process.env.BENCH_ONLY;
+  if (only && !only.split(',').map((s) => s.trim()).includes('capture')) return;
+  const r = await runCaptureBench();
+  process.stdout.write(`\n${renderCapture(r)}\n`);
+  mkdirSync(dirname(RESULTS), { recursive: true });
+  if (r) writeFileSync(RESULTS.replace(/\.json$/, '-capture.json'), `${JSON.stringify({ date: new Date().toISOString(), ...r }, null, 2)}\n`);
+}
+
+main().then(captureSection).catch((err: Error) => {
   process.stderr.write(`bench: ${err.stack ?? err.message}\n`);
   process.exitCode = 1;
 });

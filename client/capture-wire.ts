@@ -6,7 +6,10 @@ import { CaptureArmed } from '../proto/gen/sockbroker/v1/capture.js';
 
 /** A packet as it came off the wire. */
 export interface WirePacket {
-  timestampNs: bigint;
+  /** Nanoseconds since the epoch (computed when first read: the writers use seconds + nanos). */
+  readonly timestampNs: bigint;
+  seconds: number;
+  nanos: number;
   originalLength: number;
   /** Index into the armed message's interfaces. */
   interface: number;
@@ -77,16 +80,28 @@ class Reader {
   }
 }
 
+class Packet implements WirePacket {
+  seconds = 0;
+  nanos = 0;
+  originalLength = 0;
+  interface = 0;
+  ifindex = 0;
+  direction = 0;
+  data: Buffer = EMPTY;
+  #ns: bigint | undefined;
+  get timestampNs(): bigint {
+    return (this.#ns ??= BigInt(this.seconds) * NS + BigInt(this.nanos));
+  }
+}
+
 function packet(buf: Buffer, start: number, end: number): WirePacket {
   const r = new Reader(buf, start, end);
-  const p: WirePacket = { timestampNs: 0n, originalLength: 0, interface: 0, ifindex: 0, direction: 0, data: EMPTY };
-  let sec = 0;
-  let nanos = 0;
+  const p = new Packet();
   while (r.pos < end) {
     const tag = r.varint();
     switch (tag) {
-      case 56: sec = r.varint(); break;
-      case 64: nanos = r.varint(); break;
+      case 56: p.seconds = r.varint(); break;
+      case 64: p.nanos = r.varint(); break;
       case 16: p.originalLength = r.varint(); break;
       case 24: p.interface = r.varint(); break;
       case 32: p.ifindex = r.varint(); break;
@@ -99,7 +114,6 @@ function packet(buf: Buffer, start: number, end: number): WirePacket {
       default: r.skip(tag & 7);
     }
   }
-  p.timestampNs = BigInt(sec) * NS + BigInt(nanos);
   return p;
 }
 

@@ -8,6 +8,9 @@
 export interface PacketRecord {
   /** Kernel timestamp: nanoseconds since the Unix epoch. */
   timestampNs: bigint;
+  /** The same timestamp as whole seconds and nanoseconds, when known (saves bigint work per packet). */
+  seconds?: number;
+  nanos?: number;
   /** The captured bytes (caplen = data.length, at most the snap length). */
   data: Uint8Array;
   /** Length of the packet on the wire (>= data.length). */
@@ -73,10 +76,15 @@ export class PcapWriter {
     let o = 0;
     for (const p of packets) {
       const caplen = Math.min(p.data.length, this.snaplen);
-      const sec = p.timestampNs / NS_PER_S;
-      const frac = p.timestampNs - sec * NS_PER_S;
-      b.writeUInt32LE(Number(sec), o);
-      b.writeUInt32LE(this.nanosecond ? Number(frac) : Number(frac / 1000n), o + 4);
+      let sec = p.seconds;
+      let frac = p.nanos;
+      if (sec === undefined || frac === undefined) {
+        const s = p.timestampNs / NS_PER_S;
+        sec = Number(s);
+        frac = Number(p.timestampNs - s * NS_PER_S);
+      }
+      b.writeUInt32LE(sec, o);
+      b.writeUInt32LE(this.nanosecond ? frac : Math.floor(frac / 1000), o + 4);
       b.writeUInt32LE(caplen, o + 8);
       b.writeUInt32LE(Math.max(p.originalLength, caplen), o + 12);
       b.set(p.data.subarray(0, caplen), o + 16);
@@ -129,6 +137,17 @@ const ISB_IFDROP = 5;
 const ISB_FILTERACCEPT = 6;
 const ISB_OSDROP = 7;
 const ISB_USRDELIV = 8;
+
+/**
+ * sec * 1e9 + nanos as 32-bit halves, exactly, in doubles (sec < 2^32): every partial product
+ * stays below 2^53.
+ */
+export function nsHalves(sec: number, nanos: number): [number, number] {
+  const x = (sec >>> 16) * 1e9; // sec's high 16 bits × 1e9, to be shifted by 2^16; < 2^46
+  const y = (sec & 0xffff) * 1e9 + nanos; // < 2^47
+  const low = (x % 65536) * 65536 + y; // x = xh·2^16 + xl, so x·2^16 = xh·2^32 + xl·2^16
+  return [Math.floor(x / 65536) + Math.floor(low / 4294967296), low % 4294967296];
+}
 
 const pad4 = (n: number): number => (n + 3) & ~3;
 
@@ -240,8 +259,14 @@ export class PcapngWriter {
     b.writeUInt32LE(BT_EPB, o);
     b.writeUInt32LE(len, o + 4);
     b.writeUInt32LE(id, o + 8);
-    b.writeUInt32LE(Number(p.timestampNs >> 32n), o + 12);
-    b.writeUInt32LE(Number(p.timestampNs & 0xffffffffn), o + 16);
+    if (p.seconds !== undefined && p.nanos !== undefined) {
+      const [hi, lo] = nsHalves(p.seconds, p.nanos);
+      b.writeUInt32LE(hi, o + 12);
+      b.writeUInt32LE(lo, o + 16);
+    } else {
+      b.writeUInt32LE(Number(p.timestampNs >> 32n), o + 12);
+      b.writeUInt32LE(Number(p.timestampNs & 0xffffffffn), o + 16);
+    }
     b.writeUInt32LE(caplen, o + 20);
     b.writeUInt32LE(Math.max(p.originalLength, caplen), o + 24);
     b.set(p.data.subarray(0, caplen), o + 28);

@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LINKTYPE, PcapngWriter, PcapWriter, type PacketRecord } from '../../client/pcap.js';
+import { LINKTYPE, nsHalves, PcapngWriter, PcapWriter, type PacketRecord } from '../../client/pcap.js';
 import { udpFrame } from './helpers.js';
 import { readPcapngBlocks } from './pcapng-read.js';
 
@@ -102,4 +102,22 @@ test('pcapng with two interfaces read back by tcpdump and tshark: interfaces, di
   t.regex(info, /Number of interfaces in file: 2/);
   t.regex(info, /Time precision = nanoseconds \(9\)/);
   t.regex(info, /Number of stat entries = 1/);
+});
+
+test('seconds + nanos become the exact 64-bit ns halves without bigints; writers give the same bytes either way', (t) => {
+  let seed = 7;
+  const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * n;
+  for (let i = 0; i < 2000; i++) {
+    const sec = Math.floor(rand(2 ** 32));
+    const nanos = Math.floor(rand(1e9));
+    const v = BigInt(sec) * 1_000_000_000n + BigInt(nanos);
+    t.deepEqual(nsHalves(sec, nanos), [Number(v >> 32n), Number(v & 0xffffffffn)]);
+  }
+  const p = PACKETS[1]!;
+  const split = { ...p, seconds: Number(p.timestampNs / 1_000_000_000n), nanos: Number(p.timestampNs % 1_000_000_000n) };
+  const ng = new PcapngWriter();
+  ng.addInterface({ linkType: 1, snaplen: 100, name: 'x' });
+  t.deepEqual(ng.packets(0, [split]), ng.packets(0, [p]));
+  const pc = new PcapWriter({ linkType: 1, snaplen: 100 });
+  t.deepEqual(pc.packets([split]), pc.packets([p]));
 });

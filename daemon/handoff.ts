@@ -79,6 +79,8 @@ function driven(fd: number): DrivenFd {
 export class Handoff {
   readonly #tickets = new Map<string, Ticket>();
   readonly #pendingBySession = new Map<Session, Set<string>>();
+  /** Sessions whose end already drops their tickets. */
+  readonly #watched = new WeakSet<Session>();
   /** Cookies of the sockets handed off per session (for send-back), oldest first, capped. */
   readonly #records = new WeakMap<Session, Map<string, SocketInfo>>();
   readonly #connsByIdentity = new Map<string, number>();
@@ -117,6 +119,10 @@ export class Handoff {
     if (!pending) {
       pending = new Set();
       this.#pendingBySession.set(session, pending);
+    }
+    // Once per session (not per ticket: a long session would pile up handlers).
+    if (!this.#watched.has(session)) {
+      this.#watched.add(session);
       session.onEnd.add(() => this.#dropSession(session));
     }
     pending.add(key);

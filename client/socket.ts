@@ -238,9 +238,13 @@ export class Socket {
     const buf = toBytes(data);
     const f = toCInt(flags);
     if (this.#pipelinable(buf.length)) {
-      while (this.#inflightBytes + buf.length > PIPELINE_WINDOW) await Promise.race(this.#inflight);
-      // A copy: the caller may reuse its buffer as soon as sendall resolves.
-      const call = this.#io.call('sendAll', { handle, data: Buffer.from(buf), flags: f });
+      while (this.#inflightBytes + buf.length > PIPELINE_WINDOW) {
+        this.#m.transport.requestAck();
+        await Promise.race(this.#inflight);
+      }
+      // A copy: the caller may reuse its buffer as soon as sendall resolves. Its success comes
+      // with the broker's next response (the cumulative acknowledgement), not one of its own.
+      const call = this.#m.transport.callAckOnly('sendAll', { handle, data: Buffer.from(buf), flags: f });
       const size = buf.length;
       this.#inflightBytes += size;
       const tracked: Promise<unknown> = call.then(
@@ -276,7 +280,10 @@ export class Socket {
 
   /** Waits for pipelined sends, then raises the error one of them left, if any. */
   async #settled(): Promise<void> {
-    while (this.#inflight.size > 0) await Promise.race(this.#inflight);
+    while (this.#inflight.size > 0) {
+      this.#m.transport.requestAck();
+      await Promise.race(this.#inflight);
+    }
     this.#check();
   }
 

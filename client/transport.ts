@@ -12,7 +12,7 @@ const SESSION_METADATA = 'sockbroker-session';
 const DEADLINE_MARGIN_MS = 5000;
 
 /** Operation names: the fields of the CallRequest/CallResponse oneofs. */
-export type Op = Exclude<keyof CallRequest, 'callId' | 'cancel'>;
+export type Op = Exclude<keyof CallRequest, 'callId' | 'cancel' | 'ack' | 'ackOnly'>;
 type Req<K extends Op> = NonNullable<CallRequest[K]>;
 type Res<K extends Op> = NonNullable<CallResponse[K & keyof CallResponse]>;
 
@@ -49,6 +49,8 @@ export class Transport {
   readonly #netdbClient: NetdbServiceClient;
   readonly #metadata = new grpc.Metadata();
   readonly #pending = new Map<number, Pending>();
+  /** ack_only calls not yet acknowledged, in increasing call_id order. */
+  readonly #ackOnly: number[] = [];
   #stream!: grpc.ClientDuplexStream<CallRequest, CallResponse>;
   #nextId = 1;
   #lost: Error | undefined;
@@ -102,12 +104,22 @@ export class Transport {
 
   #settle(res: CallResponse): void {
     const p = this.#pending.get(res.callId);
-    if (!p) return;
-    this.#pending.delete(res.callId);
-    clearTimeout(p.timer);
-    p.unlisten?.();
-    if (res.error) p.reject(p.cancelReason && res.error.code === grpc.status.CANCELLED ? p.cancelReason : fromStatus(res.error));
-    else p.resolve((res as any)[p.op]);
+    if (p) {
+      this.#pending.delete(res.callId);
+      clearTimeout(p.timer);
+      p.unlisten?.();
+      if (res.error) p.reject(p.cancelReason && res.error.code === grpc.status.CANCELLED ? p.cancelReason : fromStatus(res.error));
+      else p.resolve((res as any)[p.op]);
+    }
+    // After the call's own result: a failed ack_only call is answered before an `acked` covering it.
+    const acked = Number(res.acked ?? 0);
+    while (this.#ackOnly.length > 0 && this.#ackOnly[0]! <= acked) {
+      const id = this.#ackOnly.shift()!;
+      const q = this.#pending.get(id);
+      if (!q) continue;
+      this.#pending.delete(id);
+      q.resolve({});
+    }
   }
 
   #fail(err: grpc.ServiceError | undefined): void {
@@ -147,6 +159,27 @@ export class Transport {
       this.#pending.set(callId, p);
       this.#stream.write({ callId, [op]: req } as CallRequest);
     });
+  }
+
+  /**
+   * An operation answered only by the stream's cumulative acknowledgement if it succeeds (its
+   * own response if it fails): one message less per call. No timeout or cancellation.
+   */
+  callAckOnly<K extends Op>(op: K, req: Req<K>): Promise<Res<K>> {
+    if (this.#lost) return Promise.reject(this.#lost);
+    if (this.#closed) return Promise.reject(new SessionLostError('sockbroker: connection closed'));
+    const callId = this.#nextId++;
+    return new Promise<Res<K>>((resolve, reject) => {
+      this.#pending.set(callId, { resolve, reject, op });
+      this.#ackOnly.push(callId);
+      this.#stream.write({ callId, ackOnly: true, [op]: req } as CallRequest);
+    });
+  }
+
+  /** Asks the broker to acknowledge the ack_only calls sent so far as soon as they are done
+   * (it otherwise tells with its next response): for a caller about to wait for them. */
+  requestAck(): void {
+    if (this.#ackOnly.length > 0 && !this.#lost && !this.#closed) this.#stream.write({ callId: 0, ack: {} } as CallRequest);
   }
 
   #requestCancel(callId: number, reason: Error): void {

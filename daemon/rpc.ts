@@ -195,6 +195,17 @@ export function callStream(
     sessions.attach(session);
     const pending = new Map<number, { ac: AbortController; ctx: CallContext }>();
     let open = true;
+    // The cumulative acknowledgement of ack_only calls: ids pending (in increasing order, so the
+    // first is the least), the last one seen, the last `acked` written, and whether the client
+    // asked for it (an AckRequest: answered once every ack_only call sent before it is done).
+    const unacked = new Set<number>();
+    let lastAckOnly = 0;
+    let ackSent = 0;
+    let ackWanted = 0;
+    const ackedNow = (): number => {
+      for (const id of unacked) return id - 1;
+      return lastAckOnly;
+    };
     const abortAll = (reason: BrokerError): void => {
       for (const { ac } of pending.values()) ac.abort(reason);
     };
@@ -213,17 +224,31 @@ export function callStream(
       sessions.detach(session);
     };
     const write = (res: CallResponse): void => {
-      if (open && !stream.cancelled && !stream.destroyed) stream.write(res);
+      if (!open || stream.cancelled || stream.destroyed) return;
+      // Every response carries the acknowledgement: a pipelined sendall needs no reply of its own.
+      if (lastAckOnly > 0) res.acked = ackSent = ackedNow();
+      stream.write(res);
+    };
+    const flushAck = (): void => {
+      if (ackWanted > 0 && ackedNow() >= ackWanted) {
+        ackWanted = 0;
+        if (ackedNow() > ackSent) write({ callId: 0 } as CallResponse);
+      }
     };
     const refuse = (callId: number, code: Code, reason: string, message: string): void =>
       write({ callId, error: toStatus(new BrokerError(code, reason, message, { kind: 'value' })) } as CallResponse);
-    const deliver = (callId: number, ctx: CallContext, res: Partial<CallResponse>): void => {
+    const deliver = (callId: number, ctx: CallContext, res: Partial<CallResponse>, ackOnly: boolean): void => {
       pending.delete(callId);
       if (!open || stream.cancelled || stream.destroyed) {
         ctx.onUndelivered?.();
         return;
       }
-      stream.write({ callId, ...res } as CallResponse);
+      if (ackOnly) {
+        unacked.delete(callId);
+        if (!res.error) return flushAck();
+      }
+      write({ callId, ...res } as CallResponse);
+      flushAck();
     };
     stream.on('data', (req: CallRequest | Malformed) => {
       if (!open) return;
@@ -237,6 +262,12 @@ export function callStream(
         pending.get(callId)?.ac.abort(new CancelledError());
         return;
       }
+      if (req.ack) {
+        if (lastAckOnly === 0) return;
+        ackWanted = lastAckOnly;
+        if (ackedNow() >= ackWanted && ackedNow() <= ackSent) ackWanted = 0; // already told
+        return flushAck();
+      }
       const op = ops.find((name) => (req as any)[name] !== undefined);
       if (!op) return refuse(callId, Code.INVALID_ARGUMENT, 'EMPTY_CALL', 'call names no operation');
       if (pending.has(callId)) return refuse(callId, Code.INVALID_ARGUMENT, 'DUPLICATE_CALL_ID', `call_id ${callId} is already pending`);
@@ -244,19 +275,25 @@ export function callStream(
         countQuota('pending_calls');
         return refuse(callId, Code.RESOURCE_EXHAUSTED, 'TOO_MANY_CALLS', `at most ${maxPending} calls may be pending on one stream`);
       }
+      const ackOnly = req.ackOnly === true;
+      if (ackOnly) {
+        if (callId <= lastAckOnly) return refuse(callId, Code.INVALID_ARGUMENT, 'ACK_ORDER', `ack_only call_id ${callId} does not exceed ${lastAckOnly}`);
+        lastAckOnly = callId;
+        unacked.add(callId);
+      }
       const ac = new AbortController();
       const ctx: CallContext = { session, signal: ac.signal };
       pending.set(callId, { ac, ctx });
       handlers[op]!(ctx, (req as any)[op]).then(
         (res) => {
           countCall(op, 'ok');
-          deliver(callId, ctx, { [op]: res });
+          deliver(callId, ctx, { [op]: res }, ackOnly);
         },
         (err) => {
           logUnexpected(log, err, op);
           const e = toBrokerError(err);
           countCall(op, outcomeOf(e));
-          deliver(callId, ctx, { error: toStatus(e) });
+          deliver(callId, ctx, { error: toStatus(e) }, ackOnly);
         },
       );
     });

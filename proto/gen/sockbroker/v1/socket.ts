@@ -608,10 +608,22 @@ export interface IoctlResponse {
 export interface CancelRequest {
 }
 
+/** AckRequest asks for the stream's cumulative acknowledgement (see CallRequest.ack_only). */
+export interface AckRequest {
+}
+
 /** CallRequest is one operation in an envelope on the Call stream. */
 export interface CallRequest {
   /** Client-chosen id, echoed in the response; unique among the stream's pending calls. */
   callId: number;
+  /**
+   * No response on success: a later response's `acked` reports the call done (a failure still
+   * gets its own response, before any `acked` covering it). The call_ids of ack_only calls must
+   * increase along the stream. The cumulative acknowledgement session resume builds on.
+   */
+  ackOnly?:
+    | boolean
+    | undefined;
   /** Create. */
   create?:
     | CreateRequest
@@ -716,14 +728,25 @@ export interface CallRequest {
   ioctl?:
     | IoctlRequest
     | undefined;
+  /**
+   * Ask for the acknowledgement: once every ack_only call sent before this one is done, a
+   * response (call_id 0, no result) carries `acked` (gets no response of its own otherwise).
+   */
+  ack?:
+    | AckRequest
+    | undefined;
   /** Cancel the pending call with this call_id (gets no response of its own). */
   cancel?: CancelRequest | undefined;
 }
 
 /** CallResponse is the result of one operation, matched to its request by call_id. */
 export interface CallResponse {
-  /** The call_id of the request. */
+  /** The call_id of the request; 0 for a response that only carries `acked`. */
   callId: number;
+  /** Every ack_only call on this stream with call_id <= acked is done; 0 = none yet. */
+  acked?:
+    | number
+    | undefined;
   /** Create. */
   create?:
     | CreateResponse
@@ -6544,9 +6567,62 @@ export const CancelRequest: MessageFns<CancelRequest> = {
   },
 };
 
+function createBaseAckRequest(): AckRequest {
+  return {};
+}
+
+export const AckRequest: MessageFns<AckRequest> = {
+  encode(_: AckRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AckRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAckRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): AckRequest {
+    return {};
+  },
+
+  toJSON(_: AckRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AckRequest>, I>>(base?: I): AckRequest {
+    return AckRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AckRequest>, I>>(_: I): AckRequest {
+    const message = createBaseAckRequest();
+    return message;
+  },
+};
+
 function createBaseCallRequest(): CallRequest {
   return {
     callId: 0,
+    ackOnly: undefined,
     create: undefined,
     socketpair: undefined,
     bind: undefined,
@@ -6573,6 +6649,7 @@ function createBaseCallRequest(): CallRequest {
     share: undefined,
     fromShare: undefined,
     ioctl: undefined,
+    ack: undefined,
     cancel: undefined,
   };
 }
@@ -6581,6 +6658,9 @@ export const CallRequest: MessageFns<CallRequest> = {
   encode(message: CallRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.callId !== 0) {
       writer.uint32(8).uint64(message.callId);
+    }
+    if (message.ackOnly !== undefined) {
+      writer.uint32(16).bool(message.ackOnly);
     }
     if (message.create !== undefined) {
       CreateRequest.encode(message.create, writer.uint32(82).fork()).join();
@@ -6660,6 +6740,9 @@ export const CallRequest: MessageFns<CallRequest> = {
     if (message.ioctl !== undefined) {
       IoctlRequest.encode(message.ioctl, writer.uint32(314).fork()).join();
     }
+    if (message.ack !== undefined) {
+      AckRequest.encode(message.ack, writer.uint32(786).fork()).join();
+    }
     if (message.cancel !== undefined) {
       CancelRequest.encode(message.cancel, writer.uint32(794).fork()).join();
     }
@@ -6685,6 +6768,14 @@ export const CallRequest: MessageFns<CallRequest> = {
             }
 
             message.callId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.ackOnly = reader.bool();
             continue;
           }
           case 10: {
@@ -6895,6 +6986,14 @@ export const CallRequest: MessageFns<CallRequest> = {
             message.ioctl = IoctlRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 98: {
+            if (tag !== 786) {
+              break;
+            }
+
+            message.ack = AckRequest.decode(reader, reader.uint32());
+            continue;
+          }
           case 99: {
             if (tag !== 794) {
               break;
@@ -6922,6 +7021,11 @@ export const CallRequest: MessageFns<CallRequest> = {
         : isSet(object.call_id)
         ? globalThis.Number(object.call_id)
         : 0,
+      ackOnly: isSet(object.ackOnly)
+        ? globalThis.Boolean(object.ackOnly)
+        : isSet(object.ack_only)
+        ? globalThis.Boolean(object.ack_only)
+        : undefined,
       create: isSet(object.create) ? CreateRequest.fromJSON(object.create) : undefined,
       socketpair: isSet(object.socketpair) ? SocketpairRequest.fromJSON(object.socketpair) : undefined,
       bind: isSet(object.bind) ? BindRequest.fromJSON(object.bind) : undefined,
@@ -6992,6 +7096,7 @@ export const CallRequest: MessageFns<CallRequest> = {
         ? FromShareRequest.fromJSON(object.from_share)
         : undefined,
       ioctl: isSet(object.ioctl) ? IoctlRequest.fromJSON(object.ioctl) : undefined,
+      ack: isSet(object.ack) ? AckRequest.fromJSON(object.ack) : undefined,
       cancel: isSet(object.cancel) ? CancelRequest.fromJSON(object.cancel) : undefined,
     };
   },
@@ -7000,6 +7105,9 @@ export const CallRequest: MessageFns<CallRequest> = {
     const obj: any = {};
     if (message.callId !== 0) {
       obj.callId = Math.round(message.callId);
+    }
+    if (message.ackOnly !== undefined) {
+      obj.ackOnly = message.ackOnly;
     }
     if (message.create !== undefined) {
       obj.create = CreateRequest.toJSON(message.create);
@@ -7079,6 +7187,9 @@ export const CallRequest: MessageFns<CallRequest> = {
     if (message.ioctl !== undefined) {
       obj.ioctl = IoctlRequest.toJSON(message.ioctl);
     }
+    if (message.ack !== undefined) {
+      obj.ack = AckRequest.toJSON(message.ack);
+    }
     if (message.cancel !== undefined) {
       obj.cancel = CancelRequest.toJSON(message.cancel);
     }
@@ -7091,6 +7202,7 @@ export const CallRequest: MessageFns<CallRequest> = {
   fromPartial<I extends Exact<DeepPartial<CallRequest>, I>>(object: I): CallRequest {
     const message = createBaseCallRequest();
     message.callId = object.callId ?? 0;
+    message.ackOnly = object.ackOnly ?? undefined;
     message.create = (object.create !== undefined && object.create !== null)
       ? CreateRequest.fromPartial(object.create)
       : undefined;
@@ -7167,6 +7279,7 @@ export const CallRequest: MessageFns<CallRequest> = {
     message.ioctl = (object.ioctl !== undefined && object.ioctl !== null)
       ? IoctlRequest.fromPartial(object.ioctl)
       : undefined;
+    message.ack = (object.ack !== undefined && object.ack !== null) ? AckRequest.fromPartial(object.ack) : undefined;
     message.cancel = (object.cancel !== undefined && object.cancel !== null)
       ? CancelRequest.fromPartial(object.cancel)
       : undefined;
@@ -7177,6 +7290,7 @@ export const CallRequest: MessageFns<CallRequest> = {
 function createBaseCallResponse(): CallResponse {
   return {
     callId: 0,
+    acked: undefined,
     create: undefined,
     socketpair: undefined,
     bind: undefined,
@@ -7211,6 +7325,9 @@ export const CallResponse: MessageFns<CallResponse> = {
   encode(message: CallResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.callId !== 0) {
       writer.uint32(8).uint64(message.callId);
+    }
+    if (message.acked !== undefined) {
+      writer.uint32(16).uint64(message.acked);
     }
     if (message.create !== undefined) {
       CreateResponse.encode(message.create, writer.uint32(82).fork()).join();
@@ -7315,6 +7432,14 @@ export const CallResponse: MessageFns<CallResponse> = {
             }
 
             message.callId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.acked = longToNumber(reader.uint64());
             continue;
           }
           case 10: {
@@ -7552,6 +7677,7 @@ export const CallResponse: MessageFns<CallResponse> = {
         : isSet(object.call_id)
         ? globalThis.Number(object.call_id)
         : 0,
+      acked: isSet(object.acked) ? globalThis.Number(object.acked) : undefined,
       create: isSet(object.create) ? CreateResponse.fromJSON(object.create) : undefined,
       socketpair: isSet(object.socketpair) ? SocketpairResponse.fromJSON(object.socketpair) : undefined,
       bind: isSet(object.bind) ? BindResponse.fromJSON(object.bind) : undefined,
@@ -7630,6 +7756,9 @@ export const CallResponse: MessageFns<CallResponse> = {
     const obj: any = {};
     if (message.callId !== 0) {
       obj.callId = Math.round(message.callId);
+    }
+    if (message.acked !== undefined) {
+      obj.acked = Math.round(message.acked);
     }
     if (message.create !== undefined) {
       obj.create = CreateResponse.toJSON(message.create);
@@ -7721,6 +7850,7 @@ export const CallResponse: MessageFns<CallResponse> = {
   fromPartial<I extends Exact<DeepPartial<CallResponse>, I>>(object: I): CallResponse {
     const message = createBaseCallResponse();
     message.callId = object.callId ?? 0;
+    message.acked = object.acked ?? undefined;
     message.create = (object.create !== undefined && object.create !== null)
       ? CreateResponse.fromPartial(object.create)
       : undefined;

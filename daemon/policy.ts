@@ -147,10 +147,34 @@ const ORDINARY_PROTOCOLS: Record<number, number[]> = {
 // SO_PRIORITY above 6 needs CAP_NET_ADMIN in the kernel.
 const MAX_UNPRIVILEGED_PRIORITY = 6;
 
+/**
+ * The sysctls of the caller's network namespace that widen what an unprivileged process may do
+ * there; the default follows them for local callers, so the broker never refuses what the caller
+ * could do itself. Absent: the kernel's defaults (1024, nobody may open ICMP datagram sockets).
+ */
+export interface NetSysctls {
+  /** net.ipv4.ip_unprivileged_port_start */
+  unprivilegedPortStart: number;
+  /** net.ipv4.ping_group_range, inclusive (lo > hi: no group) */
+  pingGroupRange: [number, number];
+}
+
+const KERNEL_DEFAULTS: NetSysctls = { unprivilegedPortStart: 1024, pingGroupRange: [1, 0] };
+
+/** An ICMP datagram ("ping") socket, which ping_group_range opens to unprivileged groups. */
+export function isPingSocket(a: { family: number; type: number; protocol: number }): boolean {
+  return a.type === C.SOCK_DGRAM && ((a.family === C.AF_INET && a.protocol === C.IPPROTO_ICMP) || (a.family === C.AF_INET6 && a.protocol === C.IPPROTO_ICMPV6));
+}
+
+function inPingGroups(id: Identity, [lo, hi]: [number, number]): boolean {
+  return id.kind === 'local' && [id.gid, ...id.groups].some((g) => g >= lo && g <= hi);
+}
+
 /** The default's verdict: null when allowed, else what is missing. */
-function defaultRefusal(a: Action): { errno: 'EPERM' | 'EACCES'; what: string; grant: string } | null {
+function defaultRefusal(a: Action, id: Identity, net: NetSysctls): { errno: 'EPERM' | 'EACCES'; what: string; grant: string } | null {
   switch (a.op) {
     case 'socket': {
+      if (isPingSocket(a) && inPingGroups(id, net.pingGroupRange)) return null;
       if (a.family === C.AF_UNIX) {
         return a.pair ? null : { errno: 'EPERM', what: 'AF_UNIX sockets are available through socketpair() only', grant: 'unix_paths' };
       }
@@ -163,10 +187,12 @@ function defaultRefusal(a: Action): { errno: 'EPERM' | 'EACCES'; what: string; g
       if (!protocols.includes(a.protocol)) return { errno: 'EPERM', what: `protocol ${a.protocol} needs a grant`, grant: 'sockets' };
       return null;
     }
-    case 'bind':
-      return a.port !== 0 && a.port < 1024
-        ? { errno: 'EACCES', what: `binding port ${a.port} (below 1024) needs a grant`, grant: 'ports' }
+    case 'bind': {
+      const start = id.kind === 'local' ? Math.min(net.unprivilegedPortStart, 1024) : 1024;
+      return a.port !== 0 && a.port < start
+        ? { errno: 'EACCES', what: `binding port ${a.port} (below ${start}) needs a grant`, grant: 'ports' }
         : null;
+    }
     case 'setsockopt': {
       if (!UNPRIVILEGED_OPTIONS.has(`${a.level}:${a.name}`)) {
         return { errno: 'EPERM', what: `setsockopt(level ${a.level}, option ${a.name}) is not in the unprivileged allowlist`, grant: 'options' };
@@ -282,9 +308,9 @@ export function defaultPolicy(quotas: Quotas): Policy {
   return { rules: [], quotas };
 }
 
-/** Rules on `action` for `identity` under `policy`. */
-export function decide(policy: Policy, identity: Identity, action: Action): Decision {
-  const refusal = defaultRefusal(action);
+/** Rules on `action` for `identity` under `policy` (`net`: the caller's namespace's sysctls). */
+export function decide(policy: Policy, identity: Identity, action: Action, net: NetSysctls = KERNEL_DEFAULTS): Decision {
+  const refusal = defaultRefusal(action, identity, net);
   if (identity.hostRoot) return { allowed: true, by: 'host-root', privileged: refusal !== null };
   if (!refusal) return { allowed: true, by: 'default', privileged: false };
   for (const rule of policy.rules) {

@@ -13,7 +13,9 @@ import type { Reactor } from '../native/reactor.js';
 import type { HandleTable, SocketEntry, SocketInfo } from './handles.js';
 import type { Session, Sessions } from './sessions.js';
 import type { Limits } from './limits.js';
-import { decide, type Action, type Policy } from './policy.js';
+import { decide, isPingSocket, type Action, type NetSysctls, type Policy } from './policy.js';
+import { netSysctls } from './net-sysctls.js';
+import { ErrnoError } from '../native/errno.js';
 import type { NetnsRegistry } from './netns.js';
 import { LinkOps } from './link-ops.js';
 import { setThreadEgid, setThreadEuid, setThreadGroups, getThreadGroups } from '../native/creds.js';
@@ -45,6 +47,9 @@ export interface CallContext {
 }
 
 const TYPE_FLAGS = C.SOCK_NONBLOCK | C.SOCK_CLOEXEC;
+
+/** The syscall a refused action would make, tried as the caller (`asCaller` switches to its ids). */
+type Probe = (asCaller: (fn: () => void) => void) => void;
 const INT_MIN = -0x80000000;
 const INT_MAX = 0x7fffffff;
 // setfsuid(-1)/setfsgid(-1) change nothing and return the current id.
@@ -120,16 +125,40 @@ export class SocketOps {
   }
 
   /** @internal Asks the policy before a syscall: a refusal is PermissionError and a log line, a privileged permission an audit line. */
-  enforce(ctx: CallContext, action: Action, syscall: string): void {
-    const decision = decide(this.broker.policy, ctx.session.identity, action);
+  enforce(ctx: CallContext, action: Action, syscall: string, probe?: Probe): void {
+    const decision = decide(this.broker.policy, ctx.session.identity, action, this.sysctlsFor(ctx, action));
     const logged = { ...action, ...('value' in action ? { value: undefined } : {}), ...('path' in action ? { path: action.path.toString('latin1') } : {}) };
     if (!decision.allowed) {
+      // The errno is the kernel's for an unprivileged process with the caller's ids; only where
+      // that process would succeed (or be refused for want of privilege) does the policy speak.
+      const kernel = probe ? this.probeAsCaller(ctx, probe) : null;
+      if (kernel && kernel.code !== 'EPERM' && kernel.code !== 'EACCES') throw kernel;
+      const errno = (kernel?.code as 'EPERM' | 'EACCES' | undefined) ?? decision.errno;
       countDenial(decision.grant);
       this.audit(ctx, 'policy.deny', { action: logged, what: decision.what, grant: decision.grant, outcome: 'denied' });
-      const strerror = decision.errno === 'EPERM' ? 'Operation not permitted' : 'Permission denied';
-      throw osErrorNamed(decision.errno, syscall, `${strerror} (sockbroker policy: ${decision.what}; grant: ${decision.grant})`);
+      const strerror = errno === 'EPERM' ? 'Operation not permitted' : 'Permission denied';
+      throw osErrorNamed(errno, syscall, `${strerror} (sockbroker policy: ${decision.what}; grant: ${decision.grant})`);
     }
     if (decision.privileged) this.audit(ctx, 'policy.allow', { action: logged, by: decision.by, outcome: 'allowed' });
+  }
+
+  /** The caller's namespace's sysctls, read only where they can widen the default (a low port, a ping socket). */
+  private sysctlsFor(ctx: CallContext, a: Action): NetSysctls | undefined {
+    const id = ctx.session.identity;
+    if (id.hostRoot || id.kind !== 'local') return undefined;
+    const wanted = (a.op === 'bind' && a.port !== 0 && a.port < 1024) || (a.op === 'socket' && isPingSocket(a));
+    return wanted ? netSysctls(this.broker.netns, ctx.session.netns) : undefined;
+  }
+
+  /** Runs `probe` in the caller's namespace: the kernel's errno for the caller's ids, or null if it succeeds. */
+  private probeAsCaller(ctx: CallContext, probe: Probe): ErrnoError | null {
+    try {
+      this.broker.netns.run(ctx.session.netns, () => probe((fn) => this.withCallerIds(ctx, fn)));
+      return null;
+    } catch (err) {
+      if (err instanceof ErrnoError) return err;
+      throw err;
+    }
   }
 
   /**
@@ -229,11 +258,13 @@ export class SocketOps {
     const type = validateInt(req.type, 'type');
     const protocol = validateInt(req.protocol, 'proto');
     const info = { family, type: type & ~TYPE_FLAGS, protocol };
-    this.enforce(ctx, { op: 'socket', ...info, pair: false }, 'socket');
+    this.enforce(ctx, { op: 'socket', ...info, pair: false }, 'socket', (asCaller) => asCaller(() => libc.close(libc.socket(family, info.type | TYPE_FLAGS, protocol))));
     ctx.session.table.reserve(1);
     const special = this.link.create(ctx, info);
     if (special) return { handle: special.handle, info };
-    const fd = this.asCaller(ctx, () => libc.socket(family, info.type | TYPE_FLAGS, protocol));
+    const make = () => libc.socket(family, info.type | TYPE_FLAGS, protocol);
+    // The kernel admits a ping socket by the creator's groups (ping_group_range), not by capability.
+    const fd = this.asCaller(ctx, () => (isPingSocket(info) ? this.withCallerIds(ctx, make) : make()));
     if (req.handoff && !ctx.session.ended) {
       const ticket = this.#offer(ctx, fd, info);
       if (ticket) return { handle: 0, info, handoffTicket: ticket };
@@ -256,7 +287,7 @@ export class SocketOps {
     const type = validateInt(req.type, 'type');
     const protocol = validateInt(req.protocol, 'proto');
     const info = { family, type: type & ~TYPE_FLAGS, protocol };
-    this.enforce(ctx, { op: 'socket', ...info, pair: true }, 'socketpair');
+    this.enforce(ctx, { op: 'socket', ...info, pair: true }, 'socketpair', (asCaller) => asCaller(() => libc.socketpair(family, info.type | TYPE_FLAGS, protocol).forEach((fd) => libc.close(fd))));
     ctx.session.table.reserve(2);
     // With the caller's ids, so each end's SO_PEERCRED names the caller (an end passed on to
     // another process must not vouch for root).
@@ -499,7 +530,21 @@ export class SocketOps {
       throw argumentError('type', 'setsockopt() takes a value: an int or a bytes-like object', 'value');
     }
     if (this.link.setsockopt(ctx, entry, level, name, value)) return {};
-    this.enforce(ctx, { op: 'setsockopt', level, name, value: policyValue }, 'setsockopt');
+    this.enforce(ctx, { op: 'setsockopt', level, name, value: policyValue }, 'setsockopt', (asCaller) => {
+      // On a throwaway socket of the same kind (the caller's own must not change): an option the
+      // kernel does not know, or that does not fit the socket, fails the same way there.
+      let probe: number;
+      try {
+        probe = libc.socket(entry.info.family, entry.info.type | TYPE_FLAGS, entry.info.protocol);
+      } catch {
+        return;
+      }
+      try {
+        asCaller(() => libc.setsockopt(probe, level, name, value));
+      } finally {
+        libc.close(probe);
+      }
+    });
     libc.setsockopt(entry.fd, level, name, value);
     return {};
   };

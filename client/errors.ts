@@ -48,8 +48,8 @@ export class herror extends OSError {}
 /** socket.gaierror: errors of getaddrinfo/getnameinfo (EAI_* codes, negative on Linux). */
 export class gaierror extends OSError {}
 /** socket.timeout: a socket in timeout mode ran out of time; message 'timed out', errno null.
- * A subclass of OSError as in 3.4, and of TimeoutError as in Python >= 3.10. */
-export class timeout extends TimeoutError {}
+ * A subclass of OSError but not of TimeoutError, as in 3.4 (it became TimeoutError in 3.10). */
+export class timeout extends OSError {}
 
 /** Python's ValueError. */
 export class ValueError extends Error {

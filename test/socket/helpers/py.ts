@@ -12,7 +12,7 @@ export interface Raised {
 
 // Each case runs in a fresh namespace with `socket` imported. Python >= 3.10 made socket.timeout
 // an alias of TimeoutError; the seed (3.4) names it socket.timeout, and so does the SDK (a
-// subclass of OSError and TimeoutError): reported here as 'timeout'.
+// subclass of OSError only, as in 3.4): reported here as 'timeout'.
 const RUNNER = `
 import json, socket, sys
 def run(code):

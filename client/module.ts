@@ -5,7 +5,7 @@ import { brokerTarget } from './broker-address.js';
 import * as errors from './errors.js';
 import { fromAddress, toAddress, type AddressTuple, type Families } from './address.js';
 import { clientTimeout, Socket, type ModuleContext } from './socket.js';
-import { toInt, toTimeout } from './pytypes.js';
+import { notBuffer, pyType, toCInt, toInt, toTimeout } from './pytypes.js';
 import { Netdb, type HostTriple } from './netdb.js';
 import { pureFunctions, type PyInt } from './pure.js';
 import type { LocalSockets } from './local.js';
@@ -123,16 +123,18 @@ class SocketModuleImpl {
 
   /** socket(family=AF_INET, type=SOCK_STREAM, proto=0, fileno=null). */
   async socket(family?: number, type?: number, proto = 0, fileno: number | null = null): Promise<Socket> {
-    const fam = family === undefined ? this.#const('AF_INET') : toInt(family);
-    const typ = type === undefined ? this.#const('SOCK_STREAM') : toInt(type);
-    const pro = toInt(proto);
+    const fam = family === undefined ? this.#const('AF_INET') : toCInt(family);
+    const typ = type === undefined ? this.#const('SOCK_STREAM') : toCInt(type);
+    const pro = toCInt(proto);
     const flags = this.#const('SOCK_NONBLOCK') | this.#const('SOCK_CLOEXEC');
     // SOCK_NONBLOCK in type makes the socket non-blocking, as in CPython.
     const timeout = typ & this.#const('SOCK_NONBLOCK') ? 0 : this.#defaultTimeout;
     if (fileno !== null) {
       // Python 3.4: wrap an existing descriptor (a handed-off fd of this process, else a handle
-      // of this session) as given.
+      // of this session) as given; INVALID_SOCKET (-1) is refused (later versions refuse every
+      // negative number).
       const n = toInt(fileno);
+      if (n === -1) throw new errors.ValueError("can't use invalid socket value");
       return new Socket(this.#ctx, n, fam, typ & ~flags, pro, timeout, this.#local?.has(n) ? this.#local : undefined);
     }
     const res = await this.#t.call('create', { family: fam, type: typ, protocol: pro, ...(this.#sidePath ? { handoff: true } : {}) });
@@ -180,7 +182,7 @@ class SocketModuleImpl {
 
   /** fromshare(data): the socket another session shared with this process by socket.share(pid). */
   async fromshare(data: Uint8Array): Promise<Socket> {
-    if (!(data instanceof Uint8Array)) throw new TypeError(`a bytes-like object is required, not '${typeof data === 'string' ? 'str' : typeof data}'`);
+    if (!(data instanceof Uint8Array)) throw notBuffer(data);
     const res = await this.#t.call('fromShare', { token: Buffer.from(data) });
     const i = res.info!;
     return new Socket(this.#ctx, res.handle, i.family, i.type, i.protocol, this.#defaultTimeout);
@@ -215,7 +217,11 @@ class SocketModuleImpl {
    * `timeout` undefined = getdefaulttimeout(), null = blocking.
    */
   async createConnection(address: [string, number | string], timeout?: number | null | typeof DEFAULT, sourceAddress?: AddressTuple | null): Promise<Socket> {
-    if (!Array.isArray(address) || address.length !== 2) throw new TypeError('create_connection() address must be a (host, port) pair');
+    // `host, port = address`, with 3.4's unpacking errors.
+    const items: unknown = address;
+    if (!Array.isArray(items)) throw new TypeError(`'${pyType(items)}' object is not iterable`);
+    if (items.length < 2) throw new errors.ValueError(`need more than ${items.length} value${items.length === 1 ? '' : 's'} to unpack`);
+    if (items.length > 2) throw new errors.ValueError('too many values to unpack (expected 2)');
     const [host, port] = address;
     let err: Error | undefined;
     for (const [af, socktype, proto, , sa] of await this.getaddrinfo(host, port, 0, this.#const('SOCK_STREAM'))) {

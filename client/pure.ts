@@ -6,7 +6,7 @@
 // connect() carries the same functions bound to the broker host's constants and ABI.
 import { endianness } from 'node:os';
 import { OSError, OverflowError, UnicodeEncodeError, ValueError, makeOSError } from './errors.js';
-import { pyType } from './pytypes.js';
+import { notBuffer, pyType } from './pytypes.js';
 
 /** What an integer argument may be in JS: a number, a bigint, or a boolean (Python's bool is an int). */
 export type PyInt = number | bigint | boolean;
@@ -69,11 +69,11 @@ export function utf8(s: string): Buffer {
   return Buffer.from(s, 'utf8');
 }
 
-/** A bytes-like argument ("y*"): TypeError "a bytes-like object is required, not 'T'". */
+/** A bytes-like argument ("y*"): 3.4's TypeError "'T' does not support the buffer interface". */
 function pyBytes(v: unknown): Buffer {
   if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
   if (v instanceof ArrayBuffer) return Buffer.from(v);
-  throw new TypeError(`a bytes-like object is required, not '${pyType(v)}'`);
+  throw notBuffer(v);
 }
 
 function valueError(message: string): ValueError {

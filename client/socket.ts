@@ -5,7 +5,7 @@
 import type { Transport } from './transport.js';
 import { fromAddress, reprAddress, toAddress, type AddressTuple, type Families } from './address.js';
 import { gaierror, herror, makeOSError, OSError, OverflowError, timeout as TimeoutExc, ValueError } from './errors.js';
-import { pyType, toBytes, toCInt, toInt, toTimeout, toWritable } from './pytypes.js';
+import { notBuffer, pyType, toBytes, toCInt, toInt, toTimeout, toWritable } from './pytypes.js';
 import { fromControlMessage, toControlMessages, type AncConstants, type AncItem } from './ancillary.js';
 import { makefile, type MakefileOptions, type SocketFile } from './makefile.js';
 
@@ -137,11 +137,17 @@ export class Socket {
 
   /** null = blocking, 0 = non-blocking, > 0 = timeout in seconds. */
   settimeout(value: number | null): void {
+    // eslint-disable-next-line prefer-rest-params
+    if (arguments.length !== 1) throw new TypeError(`settimeout() takes exactly one argument (${arguments.length} given)`);
     this.#timeout = toTimeout(value);
   }
 
+  /** setblocking(flag): an int or bool, as 3.4's PyLong_AsLong takes it (a float truncates). */
   setblocking(flag: boolean): void {
-    this.#timeout = flag ? null : 0;
+    // eslint-disable-next-line prefer-rest-params
+    if (arguments.length !== 1) throw new TypeError(`setblocking() takes exactly one argument (${arguments.length} given)`);
+    if (typeof flag !== 'boolean' && typeof flag !== 'number') throw new TypeError(`an integer is required (got type ${pyType(flag)})`);
+    this.#timeout = Math.trunc(Number(flag)) ? null : 0;
   }
 
   async bind(address: AddressTuple): Promise<void> {
@@ -212,7 +218,9 @@ export class Socket {
 
   /** sendto(data, address) or sendto(data, flags, address). */
   async sendto(data: Uint8Array, flagsOrAddress: number | AddressTuple, address?: AddressTuple): Promise<number> {
-    if (flagsOrAddress === undefined) throw new TypeError('sendto() takes 2 or 3 arguments (1 given)');
+    // eslint-disable-next-line prefer-rest-params
+    const given = arguments.length;
+    if (given < 2 || given > 3) throw new TypeError(`sendto() takes 2 or 3 arguments (${given} given)`);
     const handle = this.#check();
     const buf = toBytes(data);
     const [flags, addr] = address === undefined ? [0, flagsOrAddress] : [toCInt(flagsOrAddress), address];
@@ -420,7 +428,7 @@ export class Socket {
     // CPython tries the value as a C int, then as a bytes-like object: a float or an int out of
     // C int range fails the second parse and is reported as not bytes-like.
     const isInt = (typeof value === 'number' && Number.isInteger(value) && value >= -0x80000000 && value <= 0x7fffffff) || typeof value === 'boolean';
-    if (!isInt && !(value instanceof Uint8Array)) throw new TypeError(`a bytes-like object is required, not '${pyType(value)}'`);
+    if (!isInt && !(value instanceof Uint8Array)) throw notBuffer(value);
     await this.#io.call('setSockOpt', {
       handle,
       level: toCInt(level),

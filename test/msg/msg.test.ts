@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { BlockingIOError, OSError, ValueError, type Socket, type SocketModule } from '../../client/index.js';
 import { useDaemon } from '../socket/helpers/fixture.js';
-import { pyRaisesAll, pyValue, raisesLikePython } from '../socket/helpers/py.js';
+import { buffer34, pyRaisesAll, pyValue, raisesLikePython } from '../socket/helpers/py.js';
 import { publicTempDir } from '../helpers/daemon.js';
 
 const fx = useDaemon(test);
@@ -246,11 +246,11 @@ test('bad arguments raise as python3', async (t) => {
   await raisesLikePython(t, () => a.recvmsgInto([Buffer.alloc(1)], -1), ValueError, py.negAncInto);
   await raisesLikePython(t, () => a.recvmsgInto(5 as never), TypeError, py.intoNotIter);
   await raisesLikePython(t, () => a.sendmsg(5 as never), TypeError, py.sendNotIter);
-  await raisesLikePython(t, () => a.sendmsg([5 as never]), TypeError, py.sendNotBytes);
+  await raisesLikePython(t, () => a.sendmsg([5 as never]), TypeError, buffer34(t, py.sendNotBytes));
   await raisesLikePython(t, () => a.sendmsg([Buffer.from('x')], 5 as never), TypeError, py.ancNotIter);
   await raisesLikePython(t, () => a.sendmsg([Buffer.from('x')], [5 as never]), TypeError, py.ancNotTuple);
   await raisesLikePython(t, () => a.sendmsg([Buffer.from('x')], [[1, 2] as never]), TypeError, py.ancShort);
-  await raisesLikePython(t, () => a.sendmsg([Buffer.from('x')], [[1, 2, 3] as never]), TypeError, py.ancData);
+  await raisesLikePython(t, () => a.sendmsg([Buffer.from('x')], [[1, 2, 3] as never]), TypeError, buffer34(t, py.ancData));
   await raisesLikePython(t, () => a.recvmsg(1.5), TypeError, py.floatBuf);
   await a.close();
 });

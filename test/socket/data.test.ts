@@ -3,7 +3,7 @@
 import test from 'ava';
 import { BlockingIOError, BrokenPipeError, OSError, OverflowError, ValueError, timeout as SocketTimeout } from '../../client/index.js';
 import { useDaemon, tcpPair, portOf } from './helpers/fixture.js';
-import { pyRaisesAll, pyValue, raisesLikePython } from './helpers/py.js';
+import { as34, pyRaisesAll, pyValue, raisesLikePython } from './helpers/py.js';
 
 const fx = useDaemon(test);
 
@@ -157,7 +157,7 @@ test('send()/sendall(): counts and a large sendall arriving intact', async (t) =
   for (const s of [c, a, l]) await s.close();
 });
 
-test("send/sendall/sendto with str data raise TypeError \"a bytes-like object is required, not 'str'\"", async (t) => {
+test("send/sendall/sendto with str data raise 3.4's TypeError \"'str' does not support the buffer interface\"", async (t) => {
   const socket = fx.socket();
   const [a, b] = await socket.socketpair();
   await using u = await socket.socket(socket.AF_INET, socket.SOCK_DGRAM);
@@ -167,12 +167,13 @@ test("send/sendall/sendto with str data raise TypeError \"a bytes-like object is
     sendto: "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto('abc', ('127.0.0.1', 9))",
     none: 'a, b = socket.socketpair(); a.send(None)',
   });
-  t.is(py.send?.message, "a bytes-like object is required, not 'str'");
   const str = 'abc' as unknown as Buffer;
-  await raisesLikePython(t, () => a.send(str), TypeError, py.send);
-  await raisesLikePython(t, () => a.sendall(str), TypeError, py.sendall);
-  await raisesLikePython(t, () => u.sendto(str, ['127.0.0.1', 9]), TypeError, py.sendto);
-  await raisesLikePython(t, () => a.send(null as unknown as Buffer), TypeError, py.none);
+  const strIn34 = (e: typeof py.send) => as34(t, e, "a bytes-like object is required, not 'str'", "'str' does not support the buffer interface");
+  await raisesLikePython(t, () => a.send(str), TypeError, strIn34(py.send));
+  await raisesLikePython(t, () => a.sendall(str), TypeError, strIn34(py.sendall));
+  await raisesLikePython(t, () => u.sendto(str, ['127.0.0.1', 9]), TypeError, strIn34(py.sendto));
+  const none = as34(t, py.none, "a bytes-like object is required, not 'NoneType'", "'NoneType' does not support the buffer interface");
+  await raisesLikePython(t, () => a.send(null as unknown as Buffer), TypeError, none);
   await a.close();
   await b.close();
 });
@@ -296,4 +297,17 @@ test('sendto() without an address raises python3\'s TypeError', async (t) => {
   await using u = await socket.socket(socket.AF_INET, socket.SOCK_DGRAM);
   const py = await pyRaisesAll({ one: "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x')" });
   await raisesLikePython(t, () => (u.sendto as (d: Buffer) => Promise<number>)(Buffer.from('x')), TypeError, py.one);
+});
+
+test('sendto() with 1 or 4 arguments: TypeError "sendto() takes 2 or 3 arguments (N given)" as python3', async (t) => {
+  const socket = fx.socket();
+  await using u = await socket.socket(socket.AF_INET, socket.SOCK_DGRAM);
+  const py = await pyRaisesAll({
+    one: "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x')",
+    four: "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', 0, ('127.0.0.1', 9), 1)",
+  });
+  t.is(py.one?.message, 'sendto() takes 2 or 3 arguments (1 given)');
+  const sendto = u.sendto as (...args: unknown[]) => Promise<number>;
+  await raisesLikePython(t, () => sendto.call(u, Buffer.from('x')), TypeError, py.one);
+  await raisesLikePython(t, () => sendto.call(u, Buffer.from('x'), 0, ['127.0.0.1', 9], 1), TypeError, py.four);
 });

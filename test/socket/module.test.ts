@@ -16,7 +16,7 @@ import {
 import { connect } from '../../client/index.js';
 import { withDaemon } from '../helpers/daemon.js';
 import { useDaemon, listener, portOf, deadPort, stillPending, timed } from './helpers/fixture.js';
-import { pyRaises, pyRaisesAll, pyValue, raisesLikePython } from './helpers/py.js';
+import { as34, int34, pyRaises, pyRaisesAll, pyValue, raisesLikePython } from './helpers/py.js';
 
 const fx = useDaemon(test);
 
@@ -62,8 +62,22 @@ test('socket() with bad arguments raises as python3', async (t) => {
     family: "socket.socket('x')",
     unknownFamily: 'socket.socket(12345)',
     badType: 'socket.socket(socket.AF_INET, 12345)',
+    floatType: 'socket.socket(socket.AF_INET, 1.5)',
+    fileno: 'socket.socket(fileno=-1)',
+    short: "socket.create_connection(('127.0.0.1',))",
+    empty: 'socket.create_connection(())',
+    long: "socket.create_connection(('127.0.0.1', 1, 2))",
+    notIterable: 'socket.create_connection(5)',
   });
-  await raisesLikePython(t, () => socket.socket('x' as unknown as number), TypeError, py.family);
+  await raisesLikePython(t, () => socket.socket('x' as unknown as number), TypeError, int34(t, py.family));
+  await raisesLikePython(t, () => socket.socket(socket.AF_INET, 1.5), TypeError, int34(t, py.floatType));
+  // 3.4 refuses INVALID_SOCKET (-1) as fileno with its own message.
+  await raisesLikePython(t, () => socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, -1), ValueError, as34(t, py.fileno, 'negative file descriptor', "can't use invalid socket value"));
+  // create_connection unpacks `host, port = address`: 3.4's unpacking messages.
+  await raisesLikePython(t, () => socket.createConnection(['127.0.0.1'] as unknown as [string, number]), ValueError, as34(t, py.short, 'not enough values to unpack (expected 2, got 1)', 'need more than 1 value to unpack'));
+  await raisesLikePython(t, () => socket.createConnection([] as unknown as [string, number]), ValueError, as34(t, py.empty, 'not enough values to unpack (expected 2, got 0)', 'need more than 0 values to unpack'));
+  await raisesLikePython(t, () => socket.createConnection(['127.0.0.1', 1, 2] as unknown as [string, number]), ValueError, py.long);
+  await raisesLikePython(t, () => socket.createConnection(5 as unknown as [string, number]), TypeError, as34(t, py.notIterable, 'cannot unpack non-iterable int object', "'int' object is not iterable"));
   await raisesLikePython(t, () => socket.socket(12345), OSError, py.unknownFamily);
   t.is(py.unknownFamily?.errno, 97);
   await raisesLikePython(t, () => socket.socket(socket.AF_INET, 12345), OSError, py.badType);
@@ -260,7 +274,7 @@ test('setdefaulttimeout() with bad values raises as python3', async (t) => {
   await raisesLikePython(t, () => socket.setdefaulttimeout(-1), ValueError, py.negative);
   await raisesLikePython(t, () => socket.setdefaulttimeout(NaN), ValueError, py.nan);
   await raisesLikePython(t, () => socket.setdefaulttimeout(Infinity), OverflowError, py.inf);
-  await raisesLikePython(t, () => socket.setdefaulttimeout('1' as unknown as number), TypeError, py.str);
+  await raisesLikePython(t, () => socket.setdefaulttimeout('1' as unknown as number), TypeError, as34(t, py.str, "'str' object cannot be interpreted as an integer", 'a float is required'));
   t.is(socket.getdefaulttimeout(), null);
 });
 

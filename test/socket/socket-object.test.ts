@@ -5,7 +5,7 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { OSError, OverflowError, Socket, ValueError } from '../../client/index.js';
 import { useDaemon, listener, portOf, tcpPair } from './helpers/fixture.js';
-import { pyRaises, pyRaisesAll, pyValue, raisesLikePython } from './helpers/py.js';
+import { as34, buffer34, int34, pyRaises, pyRaisesAll, pyValue, raisesLikePython } from './helpers/py.js';
 
 const fx = useDaemon(test);
 
@@ -230,11 +230,12 @@ test('setsockopt(): overflow, wrong types and kernel refusals raise as python3',
     unknown: 'socket.socket().setsockopt(socket.SOL_SOCKET, 9999, 1)',
     short: "socket.socket().setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b'\\x01')",
   });
-  await raisesLikePython(t, set(2 ** 31), TypeError, py.high);
-  await raisesLikePython(t, set(-(2 ** 31) - 1), TypeError, py.low);
-  await raisesLikePython(t, set('x'), TypeError, py.str);
-  await raisesLikePython(t, set(1.5), TypeError, py.float);
-  await raisesLikePython(t, set(null), TypeError, py.none);
+  // Not a C int, so parsed as bytes: 3.4's "'int' does not support the buffer interface".
+  await raisesLikePython(t, set(2 ** 31), TypeError, buffer34(t, py.high));
+  await raisesLikePython(t, set(-(2 ** 31) - 1), TypeError, buffer34(t, py.low));
+  await raisesLikePython(t, set('x'), TypeError, buffer34(t, py.str));
+  await raisesLikePython(t, set(1.5), TypeError, buffer34(t, py.float));
+  await raisesLikePython(t, set(null), TypeError, buffer34(t, py.none));
   await raisesLikePython(t, () => s.setsockopt(2 ** 31, socket.SO_REUSEADDR, 1), OverflowError, py.level);
   await raisesLikePython(t, () => s.setsockopt(socket.SOL_SOCKET, 9999, 1), OSError, py.unknown);
   await raisesLikePython(t, () => s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, Buffer.from([1])), OSError, py.short);
@@ -281,13 +282,41 @@ test('settimeout(): bad values raise as python3 and leave the timeout unchanged'
     inf: "socket.socket().settimeout(float('inf'))",
     huge: 'socket.socket().settimeout(1e10)',
     str: "socket.socket().settimeout('1')",
+    bytes: "socket.socket().settimeout(b'1')",
+    none: 'socket.socket().settimeout()',
+    two: 'socket.socket().settimeout(1, 2)',
   });
   await raisesLikePython(t, () => s.settimeout(-1), ValueError, py.negative);
   await raisesLikePython(t, () => s.settimeout(NaN), ValueError, py.nan);
   await raisesLikePython(t, () => s.settimeout(Infinity), OverflowError, py.inf);
   await raisesLikePython(t, () => s.settimeout(1e10), OverflowError, py.huge);
-  await raisesLikePython(t, () => s.settimeout('1' as unknown as number), TypeError, py.str);
+  // 3.4 reads the value with PyFloat_AsDouble.
+  await raisesLikePython(t, () => s.settimeout('1' as unknown as number), TypeError, as34(t, py.str, "'str' object cannot be interpreted as an integer", 'a float is required'));
+  await raisesLikePython(t, () => s.settimeout(Buffer.from('1') as unknown as number), TypeError, as34(t, py.bytes, "'bytes' object cannot be interpreted as an integer", 'a float is required'));
+  const call = s.settimeout as (...args: unknown[]) => void;
+  await raisesLikePython(t, () => call.call(s), TypeError, as34(t, py.none, 'socket.settimeout() takes exactly one argument (0 given)', 'settimeout() takes exactly one argument (0 given)'));
+  await raisesLikePython(t, () => call.call(s, 1, 2), TypeError, as34(t, py.two, 'socket.settimeout() takes exactly one argument (2 given)', 'settimeout() takes exactly one argument (2 given)'));
   t.is(s.gettimeout(), 4);
+});
+
+test('setblocking(): None, a str or no argument raise as 3.4 (PyLong_AsLong); a float truncates', async (t) => {
+  const socket = fx.socket();
+  await using s = await socket.socket();
+  const py = await pyRaisesAll({
+    none: 'socket.socket().setblocking(None)',
+    str: "socket.socket().setblocking('1')",
+    missing: 'socket.socket().setblocking()',
+  });
+  const call = s.setblocking as (...args: unknown[]) => void;
+  await raisesLikePython(t, () => call.call(s, null), TypeError, int34(t, py.none));
+  await raisesLikePython(t, () => call.call(s, '1'), TypeError, int34(t, py.str));
+  await raisesLikePython(t, () => call.call(s), TypeError, as34(t, py.missing, 'socket.setblocking() takes exactly one argument (0 given)', 'setblocking() takes exactly one argument (0 given)'));
+  t.is(s.gettimeout(), null, 'unchanged');
+  // 3.4 takes int(0.5) == 0: non-blocking (python3 >= 3.8 warns or refuses a float).
+  call.call(s, 0.5);
+  t.is(s.gettimeout(), 0);
+  call.call(s, 1.5);
+  t.is(s.gettimeout(), null);
 });
 
 test('a timeout too long for a Node timer still waits (3e6 s)', async (t) => {

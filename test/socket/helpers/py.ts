@@ -97,3 +97,25 @@ export async function raisesLikePython(
   const e = caught as Error & { errno?: number | null };
   t.deepEqual({ cls: e?.name, errno: e?.errno ?? null, message: e?.message }, expected!);
 }
+
+/**
+ * Where Python 3.4's message differs from python3's (the seed wins): checks that python3 said
+ * `later` and returns its exception with 3.4's `message`, for raisesLikePython.
+ */
+export function as34(t: ExecutionContext, expected: Raised | null, later: string, message: string): Raised | null {
+  t.is(expected?.message, later, "python3's own (post-3.4) message");
+  return expected && { ...expected, message };
+}
+
+/** python3's "a bytes-like object is required, not 'T'" as 3.4 words it: "'T' does not support the buffer interface". */
+export function buffer34(t: ExecutionContext, expected: Raised | null): Raised | null {
+  const type = /^a bytes-like object is required, not '(\w+)'$/.exec(expected?.message ?? '')?.[1];
+  return as34(t, expected, `a bytes-like object is required, not '${type}'`, `'${type}' does not support the buffer interface`);
+}
+
+/** python3's "'T' object cannot be interpreted as an integer" for a C int ("i") argument, as 3.4 words it. */
+export function int34(t: ExecutionContext, expected: Raised | null): Raised | null {
+  const type = /^'(\w+)' object cannot be interpreted as an integer$/.exec(expected?.message ?? '')?.[1];
+  const message = type === 'float' ? 'integer argument expected, got float' : `an integer is required (got type ${type})`;
+  return as34(t, expected, `'${type}' object cannot be interpreted as an integer`, message);
+}

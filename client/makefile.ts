@@ -126,6 +126,44 @@ export class SocketIO {
     return Buffer.concat(parts);
   }
 
+  /**
+   * io.RawIOBase's readline, as every raw file has it: one byte per read() until b'\n', end of
+   * stream or `limit` bytes. A non-blocking socket with nothing to read raises OSError, as IOBase
+   * does when read() returns None.
+   */
+  async readline(limit = -1): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    while (limit < 0 || parts.length < limit) {
+      const b = await this.read(1);
+      if (b === null) throw new OSError("read() should have returned a bytes object, not 'NoneType'");
+      if (b.length === 0) break;
+      parts.push(b);
+      if (b[0] === 0x0a) break;
+    }
+    return Buffer.concat(parts);
+  }
+
+  /** IOBase.readlines: every line, or lines until their total length exceeds `hint` (> 0). */
+  async readlines(hint = -1): Promise<Buffer[]> {
+    const lines: Buffer[] = [];
+    let total = 0;
+    for await (const line of this) {
+      lines.push(line);
+      total += line.length;
+      if (hint > 0 && total > hint) break;
+    }
+    return lines;
+  }
+
+  /** Line iteration (`for line in f`), ending at end of stream. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<Buffer> {
+    for (;;) {
+      const line = await this.readline();
+      if (line.length === 0) return;
+      yield line;
+    }
+  }
+
   /** Sends b: the count sent, null when a non-blocking socket cannot take any. */
   async write(b: Uint8Array): Promise<number | null> {
     const sock = this.#live();
@@ -269,7 +307,7 @@ export class BufferedReader {
       if (line.length === 0) return lines;
       lines.push(line);
       total += line.length;
-      if (hint > 0 && total >= hint) return lines;
+      if (hint > 0 && total > hint) return lines;
     }
   }
 
@@ -654,7 +692,7 @@ export class TextIOWrapper {
       if (line === '') return lines;
       lines.push(line);
       total += line.length;
-      if (hint > 0 && total >= hint) return lines;
+      if (hint > 0 && total > hint) return lines;
     }
   }
 

@@ -169,3 +169,48 @@ test('a timeout inside a file read leaves the raw file unusable, as SocketIO doe
   await a.close();
   await b.close();
 });
+
+test("makefile('rb', buffering=0): the raw SocketIO has readline, readlines and line iteration, as python3", async (t) => {
+  const socket = fx.socket();
+  const data = [...Buffer.from('one\ntwo\nthree\nfour\nfive')];
+  const py = await pyValue<unknown[]>(
+    `w, r = socket.socketpair(); w.sendall(bytes(${JSON.stringify(data)})); w.close(); f = r.makefile('rb', buffering=0)\n` +
+      'result = [type(f).__name__, f.readline().decode(), f.readline(2).decode(), f.readline().decode(), [l.decode() for l in f.readlines(6)], [l.decode() for l in f], f.readline().decode()]\n' +
+      "w, r = socket.socketpair(); w.sendall(b'a\\nbb\\nccc\\n'); w.close(); f = r.makefile('rb', buffering=0); result.append([l.decode() for l in f.readlines(2)])\n" +
+      "w, r = socket.socketpair(); w.sendall(b'a\\nbb\\nccc\\n'); w.close(); f = r.makefile('rb'); result.append([l.decode() for l in f.readlines(2)])",
+  );
+  t.deepEqual(py, ['SocketIO', 'one\n', 'tw', 'o\n', ['three\n', 'four\n'], ['five'], '', ['a\n', 'bb\n'], ['a\n', 'bb\n']]);
+  const [w, r] = await feed(socket, data);
+  const f = r.makefile('rb', 0) as unknown as import('../../client/makefile.js').SocketIO;
+  const got: unknown[] = [f.constructor.name, (await f.readline()).toString(), (await f.readline(2)).toString(), (await f.readline()).toString()];
+  got.push((await f.readlines(6)).map(String));
+  const rest: string[] = [];
+  for await (const line of f) rest.push(line.toString());
+  got.push(rest, (await f.readline()).toString());
+  await f.close();
+  await r.close();
+  const [, r2] = await feed(socket, [...Buffer.from('a\nbb\nccc\n')]);
+  const f2 = r2.makefile('rb', 0) as unknown as import('../../client/makefile.js').SocketIO;
+  got.push((await f2.readlines(2)).map(String));
+  await f2.close();
+  await r2.close();
+  const [, r3] = await feed(socket, [...Buffer.from('a\nbb\nccc\n')]);
+  const f3 = r3.makefile('rb') as BufferedReader;
+  got.push((await f3.readlines(2)).map(String));
+  await f3.close();
+  await r3.close();
+  t.deepEqual(got, py);
+  void w;
+});
+
+test('readline on a non-blocking raw SocketIO with nothing to read raises OSError, as python3', async (t) => {
+  const socket = fx.socket();
+  const py = await pyRaisesAll({ x: "w, r = socket.socketpair(); r.setblocking(False); r.makefile('rb', buffering=0).readline()" });
+  const [w, r] = await socket.socketpair();
+  r.setblocking(false);
+  const f = r.makefile('rb', 0) as unknown as import('../../client/makefile.js').SocketIO;
+  await raisesLikePython(t, () => f.readline(), OSError, py.x);
+  await f.close();
+  await r.close();
+  await w.close();
+});

@@ -8,7 +8,7 @@ import { Status } from '../../proto/gen/google/rpc/status.js';
 import { ErrorInfo } from '../../proto/gen/google/rpc/error_details.js';
 import { connect, OSError, ValueError, OverflowError } from '../../client/index.js';
 import { Transport } from '../../client/transport.js';
-import { startDaemon, type Daemon } from '../helpers/daemon.js';
+import { startDaemon, until, type Daemon } from '../helpers/daemon.js';
 
 let d: Daemon;
 test.before(async () => {
@@ -88,9 +88,10 @@ test.serial('unknown handles, huge sizes, bad numbers and bad envelopes get clea
   stream.write({ callId: 1 } as CallRequest);
   stream.write({ callId: 2, poll: { entries: [], timeout: 30 } } as CallRequest);
   stream.write({ callId: 2, poll: { entries: [], timeout: 30 } } as CallRequest);
-  await new Promise((r) => setTimeout(r, 300));
+  // Awaited, not slept: the empty call's and the duplicate's refusals, then the cancel's reply.
+  t.true(await until(() => replies.length >= 2, 10_000), 'the empty call and the duplicate were answered');
   stream.write({ callId: 2, cancel: {} } as CallRequest);
-  await new Promise((r) => setTimeout(r, 300));
+  t.true(await until(() => replies.length >= 3, 10_000), 'the cancelled call was answered');
   stream.end();
   const endErr = await ended;
   t.is(endErr, null, String(endErr));
@@ -107,8 +108,7 @@ test.serial('unknown handles, huge sizes, bad numbers and bad envelopes get clea
   await a.sendall(Buffer.from('ok'));
   t.is((await b.recv(2)).toString(), 'ok');
   await socket.disconnect();
-  await new Promise((r) => setTimeout(r, 200));
-  t.true(d.fdCount() <= baseline, `fd count ${d.fdCount()} back to ${baseline}`);
+  t.true(await until(() => d.fdCount() <= baseline, 10_000), `fd count ${d.fdCount()} back to ${baseline}`);
   t.is(d.proc.exitCode, null, 'the daemon is still running');
 });
 

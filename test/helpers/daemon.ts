@@ -166,12 +166,13 @@ export interface RunResult {
  * Runs an ES module source as `nobody` (setpriv) from the world-readable copy of the build,
  * so `import { connect } from 'sockbroker'` resolves to this build. Resolves when it exits.
  */
-export async function runAsNobody(source: string, env: Record<string, string> = {}, timeoutMs = 60_000, netns?: string): Promise<RunResult> {
-  return spawnAsNobody(source, env, timeoutMs, netns).done;
+export async function runAsNobody(source: string, env: Record<string, string> = {}, timeoutMs = 60_000, netns?: string, onStdout?: (soFar: string) => void): Promise<RunResult> {
+  return spawnAsNobody(source, env, timeoutMs, netns, onStdout).done;
 }
 
-/** runAsNobody, also giving the process's pid (every step execs: it is node's) to signal it. */
-export function spawnAsNobody(source: string, env: Record<string, string> = {}, timeoutMs = 60_000, netns?: string): { pid: number; done: Promise<RunResult> } {
+/** runAsNobody, also giving the process's pid (every step execs: it is node's) to signal it;
+ * `onStdout` sees the output so far as it comes (to await a client's "ready" line). */
+export function spawnAsNobody(source: string, env: Record<string, string> = {}, timeoutMs = 60_000, netns?: string, onStdout?: (soFar: string) => void): { pid: number; done: Promise<RunResult> } {
   const world = worldCopy();
   const file = join(world, `nobody-${process.pid}-${Math.random().toString(36).slice(2)}.mjs`);
   writeFileSync(file, source);
@@ -184,7 +185,10 @@ export function spawnAsNobody(source: string, env: Record<string, string> = {}, 
   });
   let stdout = '';
   let stderr = '';
-  proc.stdout!.on('data', (d) => (stdout += d));
+  proc.stdout!.on('data', (d) => {
+    stdout += d;
+    onStdout?.(stdout);
+  });
   proc.stderr!.on('data', (d) => (stderr += d));
   const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
   const done = (async () => {

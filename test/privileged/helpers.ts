@@ -11,9 +11,19 @@ export function policyFile(yaml: string): string {
   return file;
 }
 
-/** Runs an ES module as nobody in `netns`; resolves to the JSON its last stdout line holds. */
-export async function nobodyIn(netns: string, address: string, source: string, env: Record<string, string> = {}): Promise<any> {
-  const r = await runAsNobody(source, { SOCKBROKER_ADDRESS: address, ...env }, 60_000, netns);
+/**
+ * Runs an ES module as nobody in `netns`; resolves to the JSON its last stdout line holds.
+ * `ready` is called once the client prints a line "ready".
+ */
+export async function nobodyIn(netns: string, address: string, source: string, env: Record<string, string> = {}, ready?: () => void): Promise<any> {
+  let said = false;
+  const onStdout = (soFar: string): void => {
+    if (!said && /^ready$/m.test(soFar)) {
+      said = true;
+      ready?.();
+    }
+  };
+  const r = await runAsNobody(source, { SOCKBROKER_ADDRESS: address, ...env }, 60_000, netns, onStdout);
   if (r.code !== 0) throw new Error(`nobody client exited ${r.code}: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
@@ -29,3 +39,10 @@ const probe = async (name, fn) => {
 };
 const done = async () => { await socket.disconnect(); console.log(JSON.stringify(out)); };
 `;
+
+/** A client's "ready" line: the callback to give nobodyIn and the promise it resolves. */
+export function readyLine(): { ready: () => void; isReady: Promise<void> } {
+  let ready: () => void = () => undefined;
+  const isReady = new Promise<void>((resolve) => (ready = resolve));
+  return { ready, isReady };
+}

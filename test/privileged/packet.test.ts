@@ -3,8 +3,10 @@
 // socket whose grant names one interface never sees another's frames.
 import test from 'ava';
 import { createTestNet, type TestNet } from '../helpers/netns.js';
-import { withDaemon } from '../helpers/daemon.js';
-import { PRELUDE, nobodyIn, policyFile } from './helpers.js';
+import { withDaemon, publicTempDir } from '../helpers/daemon.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PRELUDE, nobodyIn, policyFile, readyLine } from './helpers.js';
 
 let net: TestNet;
 test.before(() => {
@@ -79,12 +81,14 @@ rules:
   await withDaemon(async (d) => {
     const script = `${PRELUDE}
 const all = await socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3));
-all.settimeout(0.5);
+all.settimeout(30);
 console.log('ready');
+// Until the p1 frame, sent after all of the a0 traffic, arrives.
 const seen = [];
-const end = Date.now() + 4000;
-while (Date.now() < end) {
-  try { const [, addr] = await all.recvfrom(2048); seen.push(addr[0]); } catch (e) { if (!(e instanceof socket.timeout)) throw e; }
+for (;;) {
+  const [, addr] = await all.recvfrom(2048);
+  seen.push(addr[0]);
+  if (addr[0] === 'p1') break;
 }
 out.seen = [...new Set(seen)];
 out.count = seen.length;
@@ -92,8 +96,9 @@ await probe('escape', () => all.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODE
 await probe('send', () => all.sendto(Buffer.alloc(60), ['a0', 3]));
 await done();
 `;
-    const client = nobodyIn(net.a, d.address, script);
-    await new Promise((r) => setTimeout(r, 1500));
+    const { ready, isReady } = readyLine();
+    const client = nobodyIn(net.a, d.address, script, {}, ready);
+    await Promise.race([isReady, client]);
     net.exec(net.a, 'python3', '-c', "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(3):\n    s.sendto(b'on a0', ('198.51.100.2', 9)); time.sleep(0.2)");
     net.exec(net.a, 'python3', '-c', `
 import socket
@@ -119,7 +124,10 @@ const rx = await socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons
 await rx.bind(['p1', ETH]);
 await rx.setsockopt(socket.SOL_PACKET, socket.PACKET_IGNORE_OUTGOING, 1);
 await probe('promisc', () => rx.setsockopt(socket.SOL_PACKET, socket.PACKET_ADD_MEMBERSHIP, mreq(p1, socket.PACKET_MR_PROMISC)));
-await new Promise((r) => setTimeout(r, 3000)); // the test reads the promiscuity count meanwhile
+// The test reads the promiscuity count now, then creates the GO file.
+console.log('ready');
+const { existsSync } = await import('node:fs');
+while (!existsSync(process.env.GO)) await new Promise((r) => setTimeout(r, 20));
 const tx = await socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0);
 // A cooked send: the kernel builds the Ethernet header from the address tuple.
 await tx.sendto(Buffer.from('cooked payload'), ['p0', ETH, 0, 1, mac(process.env.P1)]);
@@ -136,15 +144,18 @@ rules:
       promiscuous: ${promiscuous}
 `);
   await withDaemon(async (d) => {
-    const out = await nobodyIn(net.a, d.address, script, { P1: net.mac.p1! });
+    const out = await nobodyIn(net.a, d.address, script, { P1: net.mac.p1!, GO: '/' });
     t.like(out.promisc, { error: 'PermissionError', errno: 1 });
     t.deepEqual(out.cooked, { ok: { data: 'cooked payload', from: 'p1', proto: ETHERTYPE + 1, pkttype: 0 } });
   }, { netns: net.a, args: ['--config', grant(false)] });
   await withDaemon(async (d) => {
     const before = net.promiscuity('p1');
-    const client = nobodyIn(net.a, d.address, script, { P1: net.mac.p1! });
-    await new Promise((r) => setTimeout(r, 2500));
+    const go = join(publicTempDir('sb-go-'), 'go');
+    const { ready, isReady } = readyLine();
+    const client = nobodyIn(net.a, d.address, script, { P1: net.mac.p1!, GO: go }, ready);
+    await Promise.race([isReady, client]);
     const during = net.promiscuity('p1');
+    writeFileSync(go, '');
     const out = await client;
     t.deepEqual(out.promisc, {});
     t.is(during, before + 1, 'the membership made p1 promiscuous');

@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { withDaemon, runAsNobody, publicTempDir } from '../helpers/daemon.js';
+import { withDaemon, runAsNobody, publicTempDir, until } from '../helpers/daemon.js';
 
 /** A root python3 Unix server: prints 'ready', then for each connection the peer's uid. */
 function peercredServer(path: string): { proc: ChildProcess; ready: Promise<void>; uids: () => number[] } {
@@ -88,7 +88,10 @@ import time; time.sleep(120)
         TAKEN_PORT: portLine.toString().trim(),
       });
       t.is(r.code, 0, r.stderr);
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      // Awaited, not slept: the denials' audit lines (9 by default), or the granted path's
+      // server reporting its peer's uid.
+      const settled = grantUnix ? () => priv.uids().length + pub.uids().length > 0 : () => d.logs.filter((l) => l.includes('"event":"policy.deny"')).length >= 9;
+      t.true(await until(settled, 10_000), 'the daemon and the test servers caught up');
       return { out: JSON.parse(r.stdout.trim().split('\n').pop()!), uids: [...priv.uids(), ...pub.uids()], logs: d.logs };
     }, grantUnix ? { args: ['--config', policy] } : {});
   } finally {

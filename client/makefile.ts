@@ -14,6 +14,8 @@ export interface FileSocket {
   send(data: Uint8Array, flags?: number): Promise<number>;
   sendall(data: Uint8Array, flags?: number): Promise<void>;
   _increfSocketIOs(): void;
+  /** Reads of the file go through the socket's read-ahead from the start (optional: see client/socket.ts). */
+  _preferBulk?(): void;
   _decrefSocketIOs(): Promise<void>;
 }
 
@@ -58,6 +60,7 @@ export class SocketIO {
     this.#writing = mode.includes('w');
     this.mode = mode + 'b';
     sock._increfSocketIOs();
+    if (this.#reading) sock._preferBulk?.();
   }
 
   get closed(): boolean {

@@ -327,6 +327,8 @@ class SocketModuleImpl {
    */
   async poll(sockets: Array<Socket | number>, events: number | number[] = POLL.POLLIN, timeout: number | null = null): Promise<Array<[Socket | number, number]>> {
     const asked = toTimeout(timeout);
+    // A socket reading ahead holds bytes the broker's poll must see: they go back first.
+    await Promise.all(sockets.map((s) => (typeof s === 'number' ? undefined : s._quiesce())));
     const entries = sockets.map((s, i) => ({
       handle: typeof s === 'number' ? toInt(s) : s.fileno(),
       events: toInt(Array.isArray(events) ? events[i] : events),

@@ -8,6 +8,7 @@ import { gaierror, herror, makeOSError, OSError, OverflowError, timeout as Timeo
 import { notBuffer, pyType, toBytes, toCInt, toInt, toTimeout, toWritable } from './pytypes.js';
 import { fromControlMessage, toControlMessages, type AncConstants, type AncItem } from './ancillary.js';
 import { makefile, type MakefileOptions, type SocketFile } from './makefile.js';
+import { BulkChannel } from './bulk.js';
 
 /** What a socket needs from its module. */
 export interface ModuleContext {
@@ -33,6 +34,10 @@ const EWOULDBLOCK = 11; // what connect_ex returns on a timeout, as CPython does
 const SOCK_RAW = 3;
 /** Packets a sniffer socket's recv asks the broker to read ahead (the broker's batch is 64; 0 = off). */
 const READ_AHEAD = Math.max(0, Math.min(63, Number(globalThis.process?.env?.SOCKBROKER_SNIFFER_READ_AHEAD ?? 63) || 0));
+/** A recv at least this large counts towards the pattern that starts the read-ahead. */
+const BULK_READ_MIN = 64 * 1024;
+/** Consecutive large recv calls after which the socket reads ahead on its Data stream. */
+const BULK_READ_AFTER = 2;
 
 /** The longest socket timeout (s) whose client deadline (timeout + margin) fits a Node timer;
  * beyond it the client sets no deadline of its own and relies on the broker's. */
@@ -67,12 +72,22 @@ export class Socket {
   readonly #inflight = new Set<Promise<unknown>>();
   #inflightBytes = 0;
   #deferred: Error | null = null;
+  /** Pipelined sendall calls on the Data stream: later sends on the Call stream wait for them. */
+  #bulkSending = 0;
   /** Cancels the reads in flight when a pipelined sendall fails. */
   #reads = new AbortController();
   #laddr: AddressTuple | null = null;
   #raddr: AddressTuple | null = null;
   /** A sniffer socket's packets read ahead (at most READ_AHEAD; close discards them as the kernel would). */
   #ahead: Array<{ data: Buffer; address?: import('../proto/gen/sockbroker/v1/address.js').Address }> = [];
+  /** Was connected once (reads after shutdown(SHUT_WR) may still go through the Data stream). */
+  #everConnected = false;
+  /** The socket's Data stream (client/bulk.ts): undefined until first needed, null if refused. */
+  #bulk: BulkChannel | null | undefined;
+  #bulkOpening: Promise<BulkChannel | null> | undefined;
+  /** Consecutive large recv calls; makefile() reads ahead at once. */
+  #largeReads = 0;
+  #preferBulk = false;
   readonly family: number;
   readonly type: number;
   readonly proto: number;
@@ -104,6 +119,7 @@ export class Socket {
   /** @internal Marks a socket born connected (accept, socketpair). */
   markConnected(): this {
     this.#connected = true;
+    this.#everConnected = true;
     return this;
   }
 
@@ -181,6 +197,7 @@ export class Socket {
     sock.#laddr = fromAddress(res.local);
     sock.#raddr = fromAddress(res.address);
     sock.#connected = true;
+    sock.#everConnected = true;
     return [sock, fromAddress(res.address)];
   }
 
@@ -194,6 +211,7 @@ export class Socket {
     this.#laddr = fromAddress(res.local);
     this.#raddr = fromAddress(res.peer);
     this.#connected = true;
+    this.#everConnected = true;
   }
 
   /** connect() that returns the errno (0 on success) instead of raising it. */
@@ -211,6 +229,7 @@ export class Socket {
 
   async send(data: Uint8Array, flags = 0): Promise<number> {
     const handle = this.#check();
+    await this.#afterBulkSends();
     const buf = toBytes(data);
     const res = await this.#io.call('send', { handle, data: buf, flags: toCInt(flags), timeout: this.#mode }, this.#deadline);
     return res.sent;
@@ -222,6 +241,7 @@ export class Socket {
     const given = arguments.length;
     if (given < 2 || given > 3) throw new TypeError(`sendto() takes 2 or 3 arguments (${given} given)`);
     const handle = this.#check();
+    await this.#afterBulkSends();
     const buf = toBytes(data);
     const [flags, addr] = address === undefined ? [0, flagsOrAddress] : [toCInt(flagsOrAddress), address];
     const res = await this.#io.call(
@@ -245,6 +265,7 @@ export class Socket {
     const handle = this.#check();
     const buf = toBytes(data);
     const f = toCInt(flags);
+    await this.#afterBulkSends();
     if (this.#pipelinable(buf.length)) {
       while (this.#inflightBytes + buf.length > PIPELINE_WINDOW) {
         this.#m.transport.requestAck();
@@ -257,13 +278,7 @@ export class Socket {
       this.#inflightBytes += size;
       const tracked: Promise<unknown> = call.then(
         () => undefined,
-        (err: Error) => {
-          this.#deferred ??= err;
-          // A read already waiting on this socket would otherwise wait for data that was never
-          // sent: it fails with the sendall's error too.
-          this.#reads.abort(err);
-          this.#reads = new AbortController();
-        },
+        (err: Error) => this.#failLate(err),
       ).finally(() => {
         this.#inflight.delete(tracked);
         this.#inflightBytes -= size;
@@ -272,6 +287,26 @@ export class Socket {
       return;
     }
     await this.#settled();
+    if (buf.length > PIPELINE_MAX && this.#connected && this.#timeout !== 0 && this.#tcp()) {
+      const ch = await this.#channel();
+      if (ch && !ch.broken) {
+        const { queued, done } = ch.sendall(buf, f, this.#timeout);
+        // A timeout must be raised by this call itself: wait for the broker.
+        if (this.#timeout !== null) return done;
+        // Blocking mode pipelines as the small sendall does (see above), within the stream's window.
+        await queued;
+        this.#bulkSending++;
+        const tracked: Promise<unknown> = done.then(
+          () => undefined,
+          (err: Error) => this.#failLate(err),
+        ).finally(() => {
+          this.#inflight.delete(tracked);
+          this.#bulkSending--;
+        });
+        this.#inflight.add(tracked);
+        return;
+      }
+    }
     const step = this.#m.maxSendBytes;
     let offset = 0;
     do {
@@ -281,9 +316,23 @@ export class Socket {
     } while (offset < buf.length);
   }
 
+  /** A pipelined sendall failed: the next call raises its error. */
+  #failLate(err: Error): void {
+    this.#deferred ??= err;
+    // A read already waiting on this socket would otherwise wait for data that was never
+    // sent: it fails with the sendall's error too.
+    this.#reads.abort(err);
+    this.#reads = new AbortController();
+  }
+
   #pipelinable(size: number): boolean {
     // A handed-off socket's send is a syscall here: nothing to pipeline.
     return this.#io === this.#m.transport && this.#connected && this.#timeout === null && size <= Math.min(PIPELINE_MAX, this.#m.maxSendBytes) && (this.type & 0xf) === SOCK_STREAM;
+  }
+
+  /** A send on the Call stream could overtake a pipelined sendall on the Data stream: it waits. */
+  async #afterBulkSends(): Promise<void> {
+    if (this.#bulkSending > 0) await this.#settled();
   }
 
   /** Waits for pipelined sends, then raises the error one of them left, if any. */
@@ -295,11 +344,64 @@ export class Socket {
     this.#check();
   }
 
+  /** A TCP socket on the broker: one that may have a Data stream. */
+  #tcp(): boolean {
+    const { AF_INET, AF_INET6 } = this.#m.families;
+    // A handed-off socket is already native here: no stream to add.
+    return !this._handedOff && (this.family === AF_INET || this.family === AF_INET6) && (this.type & 0xf) === SOCK_STREAM;
+  }
+
+  /** The Data stream, opened on first use; null when the broker refuses one. */
+  async #channel(): Promise<BulkChannel | null> {
+    if (this.#bulk !== undefined) return this.#bulk;
+    this.#bulkOpening ??= BulkChannel.open(this.#m.transport, this.#handle, this.#m.maxSendBytes).then((ch) => {
+      if (this.#closed) ch?.close(badf());
+      return (this.#bulk = this.#closed ? null : ch);
+    });
+    return this.#bulkOpening;
+  }
+
+  /** Before any read that is not the read-ahead's: it stops, and gives back what it holds. */
+  async #quiesce(): Promise<void> {
+    if (this.#bulk?.active) await this.#bulk.quiesce();
+  }
+
+  /**
+   * recv(n) through the read-ahead, once the socket shows a pattern of large reads (or makefile
+   * reads it); null = use the Call stream. Flags, non-blocking mode or recv(0) never read ahead.
+   */
+  async #bulkRecv(n: number, flags: number): Promise<Buffer | null> {
+    if (flags !== 0 || n === 0 || this.#timeout === 0 || !this.#everConnected || !this.#tcp()) {
+      await this.#quiesce();
+      return null;
+    }
+    if (!this.#bulk?.active && !this.#preferBulk) {
+      if (n < BULK_READ_MIN) this.#largeReads = 0;
+      else this.#largeReads++;
+      if (this.#largeReads < BULK_READ_AFTER || this.#bulk?.finished) return null;
+    }
+    const ch = await this.#channel();
+    if (!ch) return null;
+    return ch.recv(n, this.#timeout, this.#reads.signal);
+  }
+
+  /** @internal makefile(): the file's reads go through the read-ahead from the start. */
+  _preferBulk(): void {
+    this.#preferBulk = true;
+  }
+
+  /** @internal Before poll/select looks at this socket: the read-ahead gives back what it holds. */
+  async _quiesce(): Promise<void> {
+    if (!this.#closed) await this.#quiesce();
+  }
+
   async recv(bufsize: number, flags = 0): Promise<Buffer> {
     const handle = this.#check();
     const n = this.#bufsize(bufsize, 'recv');
     const f = toCInt(flags);
     if (this.#sniffer && f === 0 && READ_AHEAD) return (await this.#sniffed(handle, n)).data;
+    const bulk = await this.#bulkRecv(n, f);
+    if (bulk) return bulk;
     const res = await this.#io.call('recv', { handle, bufsize: n, flags: f, wantAddress: false, timeout: this.#mode }, this.#deadline, this.#reads.signal);
     return res.data;
   }
@@ -312,6 +414,7 @@ export class Socket {
       const p = await this.#sniffed(handle, n);
       return [p.data, fromAddress(p.address)];
     }
+    await this.#quiesce();
     const res = await this.#io.call('recv', { handle, bufsize: n, flags: f, wantAddress: true, timeout: this.#mode }, this.#deadline, this.#reads.signal);
     return [res.data, fromAddress(res.address)];
   }
@@ -360,6 +463,13 @@ export class Socket {
     }
     n = Math.min(n, this.#m.maxRecvBytes);
     const f = toCInt(flags);
+    if (!wantAddress && !this.#sniffer) {
+      const bulk = await this.#bulkRecv(n, f);
+      if (bulk) {
+        bulk.copy(target, 0);
+        return [bulk.length, null];
+      }
+    } else await this.#quiesce();
     const res = this.#sniffer && f === 0 && READ_AHEAD
       ? await this.#sniffed(handle, n)
       : await this.#io.call('recv', { handle, bufsize: n, flags: f, wantAddress, timeout: this.#mode }, this.#deadline, this.#reads.signal);
@@ -376,6 +486,7 @@ export class Socket {
 
   async shutdown(how: number): Promise<void> {
     const handle = this.#check();
+    await this.#afterBulkSends();
     // CPython reads `how` with _PyLong_AsInt, whose overflow message differs from the "i" format's.
     const h = toInt(how);
     if (h > 0x7fffffff || h < -0x80000000) throw new OverflowError('Python int too large to convert to C int');
@@ -392,8 +503,13 @@ export class Socket {
     if (this.#closed) return;
     this.#userClosed = true;
     if (this.#ioRefs > 0) return;
+    // Bytes of a pipelined sendall go out before the close (its error, if any, is dropped as a
+    // late write error is by close(2)).
+    while (this.#bulkSending > 0) await Promise.race(this.#inflight);
+    if (this.#closed) return;
     this.#closed = true;
     this.#ahead = [];
+    this.#bulk?.close(badf());
     await this.#io.call('close', { handle: this.#handle });
   }
 
@@ -448,6 +564,7 @@ export class Socket {
    */
   async sendmsg(buffers: Iterable<Uint8Array>, ancdata: Iterable<AncItem> = [], flags = 0, address: AddressTuple | null = null): Promise<number> {
     const handle = this.#check();
+    await this.#afterBulkSends();
     if (buffers === null || typeof buffers !== 'object' || !(Symbol.iterator in buffers)) throw new TypeError('sendmsg() argument 1 must be an iterable');
     const bufs = [...buffers].map((b) => toBytes(b));
     const anc = toControlMessages(ancdata, this.#anc);
@@ -486,12 +603,14 @@ export class Socket {
     const anc = toInt(ancbufsize);
     if (anc < 0) throw new ValueError('invalid ancillary data buffer length');
     const req = { handle, bufsize: Math.min(bufsize, this.#m.maxRecvBytes), ancbufsize: anc, flags: toCInt(flags), timeout: this.#mode };
+    await this.#quiesce();
     return this.#io.call('recvMsg', req, this.#deadline);
   }
 
   /** dup(): a new socket object on a new handle for the same socket (non-inheritable). */
   async dup(): Promise<Socket> {
     const handle = this.#check();
+    await this.#quiesce();
     const res = await this.#io.call('dup', { handle });
     const s = new Socket(this.#m, res.handle, this.family, this.type, this.proto, this.#timeout, this.#io);
     s.#connected = this.#connected;
@@ -507,8 +626,11 @@ export class Socket {
   async detach(): Promise<number> {
     if (this.#closed) return -1;
     const handle = this.#check();
+    await this.#quiesce();
+    await this.#afterBulkSends();
     await this.#io.call('detach', { handle });
     this.#closed = true;
+    this.#bulk?.close(badf());
     this.#userClosed = true;
     return handle;
   }
@@ -534,6 +656,7 @@ export class Socket {
     const handle = this.#check();
     const pid = toInt(processId);
     if (pid < 0 || pid > 0xffffffff) throw new OverflowError('Python int too large to convert to C unsigned long');
+    await this.#quiesce();
     const res = await this.#io.call('share', { handle, pid: pid > 0x7fffffff ? -1 : pid });
     return Buffer.from(res.token);
   }

@@ -3,7 +3,8 @@
 // rest. Deals in plain request/response messages; the socket module is built on top.
 import * as grpc from '@grpc/grpc-js';
 import { SessionServiceClient, type GetModuleInfoResponse } from '../proto/gen/sockbroker/v1/session.js';
-import { SocketServiceClient, type CallRequest, type CallResponse } from '../proto/gen/sockbroker/v1/socket.js';
+import { SocketServiceClient, type CallRequest, type CallResponse, type DataRequest, type DataResponse } from '../proto/gen/sockbroker/v1/socket.js';
+import { decodeDataResponse, encodeDataRequest } from '../proto/codec/data.js';
 import { NetdbServiceClient, type GetAddrInfoRequest, type GetAddrInfoResponse } from '../proto/gen/sockbroker/v1/netdb.js';
 import { fromServiceError, fromStatus, SessionLostError, timeout as TimeoutExc } from './errors.js';
 
@@ -51,6 +52,8 @@ export class Transport {
   readonly #pending = new Map<number, Pending>();
   /** ack_only calls not yet acknowledged, in increasing call_id order. */
   readonly #ackOnly: number[] = [];
+  /** Open Data streams: cancelled when the transport closes. */
+  readonly #data = new Set<grpc.ClientDuplexStream<DataRequest | Buffer, DataResponse>>();
   #stream!: grpc.ClientDuplexStream<CallRequest, CallResponse>;
   #nextId = 1;
   #lost: Error | undefined;
@@ -200,6 +203,17 @@ export class Transport {
     p.reject(reason);
   }
 
+  /** A new Data stream (a socket's bulk stream), with the hand-written codec of its hot messages. */
+  dataStream(): grpc.ClientDuplexStream<DataRequest | Buffer, DataResponse> {
+    if (this.#lost) throw this.#lost;
+    if (this.#closed) throw new SessionLostError('sockbroker: connection closed');
+    const call = this.#socketClient.makeBidiStreamRequest<DataRequest | Buffer, DataResponse>('/sockbroker.v1.SocketService/Data', encodeDataRequest, decodeDataResponse, this.#metadata);
+    this.#data.add(call);
+    const forget = (): void => void this.#data.delete(call);
+    call.once('close', forget).once('error', forget);
+    return call;
+  }
+
   #unary<T>(start: (cb: (err: grpc.ServiceError | null, res: T) => void) => void): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       start((err, res) => (err ? reject(fromServiceError(err)) : resolve(res)));
@@ -238,6 +252,8 @@ export class Transport {
     }
     this.#closed = true;
     this.#stream.end();
+    for (const call of this.#data) call.cancel();
+    this.#data.clear();
     for (const p of this.#pending.values()) {
       clearTimeout(p.timer);
       p.unlisten?.();

@@ -21,6 +21,8 @@ export class SocketEntry {
   /** Data read but not delivered (cancelled call, broken stream); drained by the next read. */
   readonly unread: Buffer[] = [];
   unreadBytes = 0;
+  /** An error a read-ahead met and its client did not deliver: the next read raises it once `unread` is drained. */
+  pendingError?: unknown;
   /** Keeps send/sendto/sendall on this socket in arrival order. */
   readonly writes = new FifoLock();
   /** Set for sockets with link-level confinement or emulation (see link-ops.ts). */
@@ -41,9 +43,14 @@ export class SocketEntry {
     this.unreadBytes += data.length;
   }
 
-  /** Takes up to `n` buffered bytes (without removing them when `peek`). */
+  /** Takes up to `n` buffered bytes (without removing them when `peek`); with none, raises a pending error. */
   take(n: number, peek: boolean): Buffer | null {
-    if (this.unreadBytes === 0) return null;
+    if (this.unreadBytes === 0) {
+      const err = this.pendingError;
+      if (err === undefined) return null;
+      if (!peek) this.pendingError = undefined;
+      throw err;
+    }
     const all = this.unread.length === 1 ? this.unread[0]! : Buffer.concat(this.unread);
     const out = Buffer.from(all.subarray(0, n));
     if (!peek) {

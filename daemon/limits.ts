@@ -27,6 +27,10 @@ export interface Limits {
   maxCmsgFds: number;
   /** Largest recvmsg ancbufsize, and largest raw ancillary item, bytes. */
   maxAncBufSize: number;
+  /** Window per direction of one Data (bulk) stream, bytes: the most it buffers each way. */
+  dataWindowBytes: number;
+  /** Default buffered_bytes quota: the most one session's Data streams buffer together (each reserves two windows). */
+  maxBufferedBytes: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -42,6 +46,8 @@ export const DEFAULT_LIMITS: Limits = {
   maxAncdata: 64,
   maxCmsgFds: 253,
   maxAncBufSize: 64 * 1024,
+  dataWindowBytes: 4 << 20,
+  maxBufferedBytes: 64 << 20,
 };
 
 /** The quotas of an identity no rule raises, from the broker-wide limits. */
@@ -50,7 +56,7 @@ export function defaultQuotas(limits: Limits): Quotas {
     socketsPerSession: limits.maxSockets,
     sessionsPerIdentity: limits.maxSessionsPerIdentity,
     bytesPerCall: limits.maxSendBytes,
-    bufferedBytes: limits.maxRecvBytes,
+    bufferedBytes: limits.maxBufferedBytes,
     ...CAPTURE_QUOTA_DEFAULTS,
   };
 }

@@ -22,6 +22,8 @@ import { MsgOps } from './msg-ops.js';
 import { HandleOps } from './handle-ops.js';
 import { IoctlOps } from './ioctl-ops.js';
 import { callStream, tolerantStreams, unary, Peers, type Peer } from './rpc.js';
+import { dataStream } from './data-stream.js';
+import { decodeDataRequest, encodeDataResponse } from '../proto/codec/data.js';
 import { sessionService } from './session-service.js';
 import { Handoff } from './handoff.js';
 import { netdbService } from './netdb-service.js';
@@ -237,9 +239,15 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     fromShare: u('fromShare'),
     ioctl: u('ioctl'),
     call: callStream(sessions, peers, log, limits.maxPendingCalls, handlers, live),
+    data: dataStream({ sessions, peers, log, ops, window: limits.dataWindowBytes, live }) as any,
+  };
+  // The Data stream's hot messages use the hand-written codec (proto/codec/data.ts).
+  const socketDefinition = {
+    ...SocketServiceService,
+    data: { ...SocketServiceService.data, requestDeserialize: decodeDataRequest, responseSerialize: encodeDataResponse },
   };
   server.addService(tolerantStreams(SessionServiceService), sessionService({ sessions, peers, limits, log, netns, policy: () => broker.policy, live }) as any);
-  server.addService(tolerantStreams(SocketServiceService), socketService as any);
+  server.addService(tolerantStreams(socketDefinition), socketService as any);
   server.addService(captureServiceDefinition, captureService({ sessions, peers, reactor, netns, log, policy: () => broker.policy, live }) as any);
   server.addService(NetdbServiceService, netdbService(peers, { policy: () => broker.policy, log, netns }) as any);
   server.addService(AdminServiceService, adminService(sessions, peers, log) as any);

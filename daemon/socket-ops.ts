@@ -617,7 +617,7 @@ export class SocketOps {
     const revents = live.length ? libc.poll(live.map((l) => ({ fd: l.entry.fd, events: l.events })), 0) : [];
     live.forEach((l, i) => {
       let ev = revents[i] ?? 0;
-      if (l.entry.unreadBytes > 0 && l.events & os.POLLIN) ev |= os.POLLIN;
+      if ((l.entry.unreadBytes > 0 || l.entry.pendingError !== undefined) && l.events & os.POLLIN) ev |= os.POLLIN;
       if (ev) ready.push({ handle: l.handle, events: ev });
     });
     return ready;

@@ -855,6 +855,142 @@ export interface CallResponse {
   error?: Status | undefined;
 }
 
+/** DataRequest is one message from the client on a Data stream. */
+export interface DataRequest {
+  /** The first message: which socket the stream carries. */
+  open?:
+    | DataOpen
+    | undefined;
+  /** Bytes of a sendall, sent within the send window the daemon granted. */
+  write?:
+    | DataWrite
+    | undefined;
+  /** More read-ahead credit; also (re)starts reading ahead after a pause. */
+  credit?:
+    | DataCredit
+    | undefined;
+  /** Stop reading ahead: answered by `paused` after the last chunk read before it. */
+  pause?:
+    | DataPause
+    | undefined;
+  /**
+   * Bytes the client received here but did not deliver: they go back to the front of the
+   * socket's unread buffer, which every read drains first. Answered by `given_back`.
+   */
+  giveBack?: DataGiveBack | undefined;
+}
+
+/** DataOpen names the socket of a Data stream. */
+export interface DataOpen {
+  /** Socket handle (a connected SOCK_STREAM socket of AF_INET or AF_INET6). */
+  handle: number;
+}
+
+/** DataWrite is one chunk of a sendall. */
+export interface DataWrite {
+  /** Client-chosen id of the sendall this chunk belongs to; increases with each sendall. */
+  sendallId: number;
+  /** The bytes, in order; at most the bytes_per_call quota. */
+  data: Buffer;
+  /** True on the sendall's last chunk: `sent` (or `send_error`) answers once everything is sent. */
+  last: boolean;
+  /** MSG_* flags, taken from the sendall's first chunk. */
+  flags: number;
+  /** Timeout in seconds for the whole sendall (from its first chunk); unset = blocking. */
+  timeout?: number | undefined;
+}
+
+/** DataCredit grants the other side more bytes to send. */
+export interface DataCredit {
+  /** Bytes. */
+  bytes: number;
+}
+
+/** DataPause stops the read-ahead; the daemon's remaining credit is dropped. */
+export interface DataPause {
+}
+
+/** DataGiveBack returns undelivered read-ahead bytes to the socket. */
+export interface DataGiveBack {
+  /** The bytes, in the order they were received; at most what was sent and not yet given back. */
+  data: Buffer;
+  /**
+   * True when the client also did not deliver the read-ahead's end (`read_end`): an error it
+   * carried is raised by the socket's next read once the bytes are drained.
+   */
+  end: boolean;
+}
+
+/** DataResponse is one message from the daemon on a Data stream. */
+export interface DataResponse {
+  /** The stream is open. */
+  opened?:
+    | DataOpened
+    | undefined;
+  /** Read-ahead bytes, in order, within the client's credit. */
+  chunk?:
+    | Buffer
+    | undefined;
+  /** Send window returned: bytes of sendall chunks written to the kernel or discarded. */
+  credit?:
+    | DataCredit
+    | undefined;
+  /** A sendall completed. */
+  sent?:
+    | DataSent
+    | undefined;
+  /** A sendall failed; its later chunks are discarded (their window returned). */
+  sendError?:
+    | DataSendError
+    | undefined;
+  /** The read-ahead ended (no chunk follows): end of stream, or the error the read raised. */
+  readEnd?:
+    | DataReadEnd
+    | undefined;
+  /** Answer to `pause`: no chunk follows until new credit. */
+  paused?:
+    | DataPaused
+    | undefined;
+  /** Answer to `give_back`: the bytes are in the socket's unread buffer. */
+  givenBack?: DataGivenBack | undefined;
+}
+
+/** DataOpened answers the stream's `open`. */
+export interface DataOpened {
+  /** Bytes of sendall chunks the client may have sent and not yet had returned as credit. */
+  sendWindow: number;
+  /** Most read-ahead credit the client may have outstanding, bytes. */
+  recvWindow: number;
+}
+
+/** DataSent reports a completed sendall. */
+export interface DataSent {
+  /** The sendall's id. */
+  sendallId: number;
+}
+
+/** DataSendError reports a failed sendall. */
+export interface DataSendError {
+  /** The sendall's id. */
+  sendallId: number;
+  /** The error, as a unary call would carry it. */
+  error?: Status | undefined;
+}
+
+/** DataReadEnd ends the read-ahead. */
+export interface DataReadEnd {
+  /** The read's error; unset = end of stream (recv returned 0 bytes). */
+  error?: Status | undefined;
+}
+
+/** DataPaused answers `pause`. */
+export interface DataPaused {
+}
+
+/** DataGivenBack answers `give_back`. */
+export interface DataGivenBack {
+}
+
 function createBaseCreateRequest(): CreateRequest {
   return { family: 0, type: 0, protocol: 0, handoff: undefined };
 }
@@ -7934,6 +8070,1203 @@ export const CallResponse: MessageFns<CallResponse> = {
   },
 };
 
+function createBaseDataRequest(): DataRequest {
+  return { open: undefined, write: undefined, credit: undefined, pause: undefined, giveBack: undefined };
+}
+
+export const DataRequest: MessageFns<DataRequest> = {
+  encode(message: DataRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.open !== undefined) {
+      DataOpen.encode(message.open, writer.uint32(10).fork()).join();
+    }
+    if (message.write !== undefined) {
+      DataWrite.encode(message.write, writer.uint32(18).fork()).join();
+    }
+    if (message.credit !== undefined) {
+      DataCredit.encode(message.credit, writer.uint32(26).fork()).join();
+    }
+    if (message.pause !== undefined) {
+      DataPause.encode(message.pause, writer.uint32(34).fork()).join();
+    }
+    if (message.giveBack !== undefined) {
+      DataGiveBack.encode(message.giveBack, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DataRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.open = DataOpen.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.write = DataWrite.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.credit = DataCredit.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.pause = DataPause.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.giveBack = DataGiveBack.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DataRequest {
+    return {
+      open: isSet(object.open) ? DataOpen.fromJSON(object.open) : undefined,
+      write: isSet(object.write) ? DataWrite.fromJSON(object.write) : undefined,
+      credit: isSet(object.credit) ? DataCredit.fromJSON(object.credit) : undefined,
+      pause: isSet(object.pause) ? DataPause.fromJSON(object.pause) : undefined,
+      giveBack: isSet(object.giveBack)
+        ? DataGiveBack.fromJSON(object.giveBack)
+        : isSet(object.give_back)
+        ? DataGiveBack.fromJSON(object.give_back)
+        : undefined,
+    };
+  },
+
+  toJSON(message: DataRequest): unknown {
+    const obj: any = {};
+    if (message.open !== undefined) {
+      obj.open = DataOpen.toJSON(message.open);
+    }
+    if (message.write !== undefined) {
+      obj.write = DataWrite.toJSON(message.write);
+    }
+    if (message.credit !== undefined) {
+      obj.credit = DataCredit.toJSON(message.credit);
+    }
+    if (message.pause !== undefined) {
+      obj.pause = DataPause.toJSON(message.pause);
+    }
+    if (message.giveBack !== undefined) {
+      obj.giveBack = DataGiveBack.toJSON(message.giveBack);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DataRequest>, I>>(base?: I): DataRequest {
+    return DataRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DataRequest>, I>>(object: I): DataRequest {
+    const message = createBaseDataRequest();
+    message.open = (object.open !== undefined && object.open !== null) ? DataOpen.fromPartial(object.open) : undefined;
+    message.write = (object.write !== undefined && object.write !== null)
+      ? DataWrite.fromPartial(object.write)
+      : undefined;
+    message.credit = (object.credit !== undefined && object.credit !== null)
+      ? DataCredit.fromPartial(object.credit)
+      : undefined;
+    message.pause = (object.pause !== undefined && object.pause !== null)
+      ? DataPause.fromPartial(object.pause)
+      : undefined;
+    message.giveBack = (object.giveBack !== undefined && object.giveBack !== null)
+      ? DataGiveBack.fromPartial(object.giveBack)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseDataOpen(): DataOpen {
+  return { handle: 0 };
+}
+
+export const DataOpen: MessageFns<DataOpen> = {
+  encode(message: DataOpen, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== 0) {
+      writer.uint32(8).int32(message.handle);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DataOpen {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataOpen();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.handle = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DataOpen {
+    return { handle: isSet(object.handle) ? globalThis.Number(object.handle) : 0 };
+  },
+
+  toJSON(message: DataOpen): unknown {
+    const obj: any = {};
+    if (message.handle !== 0) {
+      obj.handle = Math.round(message.handle);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DataOpen>, I>>(base?: I): DataOpen {
+    return DataOpen.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DataOpen>, I>>(object: I): DataOpen {
+    const message = createBaseDataOpen();
+    message.handle = object.handle ?? 0;
+    return message;
+  },
+};
+
+function createBaseDataWrite(): DataWrite {
+  return { sendallId: 0, data: Buffer.alloc(0), last: false, flags: 0, timeout: undefined };
+}
+
+export const DataWrite: MessageFns<DataWrite> = {
+  encode(message: DataWrite, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sendallId !== 0) {
+      writer.uint32(8).uint64(message.sendallId);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(18).bytes(message.data);
+    }
+    if (message.last !== false) {
+      writer.uint32(24).bool(message.last);
+    }
+    if (message.flags !== 0) {
+      writer.uint32(32).int32(message.flags);
+    }
+    if (message.timeout !== undefined) {
+      writer.uint32(41).double(message.timeout);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DataWrite {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataWrite();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.sendallId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.last = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.flags = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.timeout = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DataWrite {
+    return {
+      sendallId: isSet(object.sendallId)
+        ? globalThis.Number(object.sendallId)
+        : isSet(object.sendall_id)
+        ? globalThis.Number(object.sendall_id)
+        : 0,
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      last: isSet(object.last) ? globalThis.Boolean(object.last) : false,
+      flags: isSet(object.flags) ? globalThis.Number(object.flags) : 0,
+      timeout: isSet(object.timeout) ? globalThis.Number(object.timeout) : undefined,
+    };
+  },
+
+  toJSON(message: DataWrite): unknown {
+    const obj: any = {};
+    if (message.sendallId !== 0) {
+      obj.sendallId = Math.round(message.sendallId);
+    }
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    if (message.last !== false) {
+      obj.last = message.last;
+    }
+    if (message.flags !== 0) {
+      obj.flags = Math.round(message.flags);
+    }
+    if (message.timeout !== undefined) {
+      obj.timeout = floatToJson(message.timeout);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DataWrite>, I>>(base?: I): DataWrite {
+    return DataWrite.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DataWrite>, I>>(object: I): DataWrite {
+    const message = createBaseDataWrite();
+    message.sendallId = object.sendallId ?? 0;
+    message.data = object.data ?? Buffer.alloc(0);
+    message.last = object.last ?? false;
+    message.flags = object.flags ?? 0;
+    message.timeout = object.timeout ?? undefined;
+    return message;
+  },
+};
+
+function createBaseDataCredit(): DataCredit {
+  return { bytes: 0 };
+}
+
+export const DataCredit: MessageFns<DataCredit> = {
+  encode(message: DataCredit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.bytes !== 0) {
+      writer.uint32(8).uint64(message.bytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DataCredit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataCredit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DataCredit {
+    return { bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0 };
+  },
+
+  toJSON(message: DataCredit): unknown {
+    const obj: any = {};
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DataCredit>, I>>(base?: I): DataCredit {
+    return DataCredit.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DataCredit>, I>>(object: I): DataCredit {
+    const message = createBaseDataCredit();
+    message.bytes = object.bytes ?? 0;
+    return message;
+  },
+};
+
+function createBaseDataPause(): DataPause {
+  return {};
+}
+
+export const DataPause: MessageFns<DataPause> = {
+  encode(_: DataPause, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DataPause {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataPause();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): DataPause {
+    return {};
+  },
+
+  toJSON(_: DataPause): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DataPause>, I>>(base?: I): DataPause {
+    return DataPause.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DataPause>, I>>(_: I): DataPause {
+    const message = createBaseDataPause();
+    return message;
+  },
+};
+
+function createBaseDataGiveBack(): DataGiveBack {
+  return { data: Buffer.alloc(0), end: false };
+}
+
+export const DataGiveBack: MessageFns<DataGiveBack> = {
+  encode(message: DataGiveBack, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.data.length !== 0) {
+      writer.uint32(10).bytes(message.data);
+    }
+    if (message.end !== false) {
+      writer.uint32(16).bool(message.end);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DataGiveBack {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataGiveBack();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.end = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DataGiveBack {
+    return {
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      end: isSet(object.end) ? globalThis.Boolean(object.end) : false,
+    };
+  },
+
+  toJSON(message: DataGiveBack): unknown {
+    const obj: any = {};
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    if (message.end !== false) {
+      obj.end = message.end;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DataGiveBack>, I>>(base?: I): DataGiveBack {
+    return DataGiveBack.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DataGiveBack>, I>>(object: I): DataGiveBack {
+    const message = createBaseDataGiveBack();
+    message.data = object.data ?? Buffer.alloc(0);
+    message.end = object.end ?? false;
+    return message;
+  },
+};
+
+function createBaseDataResponse(): DataResponse {
+  return {
+    opened: undefined,
+    chunk: undefined,
+    credit: undefined,
+    sent: undefined,
+    sendError: undefined,
+    readEnd: undefined,
+    paused: undefined,
+    givenBack: undefined,
+  };
+}
+
+export const DataResponse: MessageFns<DataResponse> = {
+  encode(message: DataResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.opened !== undefined) {
+      DataOpened.encode(message.opened, writer.uint32(10).fork()).join();
+    }
+    if (message.chunk !== undefined) {
+      writer.uint32(18).bytes(message.chunk);
+    }
+    if (message.credit !== undefined) {
+      DataCredit.encode(message.credit, writer.uint32(26).fork()).join();
+    }
+    if (message.sent !== undefined) {
+      DataSent.encode(message.sent, writer.uint32(34).fork()).join();
+    }
+    if (message.sendError !== undefined) {
+      DataSendError.encode(message.sendError, writer.uint32(42).fork()).join();
+    }
+    if (message.readEnd !== undefined) {
+      DataReadEnd.encode(message.readEnd, writer.uint32(50).fork()).join();
+    }
+    if (message.paused !== undefined) {
+      DataPaused.encode(message.paused, writer.uint32(58).fork()).join();
+    }
+    if (message.givenBack !== undefined) {
+      DataGivenBack.encode(message.givenBack, writer.uint32(66).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DataResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.opened = DataOpened.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.chunk = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.credit = DataCredit.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.sent = DataSent.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.sendError = DataSendError.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.readEnd = DataReadEnd.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.paused = DataPaused.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.givenBack = DataGivenBack.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DataResponse {
+    return {
+      opened: isSet(object.opened) ? DataOpened.fromJSON(object.opened) : undefined,
+      chunk: isSet(object.chunk) ? Buffer.from(bytesFromBase64(object.chunk)) : undefined,
+      credit: isSet(object.credit) ? DataCredit.fromJSON(object.credit) : undefined,
+      sent: isSet(object.sent) ? DataSent.fromJSON(object.sent) : undefined,
+      sendError: isSet(object.sendError)
+        ? DataSendError.fromJSON(object.sendError)
+        : isSet(object.send_error)
+        ? DataSendError.fromJSON(object.send_error)
+        : undefined,
+      readEnd: isSet(object.readEnd)
+        ? DataReadEnd.fromJSON(object.readEnd)
+        : isSet(object.read_end)
+        ? DataReadEnd.fromJSON(object.read_end)
+        : undefined,
+      paused: isSet(object.paused) ? DataPaused.fromJSON(object.paused) : undefined,
+      givenBack: isSet(object.givenBack)
+        ? DataGivenBack.fromJSON(object.givenBack)
+        : isSet(object.given_back)
+        ? DataGivenBack.fromJSON(object.given_back)
+        : undefined,
+    };
+  },
+
+  toJSON(message: DataResponse): unknown {
+    const obj: any = {};
+    if (message.opened !== undefined) {
+      obj.opened = DataOpened.toJSON(message.opened);
+    }
+    if (message.chunk !== undefined) {
+      obj.chunk = base64FromBytes(message.chunk);
+    }
+    if (message.credit !== undefined) {
+      obj.credit = DataCredit.toJSON(message.credit);
+    }
+    if (message.sent !== undefined) {
+      obj.sent = DataSent.toJSON(message.sent);
+    }
+    if (message.sendError !== undefined) {
+      obj.sendError = DataSendError.toJSON(message.sendError);
+    }
+    if (message.readEnd !== undefined) {
+      obj.readEnd = DataReadEnd.toJSON(message.readEnd);
+    }
+    if (message.paused !== undefined) {
+      obj.paused = DataPaused.toJSON(message.paused);
+    }
+    if (message.givenBack !== undefined) {
+      obj.givenBack = DataGivenBack.toJSON(message.givenBack);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DataResponse>, I>>(base?: I): DataResponse {
+    return DataResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DataResponse>, I>>(object: I): DataResponse {
+    const message = createBaseDataResponse();
+    message.opened = (object.opened !== undefined && object.opened !== null)
+      ? DataOpened.fromPartial(object.opened)
+      : undefined;
+    message.chunk = object.chunk ?? undefined;
+    message.credit = (object.credit !== undefined && object.credit !== null)
+      ? DataCredit.fromPartial(object.credit)
+      : undefined;
+    message.sent = (object.sent !== undefined && object.sent !== null) ? DataSent.fromPartial(object.sent) : undefined;
+    message.sendError = (object.sendError !== undefined && object.sendError !== null)
+      ? DataSendError.fromPartial(object.sendError)
+      : undefined;
+    message.readEnd = (object.readEnd !== undefined && object.readEnd !== null)
+      ? DataReadEnd.fromPartial(object.readEnd)
+      : undefined;
+    message.paused = (object.paused !== undefined && object.paused !== null)
+      ? DataPaused.fromPartial(object.paused)
+      : undefined;
+    message.givenBack = (object.givenBack !== undefined && object.givenBack !== null)
+      ? DataGivenBack.fromPartial(object.givenBack)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseDataOpened(): DataOpened {
+  return { sendWindow: 0, recvWindow: 0 };
+}
+
+export const DataOpened: MessageFns<DataOpened> = {
+  encode(message: DataOpened, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sendWindow !== 0) {
+      writer.uint32(8).uint64(message.sendWindow);
+    }
+    if (message.recvWindow !== 0) {
+      writer.uint32(16).uint64(message.recvWindow);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DataOpened {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataOpened();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.sendWindow = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.recvWindow = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DataOpened {
+    return {
+      sendWindow: isSet(object.sendWindow)
+        ? globalThis.Number(object.sendWindow)
+        : isSet(object.send_window)
+        ? globalThis.Number(object.send_window)
+        : 0,
+      recvWindow: isSet(object.recvWindow)
+        ? globalThis.Number(object.recvWindow)
+        : isSet(object.recv_window)
+        ? globalThis.Number(object.recv_window)
+        : 0,
+    };
+  },
+
+  toJSON(message: DataOpened): unknown {
+    const obj: any = {};
+    if (message.sendWindow !== 0) {
+      obj.sendWindow = Math.round(message.sendWindow);
+    }
+    if (message.recvWindow !== 0) {
+      obj.recvWindow = Math.round(message.recvWindow);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DataOpened>, I>>(base?: I): DataOpened {
+    return DataOpened.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DataOpened>, I>>(object: I): DataOpened {
+    const message = createBaseDataOpened();
+    message.sendWindow = object.sendWindow ?? 0;
+    message.recvWindow = object.recvWindow ?? 0;
+    return message;
+  },
+};
+
+function createBaseDataSent(): DataSent {
+  return { sendallId: 0 };
+}
+
+export const DataSent: MessageFns<DataSent> = {
+  encode(message: DataSent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sendallId !== 0) {
+      writer.uint32(8).uint64(message.sendallId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DataSent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataSent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.sendallId = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DataSent {
+    return {
+      sendallId: isSet(object.sendallId)
+        ? globalThis.Number(object.sendallId)
+        : isSet(object.sendall_id)
+        ? globalThis.Number(object.sendall_id)
+        : 0,
+    };
+  },
+
+  toJSON(message: DataSent): unknown {
+    const obj: any = {};
+    if (message.sendallId !== 0) {
+      obj.sendallId = Math.round(message.sendallId);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DataSent>, I>>(base?: I): DataSent {
+    return DataSent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DataSent>, I>>(object: I): DataSent {
+    const message = createBaseDataSent();
+    message.sendallId = object.sendallId ?? 0;
+    return message;
+  },
+};
+
+function createBaseDataSendError(): DataSendError {
+  return { sendallId: 0, error: undefined };
+}
+
+export const DataSendError: MessageFns<DataSendError> = {
+  encode(message: DataSendError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sendallId !== 0) {
+      writer.uint32(8).uint64(message.sendallId);
+    }
+    if (message.error !== undefined) {
+      Status.encode(message.error, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DataSendError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataSendError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.sendallId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.error = Status.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DataSendError {
+    return {
+      sendallId: isSet(object.sendallId)
+        ? globalThis.Number(object.sendallId)
+        : isSet(object.sendall_id)
+        ? globalThis.Number(object.sendall_id)
+        : 0,
+      error: isSet(object.error) ? Status.fromJSON(object.error) : undefined,
+    };
+  },
+
+  toJSON(message: DataSendError): unknown {
+    const obj: any = {};
+    if (message.sendallId !== 0) {
+      obj.sendallId = Math.round(message.sendallId);
+    }
+    if (message.error !== undefined) {
+      obj.error = Status.toJSON(message.error);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DataSendError>, I>>(base?: I): DataSendError {
+    return DataSendError.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DataSendError>, I>>(object: I): DataSendError {
+    const message = createBaseDataSendError();
+    message.sendallId = object.sendallId ?? 0;
+    message.error = (object.error !== undefined && object.error !== null)
+      ? Status.fromPartial(object.error)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseDataReadEnd(): DataReadEnd {
+  return { error: undefined };
+}
+
+export const DataReadEnd: MessageFns<DataReadEnd> = {
+  encode(message: DataReadEnd, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.error !== undefined) {
+      Status.encode(message.error, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DataReadEnd {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataReadEnd();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.error = Status.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DataReadEnd {
+    return { error: isSet(object.error) ? Status.fromJSON(object.error) : undefined };
+  },
+
+  toJSON(message: DataReadEnd): unknown {
+    const obj: any = {};
+    if (message.error !== undefined) {
+      obj.error = Status.toJSON(message.error);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DataReadEnd>, I>>(base?: I): DataReadEnd {
+    return DataReadEnd.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DataReadEnd>, I>>(object: I): DataReadEnd {
+    const message = createBaseDataReadEnd();
+    message.error = (object.error !== undefined && object.error !== null)
+      ? Status.fromPartial(object.error)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseDataPaused(): DataPaused {
+  return {};
+}
+
+export const DataPaused: MessageFns<DataPaused> = {
+  encode(_: DataPaused, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DataPaused {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataPaused();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): DataPaused {
+    return {};
+  },
+
+  toJSON(_: DataPaused): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DataPaused>, I>>(base?: I): DataPaused {
+    return DataPaused.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DataPaused>, I>>(_: I): DataPaused {
+    const message = createBaseDataPaused();
+    return message;
+  },
+};
+
+function createBaseDataGivenBack(): DataGivenBack {
+  return {};
+}
+
+export const DataGivenBack: MessageFns<DataGivenBack> = {
+  encode(_: DataGivenBack, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DataGivenBack {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataGivenBack();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): DataGivenBack {
+    return {};
+  },
+
+  toJSON(_: DataGivenBack): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DataGivenBack>, I>>(base?: I): DataGivenBack {
+    return DataGivenBack.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DataGivenBack>, I>>(_: I): DataGivenBack {
+    const message = createBaseDataGivenBack();
+    return message;
+  },
+};
+
 /**
  * SocketService is every socket object method over handles of the caller's session (named in the
  * `sockbroker-session` metadata entry). Blocking calls carry the socket's mode in `timeout`:
@@ -8219,6 +9552,23 @@ export const SocketServiceService = {
     responseSerialize: (value: CallResponse): Buffer => Buffer.from(CallResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CallResponse => CallResponse.decode(value),
   },
+  /**
+   * Data is one socket's bulk stream (large sendall, recv read-ahead, makefile): the first request
+   * names the socket; bytes flow both ways only within credit the receiving side granted, so the
+   * daemon buffers at most two windows per stream (counted in the session's buffered_bytes quota).
+   * Order with the socket's other operations is the client's to keep: it pauses the read-ahead and
+   * gives back what it did not deliver (to the front of the socket's unread buffer) before any
+   * other read, and it issues a sendall here only after earlier sends are confirmed.
+   */
+  data: {
+    path: "/sockbroker.v1.SocketService/Data" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: DataRequest): Buffer => Buffer.from(DataRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DataRequest => DataRequest.decode(value),
+    responseSerialize: (value: DataResponse): Buffer => Buffer.from(DataResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DataResponse => DataResponse.decode(value),
+  },
 } as const;
 
 export interface SocketServiceServer extends UntypedServiceImplementation {
@@ -8279,6 +9629,15 @@ export interface SocketServiceServer extends UntypedServiceImplementation {
    * Responses come back in completion order, matched by call_id.
    */
   call: handleBidiStreamingCall<CallRequest, CallResponse>;
+  /**
+   * Data is one socket's bulk stream (large sendall, recv read-ahead, makefile): the first request
+   * names the socket; bytes flow both ways only within credit the receiving side granted, so the
+   * daemon buffers at most two windows per stream (counted in the session's buffered_bytes quota).
+   * Order with the socket's other operations is the client's to keep: it pauses the read-ahead and
+   * gives back what it did not deliver (to the front of the socket's unread buffer) before any
+   * other read, and it issues a sendall here only after earlier sends are confirmed.
+   */
+  data: handleBidiStreamingCall<DataRequest, DataResponse>;
 }
 
 export interface SocketServiceClient extends Client {
@@ -8690,6 +10049,17 @@ export interface SocketServiceClient extends Client {
   call(): ClientDuplexStream<CallRequest, CallResponse>;
   call(options: Partial<CallOptions>): ClientDuplexStream<CallRequest, CallResponse>;
   call(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<CallRequest, CallResponse>;
+  /**
+   * Data is one socket's bulk stream (large sendall, recv read-ahead, makefile): the first request
+   * names the socket; bytes flow both ways only within credit the receiving side granted, so the
+   * daemon buffers at most two windows per stream (counted in the session's buffered_bytes quota).
+   * Order with the socket's other operations is the client's to keep: it pauses the read-ahead and
+   * gives back what it did not deliver (to the front of the socket's unread buffer) before any
+   * other read, and it issues a sendall here only after earlier sends are confirmed.
+   */
+  data(): ClientDuplexStream<DataRequest, DataResponse>;
+  data(options: Partial<CallOptions>): ClientDuplexStream<DataRequest, DataResponse>;
+  data(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<DataRequest, DataResponse>;
 }
 
 export const SocketServiceClient = makeGenericClientConstructor(

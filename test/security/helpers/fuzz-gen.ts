@@ -16,7 +16,7 @@ import { SocketServiceService } from '../../../proto/gen/sockbroker/v1/socket.js
 export type SocketOp = Exclude<keyof CallRequest, 'callId' | 'cancel'>;
 /** SocketService's unary methods by generated name → the Call op running the same handler. */
 export const UNARY_TO_OP: Record<string, SocketOp> = Object.fromEntries(
-  Object.keys(SocketServiceService).filter((k) => k !== 'call').map((k) => [k, (k === 'closeSocket' ? 'close' : k) as SocketOp]),
+  Object.entries(SocketServiceService).filter(([, m]) => !m.requestStream).map(([k]) => [k, (k === 'closeSocket' ? 'close' : k) as SocketOp]),
 );
 /** Every op of the contract (from the generated code, so a new RPC is fuzzed as soon as it exists). */
 export const SOCKET_OPS: readonly SocketOp[] = Object.values(UNARY_TO_OP);

@@ -172,6 +172,28 @@ async function sendGrpc(): Promise<BulkReport> {
   return res;
 }
 
+async function recvGrpc(): Promise<BulkReport> {
+  const { client, call } = bareStream('/bench.Bare/Source');
+  const res = await measureBulk(async (bytes) => {
+    let got = 0;
+    const all = new Promise<void>((resolve) => {
+      const onData = (m: Buffer): void => {
+        got += m.length;
+        if (got >= bytes) {
+          call.off('data', onData);
+          resolve();
+        }
+      };
+      call.on('data', onData);
+    });
+    call.write(lengthHeader(bytes));
+    await all;
+  });
+  call.end();
+  client.close();
+  return res;
+}
+
 // --- through the broker -----------------------------------------------------------------------
 
 /** A broker socket connected to the peer: streamed (kept on the broker), or handed off to this process. */
@@ -263,6 +285,7 @@ const SCENARIOS = {
   'send-broker': () => sendBroker(),
   'send-handoff': () => sendBroker(true),
   'send-grpc': sendGrpc,
+  'recv-grpc': recvGrpc,
   'recv-native': recvNative,
   'recv-broker': () => recvBroker(),
   'recv-handoff': () => recvBroker(true),

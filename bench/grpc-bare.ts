@@ -13,6 +13,7 @@ const raw = {
 export const BARE_SERVICE: grpc.ServiceDefinition = {
   echo: { path: '/bench.Bare/Echo', originalName: 'Echo', ...raw },
   sink: { path: '/bench.Bare/Sink', originalName: 'Sink', ...raw },
+  source: { path: '/bench.Bare/Source', originalName: 'Source', ...raw },
 };
 
 /** Channel options as the SDK's transport uses them, so the floor is measured like for like. */

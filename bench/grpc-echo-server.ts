@@ -2,7 +2,8 @@
 // of raw Buffers (identity serializers, no protobuf). Echo writes every message back; Sink
 // answers one byte once the byte count announced by its first 8-byte message has arrived.
 import * as grpc from '@grpc/grpc-js';
-import { arg, report } from './protocol.js';
+import { once } from 'node:events';
+import { arg, report, CHUNK_BYTES } from './protocol.js';
 import { BARE_SERVICE } from './grpc-bare.js';
 
 const server = new grpc.Server({
@@ -25,6 +26,17 @@ server.addService(BARE_SERVICE, {
       if (remaining <= 0) {
         remaining = -1;
         call.write(Buffer.of(1));
+      }
+    });
+    call.on('end', () => call.end());
+  },
+  // Each 8-byte length N received is answered with N bytes in 1 MiB messages, as fast as the
+  // stream takes them (the grpc-js floor of the broker's recv).
+  source: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+    const chunk = Buffer.alloc(CHUNK_BYTES, 0x5a);
+    call.on('data', async (m: Buffer) => {
+      for (let left = Number(m.readBigUInt64BE()); left > 0; left -= chunk.length) {
+        if (!call.write(left >= chunk.length ? chunk : chunk.subarray(0, left))) await once(call, 'drain');
       }
     });
     call.on('end', () => call.end());

@@ -71,6 +71,7 @@ const BULK_ROWS = [
   ['recv-native', 'recv: TCP source → native net'],
   ['recv-broker', 'recv: TCP source → broker recv(1 MiB)'],
   ['recv-handoff', 'recv: TCP source → hand-off recv(1 MiB)'],
+  ['recv-grpc', 'recv: bare grpc-js stream ← source'],
 ] as const;
 
 /** An echo scenario's pooled rounds. */
@@ -200,6 +201,9 @@ function render(m: ReturnType<typeof machine>, r: Results, elapsedS: number, oth
   bulkRatio('broker / native, send', 'send-broker', 'send-native', 'send.broker/native');
   bulkRatio('broker / native, recv', 'recv-broker', 'recv-native', 'recv.broker/native');
   bulkRatio('bare gRPC / native, send', 'send-grpc', 'send-native', 'send.grpc/native');
+  bulkRatio('bare gRPC / native, recv', 'recv-grpc', 'recv-native', 'recv.grpc/native');
+  bulkRatio('broker / bare gRPC, send', 'send-broker', 'send-grpc', 'send.broker/grpc');
+  bulkRatio('broker / bare gRPC, recv', 'recv-broker', 'recv-grpc', 'recv.broker/grpc');
   bulkRatio('hand-off / native, send', 'send-handoff', 'send-native', 'send.handoff/native');
   bulkRatio('hand-off / native, recv', 'recv-handoff', 'recv-native', 'recv.handoff/native');
   out.push('');

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, SessionLostError, PermissionError } from '../../client/index.js';
-import { withDaemon, publicTempDir } from '../helpers/daemon.js';
+import { withDaemon, publicTempDir, until } from '../helpers/daemon.js';
 import { tokenDigest } from '../../daemon/policy-file.js';
 
 const dir = publicTempDir('sb-tls-');
@@ -57,9 +57,10 @@ test('mTLS: a certificate from the configured CA gets in with its identity and g
     const s = await socket.socket();
     await t.throwsAsync(s.bind(['127.0.0.1', 80]), { instanceOf: PermissionError });
     await socket.disconnect();
-    const events = d.logs.map((l) => JSON.parse(l));
-    t.true(events.some((e) => e.event === 'session.open' && e.remote === 'cert:CN=client1'));
-    t.true(events.some((e) => e.event === 'policy.allow' && e.by === 'client1-raw-icmp' && e.remote === 'cert:CN=client1'));
+    // The daemon's log lines arrive through a pipe: wait for them rather than read at once.
+    const events = () => d.logs.map((l) => JSON.parse(l));
+    t.true(await until(() => events().some((e) => e.event === 'session.open' && e.remote === 'cert:CN=client1'), 10_000));
+    t.true(await until(() => events().some((e) => e.event === 'policy.allow' && e.by === 'client1-raw-icmp' && e.remote === 'cert:CN=client1'), 10_000));
   }, DAEMON);
 });
 
@@ -79,7 +80,7 @@ test('a bearer token from the config gets in with its identity; a wrong one is r
     await s.close();
     await t.throwsAsync(socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP), { instanceOf: PermissionError });
     await socket.disconnect();
-    t.true(d.logs.some((l) => l.includes('"by":"ci-runner-port-80"') && l.includes('"remote":"token:ci-runner"')));
+    t.true(await until(() => d.logs.some((l) => l.includes('"by":"ci-runner-port-80"') && l.includes('"remote":"token:ci-runner"')), 10_000));
     await t.throwsAsync(connect(tcpOf(d.addresses), { tls: { ca: ca() }, token: 'guess' }), { instanceOf: SessionLostError });
   }, DAEMON);
 });

@@ -130,15 +130,17 @@ test('recvInto()/recvfromInto(): fill the buffer (or its first nbytes) and retur
   await b.close();
 });
 
-test('send()/sendall(): counts and a large sendall arriving intact', async (t) => {
+test('send()/sendall(): counts as python3, and a large sendall arriving intact', async (t) => {
   const socket = fx.socket();
   const [c, a, l] = await tcpPair(socket);
-  t.is(await c.send(Buffer.from('abc')), 3);
-  t.is(await c.send(new Uint8Array([100, 101])), 2);
-  t.is(await c.sendall(Buffer.from('f')), undefined);
+  const counts = [await c.send(Buffer.from('abc')), await c.send(new Uint8Array([100, 101])), await c.sendall(Buffer.from('f')) ?? null];
   let got = Buffer.alloc(0);
   while (got.length < 6) got = Buffer.concat([got, await a.recv(10)]);
-  t.is(got.toString(), 'abcdef');
+  const py = await pyValue<unknown[]>(
+    PY_PAIR + "r = [c.send(b'abc'), c.send(bytearray([100, 101])), c.sendall(b'f')]; got = b''\nwhile len(got) < 6: got += a.recv(10)\nresult = [r, got.decode()]",
+  );
+  t.deepEqual(py, [[3, 2, null], 'abcdef']);
+  t.deepEqual([counts, got.toString()], py);
   const big = Buffer.alloc(3 << 20);
   for (let i = 0; i < big.length; i++) big[i] = (i * 7) & 0xff;
   const sent = c.sendall(big);
@@ -152,8 +154,6 @@ test('send()/sendall(): counts and a large sendall arriving intact', async (t) =
   }
   await sent;
   t.true(Buffer.concat(parts).equals(big));
-  const py = await pyValue<unknown[]>(PY_PAIR + "result = [c.send(b'abc'), c.sendall(b'f')]");
-  t.deepEqual(py, [3, null]);
   for (const s of [c, a, l]) await s.close();
 });
 
@@ -184,24 +184,26 @@ test('sendto()/recvfrom(): a UDP round trip with addresses, both sendto forms, a
   await using client = await socket.socket(socket.AF_INET, socket.SOCK_DGRAM);
   await server.bind(['127.0.0.1', 0]);
   await client.bind(['127.0.0.1', 0]);
+  const same = (x: unknown, y: unknown) => JSON.stringify(x) === JSON.stringify(y);
   const serverAddr = (await server.getsockname())!;
-  t.is(await client.sendto(Buffer.from('question'), serverAddr), 8);
+  const got: unknown[] = [await client.sendto(Buffer.from('question'), serverAddr)];
   const [data, from] = await server.recvfrom(100);
-  t.deepEqual([data.toString(), from], ['question', await client.getsockname()]);
-  t.is(await server.sendto(Buffer.from('answer'), 0, from!), 6);
-  t.deepEqual(await client.recvfrom(100), [Buffer.from('answer'), serverAddr]);
+  got.push(data.toString(), same(from, await client.getsockname()), await server.sendto(Buffer.from('answer'), 0, from!));
+  const [answer, from2] = await client.recvfrom(100);
+  got.push(answer.toString(), same(from2, serverAddr));
   // Datagram semantics: MSG_PEEK then a short read truncates the datagram.
   await client.sendto(Buffer.from('abcdef'), serverAddr);
   const peek = await server.recvfrom(3, socket.MSG_PEEK);
   const short = await server.recvfrom(3);
+  got.push(peek[0].toString(), short[0].toString(), same(peek[1], await client.getsockname()) && same(short[1], peek[1]));
   const py = await pyValue<unknown[]>(
     "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 0)); c.bind(('127.0.0.1', 0))\n" +
       "r = [c.sendto(b'question', s.getsockname())]; d, f = s.recvfrom(100); r += [d.decode(), f == c.getsockname(), s.sendto(b'answer', 0, f)]\n" +
       "d, f = c.recvfrom(100); r += [d.decode(), f == s.getsockname()]; c.sendto(b'abcdef', s.getsockname())\n" +
-      'r += [s.recvfrom(3, socket.MSG_PEEK)[0].decode(), s.recvfrom(3)[0].decode()]; result = r',
+      "p, pf = s.recvfrom(3, socket.MSG_PEEK); q, qf = s.recvfrom(3); r += [p.decode(), q.decode(), pf == c.getsockname() and qf == pf]; result = r",
   );
-  t.deepEqual(py, [8, 'question', true, 6, 'answer', true, 'abc', 'abc']);
-  t.deepEqual([peek[0].toString(), short[0].toString(), peek[1], short[1]], ['abc', 'abc', await client.getsockname(), await client.getsockname()]);
+  t.deepEqual(py, [8, 'question', true, 6, 'answer', true, 'abc', 'abc', true]);
+  t.deepEqual(got, py);
   // Nothing left of the truncated datagram.
   t.deepEqual(await socket.poll([server], socket.POLLIN, 0), []);
 });
@@ -290,13 +292,6 @@ test('recv()/recvfrom() with a bufsize above the broker limit return what is the
   t.deepEqual(py, ['hello', 'again']);
   await a.close();
   await b.close();
-});
-
-test('sendto() without an address raises python3\'s TypeError', async (t) => {
-  const socket = fx.socket();
-  await using u = await socket.socket(socket.AF_INET, socket.SOCK_DGRAM);
-  const py = await pyRaisesAll({ one: "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x')" });
-  await raisesLikePython(t, () => (u.sendto as (d: Buffer) => Promise<number>)(Buffer.from('x')), TypeError, py.one);
 });
 
 test('sendto() with 1 or 4 arguments: TypeError "sendto() takes 2 or 3 arguments (N given)" as python3', async (t) => {

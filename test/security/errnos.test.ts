@@ -29,6 +29,10 @@ const CASES: Record<string, [py: string, sdk: string]> = {
   mark: ['s = socket.socket()\ntry: s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 7)\nfinally: s.close()', 'const s = await socket.socket(); try { await s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 7); } finally { await s.close(); }'],
   port: ["s = socket.socket()\ntry: s.bind(('127.0.0.1', 995))\nfinally: s.close()", "const s = await socket.socket(); try { await s.bind(['127.0.0.1', 995]); } finally { await s.close(); }"],
   port1000: ["s = socket.socket()\ntry: s.bind(('127.0.0.1', 1000))\nfinally: s.close()", "const s = await socket.socket(); try { await s.bind(['127.0.0.1', 1000]); } finally { await s.close(); }"],
+  // Allowed by the kernel to nobody, refused by the default policy.
+  unix: ['socket.socket(socket.AF_UNIX).close()', 'await (await socket.socket(socket.AF_UNIX)).close()'],
+  netlink: ['socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0).close()', 'await (await socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)).close()'],
+  freebind: ['s = socket.socket()\ntry: s.setsockopt(socket.IPPROTO_IP, 15, 1)\nfinally: s.close()', 'const s = await socket.socket(); try { await s.setsockopt(socket.IPPROTO_IP, 15, 1); } finally { await s.close(); }'],
 };
 
 const PY = `
@@ -79,18 +83,24 @@ const KERNEL = {
   seqpacket: 'OSError:94', raw: 'PermissionError:1', packet: 'PermissionError:1', ping: 'PermissionError:13',
   ping6: 'PermissionError:13', optUnknown: 'OSError:92', optUnknownTcp: 'OSError:92', levelBogus: 'OSError:92',
   nodelayUdp: 'OSError:92', mark: 'PermissionError:1', port: 'PermissionError:13', port1000: 'PermissionError:13',
+  unix: 'ok', netlink: 'ok', freebind: 'ok',
 };
+
+// Where nobody itself would succeed (AF_UNIX through socket(), netlink, IP_FREEBIND = 15) the
+// broker's default refuses: PermissionError (EPERM), naming the grant.
+const POLICY_ONLY = { unix: 'PermissionError:1', netlink: 'PermissionError:1', freebind: 'PermissionError:1' };
 
 test('nobody gets the errno python3 run as nobody gets; a refusal the kernel would not make names the grant', async (t) => {
   const py = await pythonAsNobody();
   t.deepEqual(py, KERNEL);
   await withDaemon(async (d) => {
     const { out, grants } = await sdkAsNobody(d.address);
-    t.deepEqual(out, py);
-    // The kernel's own refusals (raw, AF_PACKET, SO_MARK, low ports) are also the policy's: each names its grant.
+    t.deepEqual(out, { ...py, ...POLICY_ONLY });
+    // The kernel's own refusals (raw, AF_PACKET, SO_MARK, low ports) are also the policy's: each
+    // names its grant, as do the refusals only the policy makes.
     t.deepEqual(
       Object.fromEntries(Object.entries(grants).filter(([, g]) => g !== null)),
-      { raw: 'sockets', packet: 'sockets', ping: 'sockets', ping6: 'sockets', mark: 'options', port: 'ports', port1000: 'ports' },
+      { raw: 'sockets', packet: 'sockets', ping: 'sockets', ping6: 'sockets', mark: 'options', port: 'ports', port1000: 'ports', unix: 'unix_paths', netlink: 'sockets', freebind: 'options' },
     );
   });
 });
@@ -107,9 +117,9 @@ test("in a namespace whose sysctls widen what nobody may do, the default policy 
     t.deepEqual(py, { ...KERNEL, ping: 'ok', ping6: 'ok', port1000: 'ok' });
     await withDaemon(async (d) => {
       const { out } = await sdkAsNobody(d.address, ns);
-      t.deepEqual(out, py);
+      t.deepEqual(out, { ...py, ...POLICY_ONLY });
       // The host's namespace keeps its own sysctls: the widening is per namespace.
-      t.deepEqual((await sdkAsNobody(d.address)).out, KERNEL);
+      t.deepEqual((await sdkAsNobody(d.address)).out, { ...KERNEL, ...POLICY_ONLY });
     });
   } finally {
     ip('netns', 'del', ns);

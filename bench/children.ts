@@ -66,6 +66,9 @@ export function start(label: string, args: string[], env: Record<string, string>
     },
     async stop(graceMs = 2000) {
       if (closed) return;
+      // A client exits by itself after its report: let it write its profile (SIGTERM would lose it).
+      if (NODE_FLAGS.length) await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, graceMs))]);
+      if (closed) return;
       proc.kill('SIGTERM');
       const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
       await exited;

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // sockbroker CLI: `sockbroker serve` runs the daemon.
-// The reactor (native/reactor.ts) keeps one epoll_wait on the libuv threadpool for the daemon's life, and SO_LINGER
-// closes and getaddrinfo run there too: give the pool room before anything uses it.
+// SO_LINGER closes and getaddrinfo run on the libuv threadpool (and the reactor's fallback poller,
+// SOCKBROKER_REACTOR=threadpool, keeps one epoll_wait there): give the pool room before anything uses it.
 process.env.UV_THREADPOOL_SIZE ??= '16';
 
 import { Command, InvalidArgumentError } from 'commander';

@@ -376,7 +376,6 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   }
   let metrics: MetricsServer | undefined;
   if (opts.metrics) metrics = await serveMetrics(opts.metrics, createRegistry(sessions));
-  log.info({ event: 'listening', addresses, ...(metrics ? { metrics: metrics.address } : {}), nofile, graceSeconds: opts.graceSeconds, policy: opts.configPath ?? 'default', rules: config.policy.rules.length });
 
   const reload = (): boolean => {
     if (!opts.configPath) return true;
@@ -426,6 +425,9 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       log.warn({ event: 'policy.watch_failed', err: (err as Error).message, fallback: 'SIGHUP' });
     }
   }
+
+  // Last: a supervisor or test reading this line sees the daemon's every fd (the watcher's too).
+  log.info({ event: 'listening', addresses, ...(metrics ? { metrics: metrics.address } : {}), nofile, graceSeconds: opts.graceSeconds, policy: opts.configPath ?? 'default', rules: config.policy.rules.length });
 
   let stopping: Promise<void> | undefined;
   return {

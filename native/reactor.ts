@@ -2,10 +2,9 @@
 // loop polls the set (an epoll fd is pollable) through a pipe handle of Node's pipe_wrap binding
 // opened on a dup of it; the handle's read of it fails (EINVAL) the moment a registered fd is
 // ready, a callback on the main loop with no thread hop, and the set is then read with a
-// non-blocking epoll_wait. Opt-in for now (SOCKBROKER_REACTOR=loop): with it one daemon fd
-// stayed open after test/msg/nobody's quota test, not yet understood. Default: a
-// persistent epoll_wait on the libuv threadpool (~20-45 µs more per wake-up: a second thread
-// wake-up). Interest is registered one-shot and level-triggered only while someone waits, so an
+// non-blocking epoll_wait. Fallback (no pipe_wrap binding, or SOCKBROKER_REACTOR=threadpool): a
+// persistent epoll_wait on the libuv threadpool (~45 µs and ~70 µs of CPU more per echo round
+// trip through the daemon: a second thread wake-up and an off-thread ffi call). Interest is registered one-shot and level-triggered only while someone waits, so an
 // idle or busy-but-unwaited fd costs no wake-ups and readiness that arrived before the wait was
 // armed is still reported (no lost edges).
 import { close, epollCreate, epollCtl, epollWait, epollWaitNow, eventfd, eventfdRead, eventfdWrite, EPOLL_EVENT_SIZE } from './libc.js';
@@ -55,7 +54,7 @@ export class Reactor {
     this.#epfd = epollCreate();
     const onReady = (fd: number, events: number): void => this.#ready(fd, events);
     this.#poller =
-      (process.env.SOCKBROKER_REACTOR === 'loop' && LoopPoller.open(this.#epfd, () => this.#drain(onReady))) ||
+      (process.env.SOCKBROKER_REACTOR !== 'threadpool' && LoopPoller.open(this.#epfd, () => this.#drain(onReady))) ||
       new ThreadPoller(this.#epfd, onReady, opts.idle !== 'stop');
   }
 

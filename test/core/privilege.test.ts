@@ -1,6 +1,6 @@
 // Privilege separation is real: the daemon runs as root, the client as `nobody` (setpriv).
 import test from 'ava';
-import { withDaemon, runAsNobody } from '../helpers/daemon.js';
+import { withDaemon, runAsNobody, until } from '../helpers/daemon.js';
 
 const CLIENT = `
 import { connect } from 'sockbroker';
@@ -60,9 +60,10 @@ test('a nobody client gets ordinary sockets owned by nobody and is refused privi
     t.deepEqual(out.pair, { ok: 'x' });
     t.deepEqual(out.pairCred, { ok: 65534 }, "a socketpair's SO_PEERCRED names the caller, not root");
     // Every refusal is logged with the caller's identity.
-    const denials = d.logs.filter((l) => l.includes('"event":"policy.deny"')).map((l) => JSON.parse(l));
-    t.true(denials.length >= 6);
-    t.true(denials.every((e) => e.uid === 65534 && e.hostRoot === false));
+    // The daemon's log lines arrive through a pipe: wait for them rather than read at once.
+    const denials = (): Array<{ uid: number; hostRoot: boolean }> => d.logs.filter((l) => l.includes('"event":"policy.deny"')).map((l) => JSON.parse(l));
+    t.true(await until(() => denials().length >= 6, 10_000));
+    t.true(denials().every((e) => e.uid === 65534 && e.hostRoot === false));
   });
 });
 

@@ -15,6 +15,8 @@ export interface Child {
   nextReport<T>(): Promise<T>;
   /** Stderr lines so far (shown when something fails). */
   stderr: string[];
+  /** Writes one JSON line to the child's stdin (started with `stdin: true`). */
+  send(value: unknown): void;
   /** SIGTERM, then SIGKILL after `graceMs`; resolves once it exited. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -22,9 +24,10 @@ export interface Child {
 /** BENCH_CPU_PROF=DIR: every child writes a V8 CPU profile there when it exits (for investigations). */
 const NODE_FLAGS = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
 
-export function start(label: string, args: string[], env: Record<string, string> = {}): Child {
-  const proc = spawn(process.execPath, [...NODE_FLAGS, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+export function start(label: string, args: string[], env: Record<string, string> = {}, opts: { stdin?: boolean } = {}): Child {
+  const proc = spawn(process.execPath, [...NODE_FLAGS, ...args], { stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   live.add(proc);
+  proc.stdin?.on('error', () => undefined); // a child that died: its exit is reported instead
   let closed = false;
   // 'close' (not 'exit'): stdout is drained by then, so a last report is never lost.
   const exited = new Promise<void>((resolve) => proc.once('close', () => resolve()));
@@ -64,10 +67,19 @@ export function start(label: string, args: string[], env: Record<string, string>
         throw fail(`wrote a line that is not JSON: ${line}`);
       }
     },
+    send(value: unknown) {
+      proc.stdin!.write(`${JSON.stringify(value)}\n`);
+    },
     async stop(graceMs = 2000) {
       if (closed) return;
-      // A client exits by itself after its report: let it write its profile (SIGTERM would lose it).
-      if (NODE_FLAGS.length) await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, graceMs))]);
+      // A child reading commands on stdin exits by itself when it closes; a client exits by
+      // itself after its report. Either way with BENCH_CPU_PROF it writes its profile (SIGTERM would lose it).
+      if (proc.stdin && !proc.stdin.destroyed) proc.stdin.end();
+      if (proc.stdin || NODE_FLAGS.length) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([exited, new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+        clearTimeout(timer);
+      }
       if (closed) return;
       proc.kill('SIGTERM');
       const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);

@@ -29,6 +29,14 @@ export const ECHO_ITERATIONS = 6000;
 /** Measured transfers per bulk scenario, over all rounds (the median is reported). */
 export const BULK_REPS = 6;
 
+/** Fan-in: client processes, connections each, ms every connection warms up for (echoing). */
+export const FANIN_CLIENTS = Number(process.env.BENCH_FANIN_CLIENTS) || 32;
+export const FANIN_CONNS = Number(process.env.BENCH_FANIN_CONNS) || 4;
+export const FANIN_WARMUP_MS = 300;
+/** Fan-in: measured ms per round (all clients at once), and rounds (interleaved across scenarios). */
+export const FANIN_MS = 1500;
+export const FANIN_ROUNDS = 2;
+
 /** The 8-byte length prefix of the sink and source protocols. */
 export function lengthHeader(n: number): Buffer {
   const b = Buffer.alloc(8);
@@ -60,6 +68,18 @@ export interface BulkReport {
   cpuUs: Record<string, number>;
   /** Broker recv only: recv calls the measured transfers took. */
   recvCalls?: number;
+}
+
+/** What a fan-in client process reports for one measured round. */
+export interface FaninReport {
+  kind: 'fanin';
+  /** Round trips completed on each of its connections. */
+  counts: number[];
+  /** µs of each round trip (all connections). */
+  samples: number[];
+  wallUs: number;
+  /** This process's CPU µs over the round. */
+  cpuUs: number;
 }
 
 /** Writes the one line a child reports to the runner. */

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { reportWithin, start, stopAll, waitListening, type Child } from './children.js';
 import { renderCapture, runCaptureBench } from './capture.js';
+import { FANIN_ROWS, renderFanin, runFanin, type FaninResult } from './fanin.js';
 import { median, processCpuUs, selfAndReapedCpuUs, summarize, systemBusyUs, type Latency } from './stats.js';
 import {
   BULK_BYTES, BULK_REPS, CHUNK_BYTES, ECHO_BYTES, ECHO_ITERATIONS, ECHO_WARMUP, ROUNDS,
@@ -95,7 +96,7 @@ interface BulkResult {
   bytesPerRecv?: number;
 }
 
-type Results = Record<string, EchoResult | BulkResult>;
+type Results = Record<string, EchoResult | BulkResult | FaninResult>;
 
 function sumBy(reports: Array<{ cpuUs: Record<string, number> }>): Record<string, number> {
   const out: Record<string, number> = {};
@@ -207,13 +208,16 @@ function render(m: ReturnType<typeof machine>, r: Results, elapsedS: number, oth
   bulkRatio('hand-off / native, send', 'send-handoff', 'send-native', 'send.handoff/native');
   bulkRatio('hand-off / native, recv', 'recv-handoff', 'recv-native', 'recv.handoff/native');
   out.push('');
+  const fanin = Object.fromEntries(Object.entries(r).filter(([, v]) => v.kind === 'fanin')) as Record<string, FaninResult>;
+  const faninText = renderFanin(fanin, ratios);
+  if (faninText) out.push(faninText, '');
   out.push(`total ${elapsedS.toFixed(1)} s`);
   return { text: out.join('\n'), ratios };
 }
 
 /** The scenarios to run: all, or those named in BENCH_ONLY (comma-separated), for investigations. */
 function selectScenarios(): ReadonlyArray<readonly [string, string]> {
-  const all = [...LATENCY_ROWS, ...BULK_ROWS];
+  const all = [...LATENCY_ROWS, ...BULK_ROWS, ...FANIN_ROWS];
   const only = process.env.BENCH_ONLY?.split(',').map((s) => s.trim()).filter((s) => s && s !== 'capture');
   if (!only?.length) return process.env.BENCH_ONLY?.includes('capture') ? [] : all;
   const unknown = only.filter((n) => !all.some(([k]) => k === n));
@@ -262,8 +266,9 @@ async function main(): Promise<void> {
       BENCH_CLK_TCK: String(clkTck),
     };
     const reports = new Map<string, Array<EchoReport | BulkReport>>();
+    const isFanin = (name: string): boolean => name.startsWith('fanin-');
     for (let round = 1; round <= ROUNDS; round++) {
-      for (const [name, label] of selected) {
+      for (const [name, label] of selected.filter(([k]) => !isFanin(k))) {
         process.stderr.write(`bench: round ${round}/${ROUNDS}: ${label}\n`);
         const count = Math.ceil((name.startsWith('echo') || name.startsWith('op') ? ECHO_ITERATIONS : BULK_REPS) / ROUNDS);
         const client = start(`client ${name}`, [join(HERE, 'client.js'), name], { ...env, BENCH_COUNT: String(count) });
@@ -274,7 +279,14 @@ async function main(): Promise<void> {
         reports.set(name, [...(reports.get(name) ?? []), report]);
       }
     }
-    const results: Results = Object.fromEntries([...reports].map(([name, r]) => [name, pool(r)]));
+    const fanin = await runFanin(
+      selected.filter(([k]) => isFanin(k)).map(([k]) => k),
+      HERE,
+      env,
+      { daemon: daemon.proc.pid!, peer: peerInfo.pid, grpc: grpcInfo.pid },
+      clkTck,
+    );
+    const results: Results = { ...Object.fromEntries([...reports].map(([name, r]) => [name, pool(r)])), ...fanin };
     // The servers are still running: their CPU counts as ours; the clients' is in our reaped children's.
     const servers = [daemon.proc.pid!, peerInfo.pid, grpcInfo.pid].reduce((sum, pid) => sum + processCpuUs(pid, clkTck), 0);
     const ours = selfAndReapedCpuUs(clkTck) - ours0 + servers;

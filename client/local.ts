@@ -16,6 +16,7 @@ import { ErrnoError, isTimeout, strerror } from '../native/errno.js';
 import { Reactor } from '../native/reactor.js';
 import { deadlineFor, drive, isAgain, waitReady, type DrivenFd, type Timeout } from '../native/io-driver.js';
 import type { Address } from '../proto/gen/sockbroker/v1/address.js';
+import { addressOf } from '../proto/codec/address.js';
 import type { ControlMessage, SocketInfo } from '../proto/gen/sockbroker/v1/socket.js';
 import { fromControlMessage } from './ancillary.js';
 import { makeOSError, OSError, timeout as TimeoutExc, ValueError } from './errors.js';
@@ -69,19 +70,7 @@ function dontWait(timeout: Timeout, flags: number): Timeout {
 
 function fromSockaddr(buf: Buffer, family: number): Address | undefined {
   if (buf.length === 0) return family === C.AF_UNIX ? { unix: { path: Buffer.alloc(0) } } : undefined;
-  const sa = decodeSockaddr(buf);
-  switch (sa.family) {
-    case 'inet':
-      return { inet: { host: sa.host, port: sa.port } };
-    case 'inet6':
-      return { inet6: { host: sa.host, port: sa.port, flowinfo: sa.flowinfo, scopeId: sa.scopeId } };
-    case 'unix':
-      return { unix: { path: sa.path } };
-    case 'netlink':
-      return { netlink: { pid: sa.pid, groups: sa.groups } };
-    default:
-      return { raw: { family: sa.familyNumber, data: sa.data } };
-  }
+  return addressOf(decodeSockaddr(buf));
 }
 
 type Req = Record<string, any>;

@@ -3,10 +3,11 @@
 // only), numeric text is taken as is, anything else goes through getaddrinfo for the socket's
 // family (errors are socket.gaierror).
 import { linux as C } from '../native/constants.js';
-import { decodeSockaddr, encodeSockaddr, type Sockaddr } from '../native/sockaddr.js';
+import { decodeSockaddr, encodeSockaddr } from '../native/sockaddr.js';
 import { inetPton } from '../native/libc.js';
 import { getaddrinfo, GaiError } from '../native/netdb.js';
 import type { Address } from '../proto/gen/sockbroker/v1/address.js';
+import { addressOf } from '../proto/codec/address.js';
 import { argumentError, BrokerError, gaiError, osError, osErrorNamed } from './errors.js';
 import { status as Code } from '@grpc/grpc-js';
 import { linkAddress, linkSockaddr, type Interfaces } from './link-addresses.js';
@@ -98,19 +99,7 @@ export function fromSockaddr(buf: Buffer, family: number, ifs?: Interfaces): Add
   if (buf.length === 0 && family === C.AF_UNIX) return { unix: { path: Buffer.alloc(0) } };
   const link = linkAddress(buf, ifs);
   if (link) return link;
-  const sa: Sockaddr = decodeSockaddr(buf);
-  switch (sa.family) {
-    case 'inet':
-      return { inet: { host: sa.host, port: sa.port } };
-    case 'inet6':
-      return { inet6: { host: sa.host, port: sa.port, flowinfo: sa.flowinfo, scopeId: sa.scopeId } };
-    case 'unix':
-      return { unix: { path: sa.path } };
-    case 'netlink':
-      return { netlink: { pid: sa.pid, groups: sa.groups } };
-    default:
-      return { raw: { family: sa.familyNumber, data: sa.data } };
-  }
+  return addressOf(decodeSockaddr(buf));
 }
 
 /** The port of a proto address, for the policy (0 when it has none). */

@@ -18,7 +18,7 @@ import type { DataRequest, DataResponse, DataWrite } from '../proto/gen/sockbrok
 import { CHUNK_HEADROOM, frameChunk } from '../proto/codec/data.js';
 import { BrokerError, osErrorNamed, sessionError, toBrokerError, toServiceError, toStatus } from './errors.js';
 import { deadlineFor, drive, type Timeout } from '../native/io-driver.js';
-import { CancelledError, isMalformed, malformedError, sessionOf, type Malformed, type Peers } from './rpc.js';
+import { CancelledError, isMalformed, malformedError, onStreamEnd, streamSession, type Malformed, type Peers } from './rpc.js';
 import type { SocketEntry } from './handles.js';
 import type { Session, Sessions } from './sessions.js';
 import type { CallContext, SocketOps } from './socket-ops.js';
@@ -49,13 +49,8 @@ export interface DataDeps {
 /** The grpc-js handler of SocketService.Data. */
 export function dataStream(deps: DataDeps): (stream: ServerDuplexStream<DataRequest | Malformed, Out>) => void {
   return (stream) => {
-    let session: Session;
-    try {
-      session = sessionOf(deps.sessions, deps.peers, stream);
-    } catch (err) {
-      stream.emit('error', toServiceError(toBrokerError(err)));
-      return;
-    }
+    const session = streamSession(deps.sessions, deps.peers, stream);
+    if (!session) return;
     let ds: DataStream | undefined;
     const fail = (err: BrokerError): void => {
       ds?.end();
@@ -74,14 +69,7 @@ export function dataStream(deps: DataDeps): (stream: ServerDuplexStream<DataRequ
         fail(toBrokerError(err));
       }
     });
-    const finish = (): void => ds?.end();
-    stream.on('end', () => {
-      finish();
-      stream.end();
-    });
-    stream.on('cancelled', finish);
-    stream.on('error', finish);
-    stream.on('close', finish);
+    onStreamEnd(stream, () => ds?.end());
   };
 }
 

@@ -8,20 +8,23 @@ import { explain, explanationText } from './policy-explain.js';
 import { ownNamespaces, type Identity } from './identity.js';
 import { cgroupFacts } from './cgroup.js';
 
-const load = (file: string): PolicyConfig => loadPolicyFile(file, defaultQuotas(DEFAULT_LIMITS));
-
-/** Warnings the loader gives for a policy that loads (globs over delegated cgroups, ...). */
-const warningsOf = (config: PolicyConfig): string[] => config.warnings;
-
-export function check(file: string): number {
+/** The file loaded as the broker loads it, its warnings (globs over delegated cgroups, ...) on
+ * stderr; null once its error (naming the place) is on stderr. */
+function load(file: string): PolicyConfig | null {
   let config: PolicyConfig;
   try {
-    config = load(file);
+    config = loadPolicyFile(file, defaultQuotas(DEFAULT_LIMITS));
   } catch (err) {
     process.stderr.write(`sockbroker: ${(err as Error).message}\n`);
-    return 1;
+    return null;
   }
-  for (const w of warningsOf(config)) process.stderr.write(`warning: ${w}\n`);
+  for (const w of config.warnings) process.stderr.write(`warning: ${w}\n`);
+  return config;
+}
+
+export function check(file: string): number {
+  const config = load(file);
+  if (!config) return 1;
   const { rules } = config.policy;
   process.stdout.write(`${file}: OK (${rules.length} rule${rules.length === 1 ? '' : 's'}, ${config.tokens.size} token${config.tokens.size === 1 ? '' : 's'}${config.tls ? ', tls' : ''})\n`);
   return 0;
@@ -61,14 +64,8 @@ export function hypotheticalIdentity(o: ExplainOptions): Identity {
 }
 
 export function explainCommand(file: string, o: ExplainOptions): number {
-  let config: PolicyConfig;
-  try {
-    config = load(file);
-  } catch (err) {
-    process.stderr.write(`sockbroker: ${(err as Error).message}\n`);
-    return 1;
-  }
-  for (const w of warningsOf(config)) process.stderr.write(`warning: ${w}\n`);
+  const config = load(file);
+  if (!config) return 1;
   const id = hypotheticalIdentity(o);
   const facts = [id.cgroup !== undefined ? `cgroup=${id.cgroup}` : '', id.unit ? `unit=${id.unit}` : '', id.pod ? `pod=${id.pod}` : '', id.container ? `container=${id.container}` : ''].filter(Boolean);
   const who = `uid=${id.uid} gid=${id.gid}${id.groups.length ? ` groups=${id.groups.join(',')}` : ''}${facts.length ? ` ${facts.join(' ')}` : ''}, local, in the broker's namespaces`;

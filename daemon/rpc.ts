@@ -88,6 +88,27 @@ export function sessionOf(sessions: Sessions, peers: Peers, call: { getPeer(): s
   return sessions.get(id, identity);
 }
 
+/** The session a stream names; null once the stream has been ended with why it has none. */
+export function streamSession(sessions: Sessions, peers: Peers, stream: ServerDuplexStream<unknown, unknown>): Session | null {
+  try {
+    return sessionOf(sessions, peers, stream);
+  } catch (err) {
+    stream.emit('error', toServiceError(toBrokerError(err)));
+    return null;
+  }
+}
+
+/** Runs `finish` however the stream ends (each way may come, in any order); a client's half-close gets ours. */
+export function onStreamEnd(stream: ServerDuplexStream<unknown, unknown>, finish: () => void): void {
+  stream.on('end', () => {
+    finish();
+    stream.end();
+  });
+  stream.on('cancelled', finish);
+  stream.on('error', finish);
+  stream.on('close', finish);
+}
+
 type Handler<Req, Res> = (ctx: CallContext, req: Req) => Promise<Res>;
 
 /** What a tolerant streaming decoder yields for a message it cannot decode. */
@@ -297,12 +318,6 @@ export function callStream(
         },
       );
     });
-    stream.on('end', () => {
-      finish();
-      stream.end();
-    });
-    stream.on('cancelled', finish);
-    stream.on('error', finish);
-    stream.on('close', finish);
+    onStreamEnd(stream, finish);
   };
 }

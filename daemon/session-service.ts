@@ -8,7 +8,7 @@ import { winsock } from './winsock.js';
 import { packetExtras } from './link-ops.js';
 import type { SessionServiceServer, KeepAliveRequest, KeepAliveResponse, GetModuleInfoResponse } from '../proto/gen/sockbroker/v1/session.js';
 import { toBrokerError, toServiceError, type BrokerError } from './errors.js';
-import { isMalformed, malformedError, sessionOf, type Malformed, type Peers } from './rpc.js';
+import { isMalformed, malformedError, onStreamEnd, sessionOf, streamSession, type Malformed, type Peers } from './rpc.js';
 import { decide, quotasFor, ruleOf, type Policy } from './policy.js';
 import { countDenial } from './metrics.js';
 import { describe } from './identity.js';
@@ -82,13 +82,8 @@ export function sessionService({ sessions, peers, limits, log, netns, policy, li
     },
 
     keepAlive(stream: ServerDuplexStream<KeepAliveRequest, KeepAliveResponse>) {
-      let session;
-      try {
-        session = sessionOf(sessions, peers, stream);
-      } catch (err) {
-        stream.emit('error', toServiceError(toBrokerError(err)));
-        return;
-      }
+      const session = streamSession(sessions, peers, stream);
+      if (!session) return;
       sessions.attach(session);
       let attached = true;
       const detach = (): void => {
@@ -113,13 +108,7 @@ export function sessionService({ sessions, peers, limits, log, netns, policy, li
         }
         stream.write({ nonce: req.nonce });
       });
-      stream.on('end', () => {
-        detach();
-        stream.end();
-      });
-      stream.on('cancelled', detach);
-      stream.on('error', detach);
-      stream.on('close', detach);
+      onStreamEnd(stream, detach);
     },
 
     closeSession(call, callback) {

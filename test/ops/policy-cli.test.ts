@@ -48,6 +48,14 @@ test('check: a good file is OK, exit 0', async (t) => {
   t.is(r.stdout, `${GOOD}: OK (3 rules, 0 tokens)\n`);
 });
 
+test("check: deploy/policy.example.yaml loads here as shipped (every user and group it names exists)", async (t) => {
+  const example = join(DIST, '..', 'deploy', 'policy.example.yaml');
+  const r = await cli('check', example);
+  t.is(r.stderr, '');
+  t.is(r.code, 0);
+  t.regex(r.stdout, /policy\.example\.yaml: OK \(\d+ rules, 0 tokens\)\n$/);
+});
+
 test('check: a bad file is exit 1 with the error naming the place', async (t) => {
   const cases: Array<[string, string, RegExp]> = [
     ['range.yaml', 'rules:\n  - match: { uid: 1 }\n    grant: { ports: ["90-80"] }\n', /range\.yaml: rules\[0\]\.grant\.ports\[0\]: bad range "90-80"/],

@@ -6,7 +6,7 @@
 // drop counted. Ending the iteration (break/return/throw) or close() cancels the stream.
 import type * as grpc from '@grpc/grpc-js';
 import { CaptureBackpressure, CaptureDirection, CaptureRequest, type CaptureArmed } from '../proto/gen/sockbroker/v1/capture.js';
-import { decodeCaptureResponse, type WireBatch, type WireResponse, type WireStats } from './capture-wire.js';
+import { decodeCaptureResponse, type WireBatch, type WireResponse, type WireStats } from '../proto/codec/capture.js';
 import { fromServiceError } from './errors.js';
 import type { PacketRecord } from './pcap.js';
 import type { Transport } from './transport.js';

@@ -12,7 +12,7 @@ import { close } from '../native/libc.js';
 import { forEachPacket, type PacketRing } from '../native/packet-ring.js';
 import { SLL2_HDR_LEN } from '../native/bpf.js';
 import { linux } from '../native/constants.js';
-import { encodeBatchResponse, PACKET_OVERHEAD, writePacket, type StatsValues } from './capture-encode.js';
+import { encodeBatchResponse, PACKET_OVERHEAD, writePacket, type StatsValues } from '../proto/codec/capture.js';
 import { CaptureBackpressure, CaptureDirection } from '../proto/gen/sockbroker/v1/capture.js';
 
 const PACKET_OUTGOING = linux.PACKET_OUTGOING ?? 4;

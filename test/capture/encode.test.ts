@@ -1,6 +1,6 @@
 // The capture stream's hand-written encoder writes what the generated decoder reads back.
 import test from 'ava';
-import { encodeBatchResponse, writePacket, PACKET_OVERHEAD } from '../../daemon/capture-encode.js';
+import { encodeBatchResponse, writePacket, PACKET_OVERHEAD } from '../../proto/codec/capture.js';
 import { CaptureResponse } from '../../proto/gen/sockbroker/v1/capture.js';
 
 test('packets, counters and watermark decode as written', (t) => {

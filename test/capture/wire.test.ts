@@ -2,7 +2,7 @@
 // into exact ns, and views packet bytes without copying.
 import test from 'ava';
 import { CaptureResponse, CaptureDirection } from '../../proto/gen/sockbroker/v1/capture.js';
-import { decodeCaptureResponse } from '../../client/capture-wire.js';
+import { decodeCaptureResponse } from '../../proto/codec/capture.js';
 import { captureRequest } from '../../client/capture.js';
 
 function batchBytes(sec: number, nanos: number): Buffer {

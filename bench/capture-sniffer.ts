@@ -1,7 +1,8 @@
 // The seed's sniffer example through the broker, as a bench client: a raw IPPROTO_IP socket bound
 // to 127.0.0.1 with SIO_RCVALL, recvfrom in a loop, counting the flood's unique sequence numbers
 // (IP header 20 B + UDP 8 B, then the 64-bit sequence). Ends 1 s after the last packet (or at
-// BENCH_DEADLINE_MS); reports {frames, unique, seconds} as one JSON line.
+// BENCH_DEADLINE_MS); reports {frames, unique, seconds, stats} as one JSON line (stats: the
+// socket's counters, client/sniff.ts).
 import { connect } from '../client/index.js';
 
 const port = Number(process.env.BENCH_PORT);
@@ -38,6 +39,7 @@ while (Date.now() < deadline) {
     unique++;
   }
 }
+const stats = s.sniffStats;
 await s.close();
 await socket.disconnect();
-process.stdout.write(`${JSON.stringify({ frames, unique, seconds: (last - first) / 1000 })}\n`);
+process.stdout.write(`${JSON.stringify({ frames, unique, seconds: (last - first) / 1000, stats })}\n`);

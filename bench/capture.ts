@@ -19,6 +19,8 @@ const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const ROOT = resolve(HERE, '..', '..');
 const CLI = join(ROOT, 'dist', 'daemon', 'cli.js');
 const RATES = (process.env.BENCH_CAPTURE_RATES ?? '100000,300000').split(',').map(Number);
+/** Which rows to run (comma-separated; default all): tcpdump, broker-unix, broker-tls, seed-sniffer. */
+const TOOLS = (process.env.BENCH_CAPTURE_TOOLS ?? 'tcpdump,broker-unix,broker-tls,seed-sniffer').split(',').map((s) => s.trim());
 const SECONDS = Number(process.env.BENCH_CAPTURE_SECONDS ?? 3);
 const PORT = 9;
 const TOKEN = 'bench-capture-token';
@@ -155,11 +157,13 @@ async function sniffer(env: Env, rate: number): Promise<CaptureRow> {
   const d1 = processCpuUs(env.daemonPid, env.clkTck);
   const c1 = processCpuUs(c.proc.pid!, env.clkTck);
   await c.closed;
-  const r = JSON.parse(out.trim().split('\n').pop()!) as { unique: number };
+  const r = JSON.parse(out.trim().split('\n').pop()!) as { unique: number; stats: { received: number; captured: number; droppedByKernel: number; droppedByBroker: number; droppedBySdk: number } };
   const per = (us: number) => (r.unique > 0 ? us / r.unique : NaN);
+  // The sniffer counts frames (each lo packet twice); its SDK drops count with the broker's.
   return {
     tool: 'seed-sniffer', rate, sent: f.sent, unique: r.unique, perSecond: r.unique / f.seconds,
-    captured: null, received: null, droppedByKernel: null, droppedByBroker: null, cpuUsPerPacket: { daemon: per(d1 - d0), client: per(c1 - c0) },
+    captured: r.stats.captured, received: r.stats.received, droppedByKernel: r.stats.droppedByKernel, droppedByBroker: r.stats.droppedByBroker + r.stats.droppedBySdk,
+    cpuUsPerPacket: { daemon: per(d1 - d0), client: per(c1 - c0) },
   };
 }
 
@@ -200,10 +204,11 @@ rules:
     };
     const rows: CaptureRow[] = [];
     for (const rate of RATES) {
-      for (const tool of ['tcpdump', 'broker-unix', 'broker-tls']) {
+      for (const tool of ['tcpdump', 'broker-unix', 'broker-tls'].filter((t) => TOOLS.includes(t))) {
         process.stderr.write(`bench: capture ${tool} at ${rate}/s\n`);
         rows.push(await measure(env, tool, rate));
       }
+      if (!TOOLS.includes('seed-sniffer')) continue;
       process.stderr.write(`bench: seed sniffer at ${rate}/s\n`);
       rows.push(await sniffer(env, rate));
     }

@@ -11,6 +11,7 @@ import { pureFunctions, type PyInt } from './pure.js';
 import type { LocalSockets } from './local.js';
 import { existsSync } from 'node:fs';
 import { openCapture, type Capture, type CaptureOptions } from './capture.js';
+import type { SniffReader } from './sniff.js';
 
 type Pure = ReturnType<typeof pureFunctions>;
 
@@ -333,40 +334,75 @@ class SocketModuleImpl {
       handle: typeof s === 'number' ? toInt(s) : s.fileno(),
       events: toInt(Array.isArray(events) ? events[i] : events),
     }));
-    // A sniffer socket with packets read ahead is readable now: the others are only checked.
-    const ahead = sockets.map((s, i) => (typeof s !== 'number' && s.readAhead > 0 && entries[i]!.events & POLL.POLLIN ? i : -1)).filter((i) => i >= 0);
-    const t = ahead.length ? 0 : asked;
+    // A sniffer socket whose Sniff stream is open is polled here: its packets are on their way to
+    // this process or already read ahead (client/sniff.ts), no longer in the broker's socket.
+    const sniffers = new Map<number, SniffReader>();
+    sockets.forEach((s, i) => {
+      const r = typeof s === 'number' ? undefined : s._sniffReader;
+      if (r) sniffers.set(i, r);
+    });
+    const sniffed = (): Array<[Socket | number, number]> => [...sniffers].flatMap(([i, r]): Array<[Socket | number, number]> => {
+      const want = entries[i]!.events;
+      const ev = ((r.size > 0 || r.ended) && want & POLL.POLLIN ? POLL.POLLIN : 0) | (want & POLL.POLLOUT);
+      return ev ? [[sockets[i]!, ev]] : [];
+    });
+    const rest = entries.filter((_, i) => !sniffers.has(i));
+    let now = sniffed();
+    let ready: Array<{ handle: number; events: number }> = [];
+    if (sniffers.size === 0 || now.length > 0) {
+      if (rest.length > 0 || sniffers.size === 0) ready = await this.#pollBroker(rest, now.length ? 0 : asked);
+    } else {
+      // Sniffers and other sockets together: both wait at once; the first ready ends the other.
+      const ac = new AbortController();
+      const deadline = asked === null ? null : performance.now() + asked * 1000;
+      const waits = [...sniffers.values()].map((r) => r.wait(deadline, ac.signal));
+      [ready] = await Promise.all([
+        rest.length ? this.#pollBroker(rest, asked, ac.signal).then((r) => (r.length > 0 && ac.abort(), r), (err) => {
+          ac.abort();
+          throw err;
+        }) : Promise.resolve([]),
+        Promise.race(waits).then(() => ac.abort()),
+      ]);
+      now = sniffed();
+    }
+    const out: Array<[Socket | number, number]> = ready.map((r) => [sockets[entries.findIndex((e) => e.handle === r.handle)]!, r.events]);
+    out.push(...now);
+    const order = new Map(sockets.map((s, i) => [s, i]));
+    out.sort((x, y) => order.get(x[0])! - order.get(y[0])!);
+    return out;
+  }
+
+  /** poll over broker and handed-off sockets (an abort ends the wait with nothing ready). */
+  async #pollBroker(entries: Array<{ handle: number; events: number }>, t: number | null, signal?: AbortSignal): Promise<Array<{ handle: number; events: number }>> {
+    const broker = (es: typeof entries, s?: AbortSignal) =>
+      this.#t.call('poll', { entries: es, timeout: t ?? undefined }, clientTimeout(t), s).then((r) => r.ready, (err) => {
+        if (s?.aborted) return [];
+        throw err;
+      });
     const local = this.#local;
     const here = local ? entries.filter((e) => local.has(e.handle)) : [];
     const there = local ? entries.filter((e) => !local.has(e.handle)) : entries;
-    let ready: Array<{ handle: number; events: number }>;
-    if (here.length === 0) ready = (await this.#t.call('poll', { entries, timeout: t ?? undefined }, clientTimeout(t))).ready;
-    else if (there.length === 0) ready = await local!.poll(entries, t);
-    else {
-      // Handed-off and broker sockets together: both wait at once; the first with something
-      // ready ends the other (a broker poll that completed anyway still reports).
-      const ac = new AbortController();
-      const done = <T extends unknown[]>(r: T): T => (r.length > 0 && ac.abort(), r);
+    if (here.length === 0) return broker(entries, signal);
+    if (there.length === 0) return local!.poll(entries, t, signal);
+    // Handed-off and broker sockets together: both wait at once; the first with something
+    // ready ends the other (a broker poll that completed anyway still reports).
+    const ac = new AbortController();
+    const onAbort = (): void => ac.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const done = <T extends unknown[]>(r: T): T => (r.length > 0 && ac.abort(), r);
+    try {
       const [a, b] = await Promise.all([
         local!.poll(here, t, ac.signal).then(done, (err) => {
           ac.abort();
           throw err;
         }),
-        this.#t.call('poll', { entries: there, timeout: t ?? undefined }, clientTimeout(t), ac.signal).then((r) => done(r.ready), (err) => {
-          if (ac.signal.aborted) return [];
-          throw err;
-        }),
+        broker(there, ac.signal).then(done),
       ]);
       const order = new Map(entries.map((e, i) => [e.handle, i]));
-      ready = [...a, ...b].sort((x, y) => order.get(x.handle)! - order.get(y.handle)!);
+      return [...a, ...b].sort((x, y) => order.get(x.handle)! - order.get(y.handle)!);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
     }
-    const out: Array<[Socket | number, number]> = ready.map((r) => [sockets[entries.findIndex((e) => e.handle === r.handle)]!, r.events]);
-    for (const i of ahead) {
-      const hit = out.find(([x]) => x === sockets[i]);
-      if (hit) hit[1] |= POLL.POLLIN;
-      else out.push([sockets[i]!, POLL.POLLIN]);
-    }
-    return out;
   }
 
   /**

@@ -9,6 +9,7 @@ import { notBuffer, pyType, toBytes, toCInt, toInt, toTimeout, toWritable } from
 import { fromControlMessage, toControlMessages, type AncConstants, type AncItem } from './ancillary.js';
 import { makefile, type MakefileOptions, type SocketFile } from './makefile.js';
 import { BulkChannel } from './bulk.js';
+import { SniffReader, ZERO_SNIFF_STATS, type SniffStats } from './sniff.js';
 
 /** What a socket needs from its module. */
 export interface ModuleContext {
@@ -32,8 +33,11 @@ const PIPELINE_MAX = 64 * 1024;
 const PIPELINE_WINDOW = 256 * 1024;
 const EWOULDBLOCK = 11; // what connect_ex returns on a timeout, as CPython does
 const SOCK_RAW = 3;
-/** Packets a sniffer socket's recv asks the broker to read ahead (the broker's batch is 64; 0 = off). */
-const READ_AHEAD = Math.max(0, Math.min(63, Number(globalThis.process?.env?.SOCKBROKER_SNIFFER_READ_AHEAD ?? 63) || 0));
+/** The recv flags a sniffer socket takes (it reads from the SDK's read-ahead, client/sniff.ts). */
+const MSG_PEEK = 0x2;
+const MSG_DONTWAIT = 0x40;
+const EAGAIN = 11;
+const EOPNOTSUPP = 95;
 /** A recv at least this large counts towards the pattern that starts the read-ahead. */
 const BULK_READ_MIN = 64 * 1024;
 /** Consecutive large recv calls after which the socket reads ahead on its Data stream. */
@@ -78,8 +82,8 @@ export class Socket {
   #reads = new AbortController();
   #laddr: AddressTuple | null = null;
   #raddr: AddressTuple | null = null;
-  /** A sniffer socket's packets read ahead (at most READ_AHEAD; close discards them as the kernel would). */
-  #ahead: Array<{ data: Buffer; address?: import('../proto/gen/sockbroker/v1/address.js').Address }> = [];
+  /** A sniffer socket's read-ahead: its Sniff stream, opened by the first recv (client/sniff.ts). */
+  #sniff: SniffReader | undefined;
   /** Was connected once (reads after shutdown(SHUT_WR) may still go through the Data stream). */
   #everConnected = false;
   /** The socket's Data stream (client/bulk.ts): undefined until first needed, null if refused. */
@@ -399,7 +403,7 @@ export class Socket {
     const handle = this.#check();
     const n = this.#bufsize(bufsize, 'recv');
     const f = toCInt(flags);
-    if (this.#sniffer && f === 0 && READ_AHEAD) return (await this.#sniffed(handle, n)).data;
+    if (this.#sniffer) return this.#sniffed(handle, n, f);
     const bulk = await this.#bulkRecv(n, f);
     if (bulk) return bulk;
     const res = await this.#io.call('recv', { handle, bufsize: n, flags: f, wantAddress: false, timeout: this.#mode }, this.#deadline, this.#reads.signal);
@@ -410,9 +414,10 @@ export class Socket {
     const handle = this.#check();
     const n = this.#bufsize(bufsize, 'recvfrom');
     const f = toCInt(flags);
-    if (this.#sniffer && f === 0 && READ_AHEAD) {
-      const p = await this.#sniffed(handle, n);
-      return [p.data, fromAddress(p.address)];
+    if (this.#sniffer) {
+      const data = await this.#sniffed(handle, n, f);
+      // Windows gives (source_ip, 0): the source of the IP header.
+      return [data, data.length >= 16 ? [`${data[12]}.${data[13]}.${data[14]}.${data[15]}`, 0] : ['0.0.0.0', 0]];
     }
     await this.#quiesce();
     const res = await this.#io.call('recv', { handle, bufsize: n, flags: f, wantAddress: true, timeout: this.#mode }, this.#deadline, this.#reads.signal);
@@ -426,20 +431,44 @@ export class Socket {
 
   /** @internal Packets read ahead and not yet returned (poll() counts them as readable). */
   get readAhead(): number {
-    return this.#ahead.length;
+    return this.#sniff?.size ?? 0;
+  }
+
+  /** @internal A sniffer socket's open read-ahead (poll() waits on it here, not on the broker). */
+  get _sniffReader(): SniffReader | undefined {
+    return this.#closed ? undefined : this.#sniff;
   }
 
   /**
-   * A sniffer socket's next packet: from the read-ahead queue, else one recv that also brings up
-   * to READ_AHEAD packets already waiting on the broker (one RPC per packet cannot keep up with
-   * a busy interface). Each is cut at this call's bufsize, as recvfrom cuts a datagram.
+   * A sniffer socket's counters: packets the kernel filter passed (received) and those delivered
+   * to this process (captured), dropped by the kernel (ring full), by the broker and by the SDK's
+   * read-ahead bound, and how many are read ahead now. Zero until the first recv.
    */
-  async #sniffed(handle: number, bufsize: number): Promise<{ data: Buffer; address?: import('../proto/gen/sockbroker/v1/address.js').Address }> {
-    const next = this.#ahead.shift();
-    if (next) return { data: next.data.length > bufsize ? next.data.subarray(0, bufsize) : next.data, address: next.address };
-    const res = await this.#io.call('recv', { handle, bufsize: Math.max(bufsize, 65535), flags: 0, wantAddress: true, timeout: this.#mode, readAhead: READ_AHEAD }, this.#deadline, this.#reads.signal);
-    if (res.more) this.#ahead.push(...res.more.datagrams);
-    return { data: res.data.length > bufsize ? res.data.subarray(0, bufsize) : res.data, address: res.address };
+  get sniffStats(): SniffStats {
+    return this.#sniff?.stats ?? { ...ZERO_SNIFF_STATS };
+  }
+
+  /**
+   * A sniffer socket's next packet, cut at bufsize as recvfrom cuts a datagram: from the
+   * read-ahead, waiting for it under the socket's timeout (0 or MSG_DONTWAIT: BlockingIOError at
+   * once). One recv opens the socket's Sniff stream; an error that ended it is raised once the
+   * packets before it are read, and the next recv opens a new one.
+   */
+  async #sniffed(handle: number, bufsize: number, flags: number): Promise<Buffer> {
+    if (flags & ~(MSG_PEEK | MSG_DONTWAIT)) throw makeOSError(EOPNOTSUPP, 'Operation not supported (a sniffer socket takes MSG_PEEK and MSG_DONTWAIT only)', 'EOPNOTSUPP');
+    const deadline = this.#timeout === null ? null : performance.now() + this.#timeout * 1000;
+    for (;;) {
+      if (this.#closed) throw badf(); // also for a recv that was waiting when close() came
+      const q = (this.#sniff ??= new SniffReader(this.#m.transport, handle));
+      const data = q.take((flags & MSG_PEEK) !== 0);
+      if (data) return data.length > bufsize ? data.subarray(0, bufsize) : data;
+      if (q.ended) {
+        this.#sniff = undefined;
+        throw q.error ?? badf();
+      }
+      if (this.#timeout === 0 || flags & MSG_DONTWAIT) throw makeOSError(EAGAIN, 'Resource temporarily unavailable', 'EAGAIN');
+      if (!(await q.wait(deadline))) throw new TimeoutExc('timed out');
+    }
   }
 
   /** Receives into `buffer` (up to nbytes, 0 = its length); resolves to the count received. */
@@ -463,16 +492,19 @@ export class Socket {
     }
     n = Math.min(n, this.#m.maxRecvBytes);
     const f = toCInt(flags);
-    if (!wantAddress && !this.#sniffer) {
+    if (this.#sniffer) {
+      const data = await this.#sniffed(handle, n, f);
+      data.copy(target, 0);
+      return [data.length, wantAddress ? [`${data[12]}.${data[13]}.${data[14]}.${data[15]}`, 0] : null];
+    }
+    if (!wantAddress) {
       const bulk = await this.#bulkRecv(n, f);
       if (bulk) {
         bulk.copy(target, 0);
         return [bulk.length, null];
       }
     } else await this.#quiesce();
-    const res = this.#sniffer && f === 0 && READ_AHEAD
-      ? await this.#sniffed(handle, n)
-      : await this.#io.call('recv', { handle, bufsize: n, flags: f, wantAddress, timeout: this.#mode }, this.#deadline, this.#reads.signal);
+    const res = await this.#io.call('recv', { handle, bufsize: n, flags: f, wantAddress, timeout: this.#mode }, this.#deadline, this.#reads.signal);
     res.data.copy(target, 0);
     return [res.data.length, wantAddress ? fromAddress(res.address) : null];
   }
@@ -508,7 +540,8 @@ export class Socket {
     while (this.#bulkSending > 0) await Promise.race(this.#inflight);
     if (this.#closed) return;
     this.#closed = true;
-    this.#ahead = [];
+    this.#sniff?.close();
+    this.#sniff = undefined;
     this.#bulk?.close(badf());
     await this.#io.call('close', { handle: this.#handle });
   }

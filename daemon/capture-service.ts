@@ -19,7 +19,7 @@ import { andPrograms, checkProgram, directionProgram, encodeProgram, fixCookedSl
 import { compileFilter, FilterError, LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2, MAX_FILTER_BYTES } from '../native/pcap.js';
 import { attachLockedFilter, hardwareType, PacketRing, ringGeometry } from '../native/packet-ring.js';
 import {
-  CaptureBackpressure, CaptureDirection, CaptureServiceService, CaptureResponse, type CaptureRequest,
+  CaptureBackpressure, CaptureDirection, CaptureServiceService, CaptureResponse, type CaptureRequest, type SniffRequest,
 } from '../proto/gen/sockbroker/v1/capture.js';
 import { argumentError, BrokerError, osErrorNamed, toBrokerError, toServiceError } from './errors.js';
 import { describe } from './identity.js';
@@ -30,6 +30,7 @@ import type { NetnsRegistry } from './netns.js';
 import type { Session, Sessions } from './sessions.js';
 import { Capture, releaseSockets, type CaptureSocket } from './capture.js';
 import { countDenial, countQuota, trackCapture, type CaptureCounts } from './metrics.js';
+import { sniff } from './sniff.js';
 
 const TYPE_FLAGS = linux.SOCK_NONBLOCK! | linux.SOCK_CLOEXEC!;
 const MAX_INTERFACES = 16;
@@ -53,6 +54,7 @@ export interface CaptureDeps {
 export const captureServiceDefinition = {
   ...CaptureServiceService,
   capture: { ...CaptureServiceService.capture, responseSerialize: (b: Buffer): Buffer => b },
+  sniff: { ...CaptureServiceService.sniff, responseSerialize: (b: Buffer): Buffer => b },
 };
 
 const clamp = (v: number, lo: number, hi: number): number => Math.min(hi, Math.max(lo, v));
@@ -259,6 +261,7 @@ export function captureService(deps: CaptureDeps) {
   }
 
   return {
+    sniff: (call: ServerWritableStream<SniffRequest, Buffer>): void => sniff(deps, call),
     capture(call: ServerWritableStream<CaptureRequest, Buffer>): void {
       const stopped = { reason: null as string | null, wake: () => undefined as void };
       const stop = (why: string): void => {

@@ -83,7 +83,7 @@ export class Capture {
   #resume: (() => void) | undefined;
   /** Wall time (ns) each socket was last seen empty, for the watermark. */
   readonly #drainedAt: number[];
-  readonly counters = { captured: 0, capturedBytes: 0, droppedByBroker: 0 };
+  readonly counters: { captured: number; capturedBytes: number; droppedByBroker: number };
   // Rate quota: a token bucket per second.
   #rateWindow = 0;
   #ratePackets = 0;
@@ -91,7 +91,9 @@ export class Capture {
   readonly #sllHeader = Buffer.alloc(SLL2_HDR_LEN);
   readonly #readers: Promise<void>[] = [];
 
-  constructor(socks: CaptureSocket[], opts: CaptureOptions, sink: CaptureSink, reactor: Reactor) {
+  /** `counters` may carry on from an earlier stream over the same rings (a sniffer socket's). */
+  constructor(socks: CaptureSocket[], opts: CaptureOptions, sink: CaptureSink, reactor: Reactor, counters = { captured: 0, capturedBytes: 0, droppedByBroker: 0 }) {
+    this.counters = counters;
     this.#socks = socks;
     this.#opts = opts;
     this.#sink = sink;

@@ -29,6 +29,8 @@ export class SocketEntry {
   link?: LinkState;
   /** Interface lookups in the socket's network namespace (for link-level addresses). */
   ifs?: Interfaces;
+  /** Runs once when close starts, before the fd is closed (link-ops.ts: a sniffer's ring). */
+  onClose?: () => void;
 
   constructor(
     readonly handle: number,

@@ -9,12 +9,17 @@
 //   bind(); ioctl(SIO_RCVALL, RCVALL_ON) adds a promiscuous membership (reference counted by the
 //   kernel, so other users of the interface are not disturbed) and every IP packet of the
 //   interface, in and out, is delivered with (source_ip, 0) as the address. The packet socket
-//   listens to all protocols (outgoing frames reach only such taps) and keeps the IPv4 ones.
+//   listens to all protocols (outgoing frames reach only such taps); a kernel filter keeps the
+//   IPv4 ones (before RCVALL_ON only those received for the bound address). From bind on, the
+//   socket has a TPACKET_V3 ring, read in batches by CaptureService.Sniff (daemon/sniff.ts), which
+//   serves the SDK's recvfrom.
 import * as libc from '../native/libc.js';
 import { linux as C, os as O } from '../native/constants.js';
-import { decodePacketMreq, decodeSockaddrLl, encodePacketMreq, encodeSockaddrLl, ifIndexToName, ifNameIndex, ifNameToIndex, ipv4Addresses } from '../native/link.js';
+import { decodePacketMreq, encodePacketMreq, encodeSockaddrLl, ifIndexToName, ifNameIndex, ifNameToIndex, ipv4Addresses } from '../native/link.js';
 import { argumentError, osErrorNamed } from './errors.js';
 import { winsock } from './winsock.js';
+import { attachFilter, PacketRing, type RingStats } from '../native/packet-ring.js';
+import { encodeProgram, snifferProgram } from '../native/bpf.js';
 import { globToRegExp, interfacesFor } from './policy.js';
 import { resolveHost } from './addresses.js';
 import type { Interfaces } from './link-addresses.js';
@@ -37,13 +42,34 @@ export const packetExtras: Readonly<Record<string, number>> = Object.freeze(
 );
 
 const TYPE_FLAGS = C.SOCK_NONBLOCK | C.SOCK_CLOEXEC;
-/** Receive buffer of a sniffer socket, bytes. */
-const SNIFFER_RCVBUF = 4 << 20;
+/**
+ * A sniffer socket's ring: 16 blocks of 256 KiB (~1700 packets of 100 B each), handed over after
+ * at most 2 ms when not full (so a lone packet waits ~2-4 ms).
+ */
+export const SNIFFER_RING = { blockSize: 256 << 10, blockCount: 16, retireMs: 2 };
+/** Bytes kept of each packet (an IPv4 packet is at most 65535). */
+const SNIFFER_SNAP = 65535;
+
+/** A sniffer socket's receive state (link-ops.ts, daemon/sniff.ts). */
+export interface SnifferState {
+  ifindex: number;
+  ifname: string;
+  host: string;
+  promisc: boolean;
+  /** Set at bind. */
+  ring?: PacketRing;
+  /** Delivery counters kept across Sniff streams (daemon/capture.ts). */
+  counters: { captured: number; capturedBytes: number; droppedByBroker: number };
+  /** The ring's statistics as last reported by getsockopt(PACKET_STATISTICS), which resets them. */
+  reported: RingStats;
+  /** Ends the running Sniff stream (set while one runs). */
+  stopSniff?: () => void;
+}
 
 /** State of a socket the broker emulates or confines. */
 export interface LinkState {
   /** The Windows sniffer socket (AF_INET, SOCK_RAW, IPPROTO_IP) over AF_PACKET. */
-  rcvall?: { ifindex: number; ifname: string; host: string; promisc: boolean };
+  rcvall?: SnifferState;
   /** Interfaces this socket may use (glob patterns); null = unrestricted. */
   interfaces: string[] | null;
 }
@@ -88,16 +114,16 @@ export class LinkOps {
     if (isSnifferSocket(info)) {
       const fd = this.ops.asCaller(ctx, () => libc.socket(C.AF_PACKET, C.SOCK_DGRAM | TYPE_FLAGS, 0));
       const entry = this.ops.register(ctx, fd, info);
-      // Room for bursts while the SDK's read-ahead batch is on its way (the kernel's drops
-      // show in getsockopt(SOL_PACKET, PACKET_STATISTICS)).
-      const rcvbuf = Buffer.alloc(4);
-      rcvbuf.writeInt32LE(SNIFFER_RCVBUF);
-      try {
-        libc.setsockopt(fd, C.SOL_SOCKET, O.SO_RCVBUFFORCE!, rcvbuf);
-      } catch {
-        // a daemon without CAP_NET_ADMIN keeps the default
-      }
-      entry.link = { rcvall: { ifindex: 0, ifname: '', host: '', promisc: false }, interfaces: interfacesFor(policy, identity, C.AF_INET) };
+      const r: SnifferState = {
+        ifindex: 0, ifname: '', host: '', promisc: false,
+        counters: { captured: 0, capturedBytes: 0, droppedByBroker: 0 }, reported: { packets: 0, drops: 0, freezes: 0 },
+      };
+      entry.link = { rcvall: r, interfaces: interfacesFor(policy, identity, C.AF_INET) };
+      // Close: the Sniff stream's readers stop before the ring is unmapped and the fd closed.
+      entry.onClose = () => {
+        r.stopSniff?.();
+        r.ring?.unmap();
+      };
       return entry;
     }
     if (info.family === C.AF_PACKET) {
@@ -137,10 +163,36 @@ export class LinkOps {
     this.#permitted(ctx, entry, owner[0], 'bind');
     const ifindex = this.ifs(ctx).index(owner[0]);
     this.ops.live(entry, 'bind');
+    // The ring and the filter before the socket is hooked up: nothing else is ever queued.
+    r.ring ??= new PacketRing(entry.fd, SNIFFER_RING);
+    Object.assign(r, { ifindex, ifname: owner[0], host });
+    this.#snifferFilter(entry);
     // ETH_P_ALL, not ETH_P_IP: the kernel hands outgoing frames only to "all protocols" taps.
     libc.bind(entry.fd, encodeSockaddrLl({ protocol: O.ETH_P_ALL, ifindex, hatype: 0, pkttype: 0, addr: Buffer.alloc(0) }));
-    Object.assign(r, { ifindex, ifname: owner[0], host });
     return { local: { inet: { host, port: 0 } } };
+  }
+
+  /** The sniffer's kernel filter for its state: every IPv4 packet with RCVALL_ON, else those for its host. */
+  #snifferFilter(entry: SocketEntry): void {
+    const r = entry.link!.rcvall!;
+    const host = r.promisc ? null : r.host.split('.').reduce((a, b) => a * 256 + Number(b), 0);
+    attachFilter(entry.fd, encodeProgram(snifferProgram(host, SNIFFER_SNAP)));
+  }
+
+  /**
+   * getsockopt(SOL_PACKET, PACKET_STATISTICS) on a sniffer socket: the kernel's counters since the
+   * last such call, as the kernel reports them (its own reset on read serves the Sniff stream's totals).
+   */
+  snifferStats(entry: SocketEntry): Buffer | null {
+    const r = entry.link?.rcvall;
+    if (!r?.ring) return null;
+    const st = r.ring.readStats();
+    const out = Buffer.alloc(12);
+    out.writeUInt32LE((st.packets - r.reported.packets) >>> 0, 0);
+    out.writeUInt32LE((st.drops - r.reported.drops) >>> 0, 4);
+    out.writeUInt32LE((st.freezes - r.reported.freezes) >>> 0, 8);
+    r.reported = { ...st };
+    return out;
   }
 
   /** Checks the interface of an AF_PACKET/AF_CAN address given to bind/connect/sendto ('*' = all). */
@@ -228,21 +280,8 @@ export class LinkOps {
     this.ops.live(entry, 'ioctl');
     libc.setsockopt(entry.fd, O.SOL_PACKET, want ? O.PACKET_ADD_MEMBERSHIP : O.PACKET_DROP_MEMBERSHIP, encodePacketMreq(r.ifindex, O.PACKET_MR_PROMISC));
     r.promisc = want;
+    this.#snifferFilter(entry);
     this.ops.audit(ctx, 'rcvall', { handle: entry.handle, ifname: r.ifname, mode, outcome: 'done' });
-  }
-
-  /**
-   * One received frame of a sniffer socket as Windows delivers it: the IP packet and
-   * (source_ip, 0); null when the frame is not for this socket (before RCVALL_ON only packets
-   * addressed to the bound host are).
-   */
-  sniffed(entry: SocketEntry, data: Buffer, from: Buffer): { data: Buffer; host: string } | null {
-    const r = entry.link!.rcvall!;
-    const ll = decodeSockaddrLl(from);
-    if (ll.protocol !== O.ETH_P_IP || data.length < 20 || data[0]! >> 4 !== 4) return null;
-    const dst = [...data.subarray(16, 20)].join('.');
-    if (!r.promisc && (ll.pkttype !== C.PACKET_HOST || dst !== r.host)) return null;
-    return { data, host: [...data.subarray(12, 16)].join('.') };
   }
 }
 

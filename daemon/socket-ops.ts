@@ -4,7 +4,6 @@
 import type { Logger } from 'pino';
 import { status as Code } from '@grpc/grpc-js';
 import * as libc from '../native/libc.js';
-import { recvmmsg, MMSG_COUNT } from '../native/mmsg.js';
 import { linux as C, os } from '../native/constants.js';
 import type * as pb from '../proto/gen/sockbroker/v1/socket.js';
 import { argumentError, BrokerError, osError, osErrorNamed } from './errors.js';
@@ -221,6 +220,7 @@ export class SocketOps {
     if (entry.closed) return;
     entry.closed = true;
     table.remove(entry);
+    entry.onClose?.();
     this.broker.reactor.forget(entry.fd);
     let lingers = false;
     try {
@@ -438,42 +438,14 @@ export class SocketOps {
       data = buffered;
       if (req.wantAddress) address = fromSockaddr(libc.getpeername(entry.fd), entry.info.family, entry.ifs);
     } else {
-      // The sniffer socket with flags 0 reads a batch (recvmmsg): the first packet and, when the
-      // caller reads ahead, up to read_ahead more already waiting.
-      const readAhead = Math.min(Math.max(0, validateInt(req.readAhead ?? 0, 'read_ahead')), MMSG_COUNT - 1);
-      if (entry.link?.rcvall && flags === 0 && readAhead > 0) {
-        const hits = await drive(this.broker.reactor, entry, 'read', timeout, ctx.signal, syscall, () => {
-          for (;;) {
-            const batch = recvmmsg(entry.fd, readAhead + 1, bufsize).map((g) => this.link.sniffed(entry, g.data, g.addr)).filter((h) => h !== null);
-            if (batch.length) return batch;
-          }
-        });
-        countBytesIn(ctx.session, hits.reduce((n, h) => n + h.data.length, 0));
-        const [first, ...rest] = hits.map((h) => ({ data: h.data, address: req.wantAddress ? { inet: { host: h.host, port: 0 } } : undefined }));
-        ctx.onUndelivered = () => {
-          this.broker.log.info({ event: 'sniffer.undelivered', handle: entry.handle, packets: hits.length });
-        };
-        return { ...first!, ...(rest.length ? { more: { datagrams: rest } } : {}) };
-      }
+      // The sniffer socket's packets are in its ring, read in batches by CaptureService.Sniff.
+      if (entry.link?.rcvall) throw osErrorNamed('EOPNOTSUPP', syscall, 'Operation not supported (the sniffer socket is read through CaptureService.Sniff)');
       const buf = Buffer.allocUnsafe(bufsize);
-      // The sniffer socket skips frames that are not its own and reports (source_ip, 0).
-      const sniffer = entry.link?.rcvall && (flags & C.MSG_PEEK) === 0;
-      let source = '';
-      const r = await drive(this.broker.reactor, entry, 'read', timeout, ctx.signal, syscall, () => {
-        if (!sniffer) return req.wantAddress ? libc.recvfrom(entry.fd, buf, flags) : { n: libc.recv(entry.fd, buf, flags), addr: null };
-        for (;;) {
-          const got = libc.recvfrom(entry.fd, buf, flags);
-          const hit = this.link.sniffed(entry, buf.subarray(0, Math.min(got.n, bufsize)), got.addr);
-          if (hit) {
-            source = hit.host;
-            return { n: got.n, addr: null };
-          }
-        }
-      });
+      const r = await drive(this.broker.reactor, entry, 'read', timeout, ctx.signal, syscall, () =>
+        req.wantAddress ? libc.recvfrom(entry.fd, buf, flags) : { n: libc.recv(entry.fd, buf, flags), addr: null });
       data = buf.subarray(0, Math.min(r.n, bufsize));
       if ((flags & C.MSG_PEEK) === 0) countBytesIn(ctx.session, data.length);
-      if (sniffer && req.wantAddress) address = { inet: { host: source, port: 0 } };
-      else if (r.addr && r.addr.length > 0) address = fromSockaddr(r.addr, entry.info.family, entry.ifs);
+      if (r.addr && r.addr.length > 0) address = fromSockaddr(r.addr, entry.info.family, entry.ifs);
       // No address (addrlen 0: a stream socket, an unnamed AF_UNIX peer) is None in Python.
     }
     if ((flags & C.MSG_PEEK) === 0) {
@@ -509,6 +481,8 @@ export class SocketOps {
     if (!Number.isInteger(req.buflen) || req.buflen <= 0 || req.buflen > this.broker.limits.maxOptBytes) {
       throw new BrokerError(Code.INVALID_ARGUMENT, 'OS_ERROR', 'getsockopt buflen out of range', { kind: 'os' });
     }
+    const sniffed = level === os.SOL_PACKET && name === os.PACKET_STATISTICS ? this.link.snifferStats(entry) : null;
+    if (sniffed) return { value: 0, data: sniffed.subarray(0, req.buflen) };
     return { value: 0, data: libc.getsockopt(entry.fd, level, name, req.buflen) };
   };
 

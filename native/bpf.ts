@@ -134,3 +134,36 @@ export function checkProgram(prog: readonly Insn[]): void {
   });
   if (cls(prog[prog.length - 1]!.code) !== RET) throw new RangeError('filter program does not end in a return');
 }
+
+/**
+ * The Windows sniffer socket's filter on a SOCK_DGRAM packet socket (data starts at the IP
+ * header): IPv4 packets of at least 20 bytes whose version is 4; with `host` (an IPv4 address as
+ * a u32, before SIO_RCVALL) only those received for that address (pkttype HOST, destination
+ * `host`), as Windows delivers on a raw socket without RCVALL.
+ */
+export function snifferProgram(host: number | null, snap: number): Insn[] {
+  const H = 0x08, LEN = 0x80, ALU = 0x04, AND = 0x50, JGE = 0x30;
+  const ETH_P_IP = os.ETH_P_IP ?? 0x0800;
+  const PACKET_HOST = linux.PACKET_HOST ?? 0;
+  const REJECT = -1; // jf placeholder: the final `ret #0`
+  const prog: Insn[] = [
+    { code: LD | H | ABS, jt: 0, jf: 0, k: PROTOCOL },
+    { code: JMP | JEQ | K, jt: 0, jf: REJECT, k: ETH_P_IP },
+    { code: LD | W | LEN, jt: 0, jf: 0, k: 0 },
+    { code: JMP | JGE | K, jt: 0, jf: REJECT, k: 20 },
+    { code: LD | B | ABS, jt: 0, jf: 0, k: 0 },
+    { code: ALU | AND | K, jt: 0, jf: 0, k: 0xf0 },
+    { code: JMP | JEQ | K, jt: 0, jf: REJECT, k: 0x40 },
+  ];
+  if (host !== null) {
+    prog.push(
+      { code: LD | B | ABS, jt: 0, jf: 0, k: PKTTYPE },
+      { code: JMP | JEQ | K, jt: 0, jf: REJECT, k: PACKET_HOST },
+      { code: LD | W | ABS, jt: 0, jf: 0, k: 16 },
+      { code: JMP | JEQ | K, jt: 0, jf: REJECT, k: host >>> 0 },
+    );
+  }
+  prog.push({ code: RET | K, jt: 0, jf: 0, k: snap }, { code: RET | K, jt: 0, jf: 0, k: 0 });
+  const last = prog.length - 1;
+  return prog.map((p, i) => (p.jf === REJECT ? { ...p, jf: last - i - 1 } : p));
+}

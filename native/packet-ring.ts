@@ -189,6 +189,14 @@ export function hardwareType(fd: number, ifname: string): number {
 
 /** SO_ATTACH_FILTER with `prog` (encoded sock_filter array), then SO_LOCK_FILTER: it can never change. */
 export function attachLockedFilter(fd: number, prog: Buffer): void {
+  attachFilter(fd, prog);
+  const one = Buffer.alloc(4);
+  one.writeInt32LE(1);
+  setsockopt(fd, linux.SOL_SOCKET!, os.SO_LOCK_FILTER!, one);
+}
+
+/** SO_ATTACH_FILTER with `prog` (encoded sock_filter array); replaces the socket's filter at once. */
+export function attachFilter(fd: number, prog: Buffer): void {
   const n = prog.length / 8;
   const mem = Number(load({ library: 'libc', funcName: 'malloc', retType: I64, paramsType: [I64], paramsValue: [prog.length] }));
   if (!mem) throw errnoException(12, 'malloc');
@@ -202,7 +210,4 @@ export function attachLockedFilter(fd: number, prog: Buffer): void {
   } finally {
     load({ library: 'libc', funcName: 'free', retType: DataType.Void, paramsType: [I64], paramsValue: [mem] });
   }
-  const one = Buffer.alloc(4);
-  one.writeInt32LE(1);
-  setsockopt(fd, linux.SOL_SOCKET!, os.SO_LOCK_FILTER!, one);
 }

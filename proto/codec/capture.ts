@@ -243,7 +243,7 @@ function packet(buf: Buffer, start: number, end: number): WirePacket {
   return p;
 }
 
-function stats(buf: Buffer, start: number, end: number): WireStats {
+function decodeStats(buf: Buffer, start: number, end: number): WireStats {
   const r = new Reader(buf, start, end);
   const s: WireStats = { received: 0, captured: 0, droppedByKernel: 0, droppedByBroker: 0, pending: 0, freezeCount: 0, capturedBytes: 0 };
   const keys = [undefined, 'received', 'captured', 'droppedByKernel', 'droppedByBroker', 'pending', 'freezeCount', 'capturedBytes'] as const;
@@ -268,7 +268,7 @@ function batch(buf: Buffer, start: number, end: number): WireBatch {
       b.packets.push(packet(buf, s, e));
     } else if (tag === 18) {
       const [s, e] = r.len();
-      b.stats = stats(buf, s, e);
+      b.stats = decodeStats(buf, s, e);
     } else if (tag === 32) {
       sec = r.varint();
     } else if (tag === 40) {
@@ -303,3 +303,50 @@ export function decodeCaptureResponse(buf: Buffer): WireResponse {
 
 const EMPTY = Buffer.alloc(0);
 const NS = 1_000_000_000n;
+
+/**
+ * The packets' data of one CaptureResponse{batch} (or SniffResponse) as [start, end) offsets
+ * into `buf`, without an object per packet (a sniffer socket's read-ahead), and the counters.
+ */
+export function decodeBatchSpans(buf: Buffer): { spans: Int32Array; count: number; stats: WireStats | undefined } {
+  const r = new Reader(buf, 0, buf.length);
+  let spans = new Int32Array(0);
+  let count = 0;
+  let stats: WireStats | undefined;
+  while (r.pos < buf.length) {
+    const tag = r.varint();
+    if (tag !== 18) {
+      r.skip(tag & 7);
+      continue;
+    }
+    const [bs, be] = r.len();
+    const b = new Reader(buf, bs, be);
+    while (b.pos < be) {
+      const t = b.varint();
+      if (t === 10) {
+        if (2 * count === spans.length) {
+          const grown = new Int32Array(Math.max(1024, spans.length * 2));
+          grown.set(spans);
+          spans = grown;
+        }
+        const [ps, pe] = b.len();
+        const p = new Reader(buf, ps, pe);
+        let ds = ps, de = ps;
+        while (p.pos < pe) {
+          const pt = p.varint();
+          if (pt === 50) [ds, de] = p.len();
+          else p.skip(pt & 7);
+        }
+        spans[2 * count] = ds;
+        spans[2 * count + 1] = de;
+        count++;
+      } else if (t === 18) {
+        const [ss, se] = b.len();
+        stats = decodeStats(buf, ss, se);
+      } else {
+        b.skip(t & 7);
+      }
+    }
+  }
+  return { spans, count, stats };
+}

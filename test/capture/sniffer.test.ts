@@ -1,8 +1,10 @@
 // The seed's sniffer socket on the batched path, as nobody in namespace A on lo: recvfrom is
-// served from packets the SDK read ahead (one broker call brings up to 64), in arrival order,
-// none lost or repeated; poll() sees read-ahead packets as readable; a timeout still raises socket.timeout
-// once nothing is waiting; the kernel's counters (received, dropped) are visible through
-// getsockopt(SOL_PACKET, PACKET_STATISTICS); close discards what was read ahead.
+// served from packets the SDK read ahead (batches of the socket's TPACKET_V3 ring on its Sniff
+// stream), in arrival order, none lost or repeated; poll() sees read-ahead packets as readable and
+// waits for one that comes later; a timeout still raises socket.timeout once nothing is waiting,
+// non-blocking mode BlockingIOError; MSG_PEEK leaves the packet; the counters add up in
+// sniffStats and the kernel's show in getsockopt(SOL_PACKET, PACKET_STATISTICS); close discards
+// what was read ahead and ends a recv that was waiting with EBADF.
 import test from 'ava';
 import { createTestNet, type TestNet } from '../helpers/netns.js';
 import { withDaemon } from '../helpers/daemon.js';
@@ -56,7 +58,24 @@ await s.settimeout(0.3);
 await probe('timeout', async () => { for (;;) await s.recvfrom(65565); });
 const st = await s.getsockopt(socket.SOL_PACKET, socket.PACKET_STATISTICS, 8);
 out.stats = { packets: st.readUInt32LE(0), drops: st.readUInt32LE(4) };
+out.sniffStats = s.sniffStats;
+s.setblocking(false);
+await probe('nonblocking', () => s.recvfrom(100));
+// poll waits for a packet sent while it waits (nothing is read ahead now).
+const t0 = Date.now();
+setTimeout(() => u.send(Buffer.from('late'), 9999, '127.0.0.1'), 300);
+out.pollLater = (await socket.poll([s], socket.POLLIN, 10)).map(([x, ev]) => [x === s, ev]);
+out.pollMs = Date.now() - t0;
+const [peeked] = await s.recvfrom(65565, socket.MSG_PEEK);
+const [got] = await s.recvfrom(65565);
+out.peek = peeked.equals(got) && got.subarray(28).toString() === 'late';
+await s.settimeout(0.3);
+await probe('drained', async () => { for (;;) await s.recvfrom(65565); });
+s.setblocking(true);
+const waiting = s.recvfrom(100).then(() => 'data', (e) => e.errno);
+await new Promise((r) => setTimeout(r, 100));
 await s.close();
+out.waitingAtClose = await waiting;
 await probe('afterClose', () => s.recvfrom(100));
 u.close();
 await done();
@@ -73,6 +92,16 @@ test.serial('recvfrom in a loop is served from the read-ahead batch, in order; p
     t.like(out.timeout, { error: 'timeout' });
     t.true(out.stats.packets >= N, JSON.stringify(out.stats));
     t.is(out.stats.drops, 0, 'nothing dropped at this rate');
+    const st = out.sniffStats;
+    t.true(st.received >= 2 * N, JSON.stringify(st));
+    t.is(st.captured + st.droppedByKernel + st.droppedByBroker + st.pending, st.received, 'the counters add up');
+    t.like(st, { droppedByKernel: 0, droppedByBroker: 0, droppedBySdk: 0, readAhead: 0 });
+    t.like(out.nonblocking, { error: 'BlockingIOError', errno: 11 });
+    t.deepEqual(out.pollLater, [[true, 1]], 'poll waited for the packet sent later');
+    t.true(out.pollMs >= 250 && out.pollMs < 5000, `poll took ${out.pollMs} ms`);
+    t.true(out.peek, 'MSG_PEEK returned the packet the next recvfrom took');
+    t.like(out.drained, { error: 'timeout' });
+    t.is(out.waitingAtClose, 9, 'a recv waiting at close raises EBADF');
     t.like(out.afterClose, { error: 'OSError', errno: 9 });
   }, { args: ['--config', GRANT] });
 });

@@ -128,6 +128,21 @@ export function captureBackpressureToJSON(object: CaptureBackpressure): string {
   }
 }
 
+/** SniffRequest names the sniffer socket to read. */
+export interface SniffRequest {
+  /** Socket handle (a sniffer socket of the calling session). */
+  handle: number;
+}
+
+/**
+ * SniffResponse is one message of a Sniff stream; its encoding equals a CaptureResponse holding
+ * a batch (the same field number), so one codec serves both.
+ */
+export interface SniffResponse {
+  /** Packets and the socket's counters after them. */
+  batch?: CaptureBatch | undefined;
+}
+
 /** CaptureRequest describes one capture. */
 export interface CaptureRequest {
   /**
@@ -302,6 +317,142 @@ export interface CaptureStats {
   /** Bytes of packet data delivered so far. */
   capturedBytes: number;
 }
+
+function createBaseSniffRequest(): SniffRequest {
+  return { handle: 0 };
+}
+
+export const SniffRequest: MessageFns<SniffRequest> = {
+  encode(message: SniffRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== 0) {
+      writer.uint32(8).int32(message.handle);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SniffRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSniffRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.handle = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SniffRequest {
+    return { handle: isSet(object.handle) ? globalThis.Number(object.handle) : 0 };
+  },
+
+  toJSON(message: SniffRequest): unknown {
+    const obj: any = {};
+    if (message.handle !== 0) {
+      obj.handle = Math.round(message.handle);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SniffRequest>, I>>(base?: I): SniffRequest {
+    return SniffRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SniffRequest>, I>>(object: I): SniffRequest {
+    const message = createBaseSniffRequest();
+    message.handle = object.handle ?? 0;
+    return message;
+  },
+};
+
+function createBaseSniffResponse(): SniffResponse {
+  return { batch: undefined };
+}
+
+export const SniffResponse: MessageFns<SniffResponse> = {
+  encode(message: SniffResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.batch !== undefined) {
+      CaptureBatch.encode(message.batch, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SniffResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSniffResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.batch = CaptureBatch.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SniffResponse {
+    return { batch: isSet(object.batch) ? CaptureBatch.fromJSON(object.batch) : undefined };
+  },
+
+  toJSON(message: SniffResponse): unknown {
+    const obj: any = {};
+    if (message.batch !== undefined) {
+      obj.batch = CaptureBatch.toJSON(message.batch);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SniffResponse>, I>>(base?: I): SniffResponse {
+    return SniffResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SniffResponse>, I>>(object: I): SniffResponse {
+    const message = createBaseSniffResponse();
+    message.batch = (object.batch !== undefined && object.batch !== null)
+      ? CaptureBatch.fromPartial(object.batch)
+      : undefined;
+    return message;
+  },
+};
 
 function createBaseCaptureRequest(): CaptureRequest {
   return {
@@ -1570,6 +1721,23 @@ export const CaptureServiceService = {
     responseSerialize: (value: CaptureResponse): Buffer => Buffer.from(CaptureResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CaptureResponse => CaptureResponse.decode(value),
   },
+  /**
+   * Sniff streams the packets of a bound sniffer socket of the session (socket(AF_INET, SOCK_RAW,
+   * IPPROTO_IP), the Windows SIO_RCVALL socket): its recvfrom is served from this stream. The
+   * socket's TPACKET_V3 ring and kernel filter (IPv4 only; before SIO_RCVALL only packets for the
+   * bound address) feed batches whose packets are IP packets (no link header), with the
+   * socket's counters since bind. At most one Sniff per socket at a time (EBUSY); EINVAL before
+   * bind. The stream ends when the socket closes or the session ends.
+   */
+  sniff: {
+    path: "/sockbroker.v1.CaptureService/Sniff" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: SniffRequest): Buffer => Buffer.from(SniffRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SniffRequest => SniffRequest.decode(value),
+    responseSerialize: (value: SniffResponse): Buffer => Buffer.from(SniffResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SniffResponse => SniffResponse.decode(value),
+  },
 } as const;
 
 export interface CaptureServiceServer extends UntypedServiceImplementation {
@@ -1579,6 +1747,15 @@ export interface CaptureServiceServer extends UntypedServiceImplementation {
    * status says why; a last batch with the final counters comes first where possible).
    */
   capture: handleServerStreamingCall<CaptureRequest, CaptureResponse>;
+  /**
+   * Sniff streams the packets of a bound sniffer socket of the session (socket(AF_INET, SOCK_RAW,
+   * IPPROTO_IP), the Windows SIO_RCVALL socket): its recvfrom is served from this stream. The
+   * socket's TPACKET_V3 ring and kernel filter (IPv4 only; before SIO_RCVALL only packets for the
+   * bound address) feed batches whose packets are IP packets (no link header), with the
+   * socket's counters since bind. At most one Sniff per socket at a time (EBUSY); EINVAL before
+   * bind. The stream ends when the socket closes or the session ends.
+   */
+  sniff: handleServerStreamingCall<SniffRequest, SniffResponse>;
 }
 
 export interface CaptureServiceClient extends Client {
@@ -1593,6 +1770,20 @@ export interface CaptureServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<CaptureResponse>;
+  /**
+   * Sniff streams the packets of a bound sniffer socket of the session (socket(AF_INET, SOCK_RAW,
+   * IPPROTO_IP), the Windows SIO_RCVALL socket): its recvfrom is served from this stream. The
+   * socket's TPACKET_V3 ring and kernel filter (IPv4 only; before SIO_RCVALL only packets for the
+   * bound address) feed batches whose packets are IP packets (no link header), with the
+   * socket's counters since bind. At most one Sniff per socket at a time (EBUSY); EINVAL before
+   * bind. The stream ends when the socket closes or the session ends.
+   */
+  sniff(request: SniffRequest, options?: Partial<CallOptions>): ClientReadableStream<SniffResponse>;
+  sniff(
+    request: SniffRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<SniffResponse>;
 }
 
 export const CaptureServiceClient = makeGenericClientConstructor(

@@ -205,16 +205,7 @@ export interface RecvRequest {
   /** True for recvfrom: return the sender's address. */
   wantAddress: boolean;
   /** Timeout in seconds; unset = blocking, 0 = non-blocking. */
-  timeout?:
-    | number
-    | undefined;
-  /**
-   * Sniffer sockets (AF_INET, SOCK_RAW, IPPROTO_IP) only, with flags 0: besides the first packet
-   * (which the timeout governs), also return up to this many more that are already waiting,
-   * each cut at bufsize, in `more`; 0 = none. At most 63. The SDK reads ahead this way and serves
-   * its next recv/recvfrom calls from them. Unset = 0.
-   */
-  readAhead?: number | undefined;
+  timeout?: number | undefined;
 }
 
 /** RecvResponse carries the received bytes. */
@@ -222,24 +213,6 @@ export interface RecvResponse {
   /** The bytes received; empty at end of stream. */
   data: Buffer;
   /** The sender's address (recvfrom only; unset when the kernel gave none). */
-  address?:
-    | Address
-    | undefined;
-  /** Further packets read ahead (read_ahead > 0); unset when there are none. */
-  more?: RecvMore | undefined;
-}
-
-/** RecvMore holds the packets a sniffer socket's recv read ahead. */
-export interface RecvMore {
-  /** The packets, in arrival order. */
-  datagrams: RecvDatagram[];
-}
-
-/** RecvDatagram is one packet read ahead. */
-export interface RecvDatagram {
-  /** The packet, cut at the request's bufsize. */
-  data: Buffer;
-  /** Its address, as for `address` of RecvResponse. */
   address?: Address | undefined;
 }
 
@@ -2591,7 +2564,7 @@ export const SendAllResponse: MessageFns<SendAllResponse> = {
 };
 
 function createBaseRecvRequest(): RecvRequest {
-  return { handle: 0, bufsize: 0, flags: 0, wantAddress: false, timeout: undefined, readAhead: undefined };
+  return { handle: 0, bufsize: 0, flags: 0, wantAddress: false, timeout: undefined };
 }
 
 export const RecvRequest: MessageFns<RecvRequest> = {
@@ -2610,9 +2583,6 @@ export const RecvRequest: MessageFns<RecvRequest> = {
     }
     if (message.timeout !== undefined) {
       writer.uint32(41).double(message.timeout);
-    }
-    if (message.readAhead !== undefined) {
-      writer.uint32(48).uint32(message.readAhead);
     }
     return writer;
   },
@@ -2670,14 +2640,6 @@ export const RecvRequest: MessageFns<RecvRequest> = {
             message.timeout = reader.double();
             continue;
           }
-          case 6: {
-            if (tag !== 48) {
-              break;
-            }
-
-            message.readAhead = reader.uint32();
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2701,11 +2663,6 @@ export const RecvRequest: MessageFns<RecvRequest> = {
         ? globalThis.Boolean(object.want_address)
         : false,
       timeout: isSet(object.timeout) ? globalThis.Number(object.timeout) : undefined,
-      readAhead: isSet(object.readAhead)
-        ? globalThis.Number(object.readAhead)
-        : isSet(object.read_ahead)
-        ? globalThis.Number(object.read_ahead)
-        : undefined,
     };
   },
 
@@ -2726,9 +2683,6 @@ export const RecvRequest: MessageFns<RecvRequest> = {
     if (message.timeout !== undefined) {
       obj.timeout = floatToJson(message.timeout);
     }
-    if (message.readAhead !== undefined) {
-      obj.readAhead = Math.round(message.readAhead);
-    }
     return obj;
   },
 
@@ -2742,13 +2696,12 @@ export const RecvRequest: MessageFns<RecvRequest> = {
     message.flags = object.flags ?? 0;
     message.wantAddress = object.wantAddress ?? false;
     message.timeout = object.timeout ?? undefined;
-    message.readAhead = object.readAhead ?? undefined;
     return message;
   },
 };
 
 function createBaseRecvResponse(): RecvResponse {
-  return { data: Buffer.alloc(0), address: undefined, more: undefined };
+  return { data: Buffer.alloc(0), address: undefined };
 }
 
 export const RecvResponse: MessageFns<RecvResponse> = {
@@ -2758,9 +2711,6 @@ export const RecvResponse: MessageFns<RecvResponse> = {
     }
     if (message.address !== undefined) {
       Address.encode(message.address, writer.uint32(18).fork()).join();
-    }
-    if (message.more !== undefined) {
-      RecvMore.encode(message.more, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -2794,14 +2744,6 @@ export const RecvResponse: MessageFns<RecvResponse> = {
             message.address = Address.decode(reader, reader.uint32());
             continue;
           }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.more = RecvMore.decode(reader, reader.uint32());
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2818,7 +2760,6 @@ export const RecvResponse: MessageFns<RecvResponse> = {
     return {
       data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
       address: isSet(object.address) ? Address.fromJSON(object.address) : undefined,
-      more: isSet(object.more) ? RecvMore.fromJSON(object.more) : undefined,
     };
   },
 
@@ -2830,9 +2771,6 @@ export const RecvResponse: MessageFns<RecvResponse> = {
     if (message.address !== undefined) {
       obj.address = Address.toJSON(message.address);
     }
-    if (message.more !== undefined) {
-      obj.more = RecvMore.toJSON(message.more);
-    }
     return obj;
   },
 
@@ -2841,165 +2779,6 @@ export const RecvResponse: MessageFns<RecvResponse> = {
   },
   fromPartial<I extends Exact<DeepPartial<RecvResponse>, I>>(object: I): RecvResponse {
     const message = createBaseRecvResponse();
-    message.data = object.data ?? Buffer.alloc(0);
-    message.address = (object.address !== undefined && object.address !== null)
-      ? Address.fromPartial(object.address)
-      : undefined;
-    message.more = (object.more !== undefined && object.more !== null) ? RecvMore.fromPartial(object.more) : undefined;
-    return message;
-  },
-};
-
-function createBaseRecvMore(): RecvMore {
-  return { datagrams: [] };
-}
-
-export const RecvMore: MessageFns<RecvMore> = {
-  encode(message: RecvMore, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.datagrams) {
-      RecvDatagram.encode(v!, writer.uint32(10).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): RecvMore {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRecvMore();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.datagrams.push(RecvDatagram.decode(reader, reader.uint32()));
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): RecvMore {
-    return {
-      datagrams: globalThis.Array.isArray(object?.datagrams)
-        ? object.datagrams.map((e: any) => RecvDatagram.fromJSON(e))
-        : [],
-    };
-  },
-
-  toJSON(message: RecvMore): unknown {
-    const obj: any = {};
-    if (message.datagrams?.length) {
-      obj.datagrams = message.datagrams.map((e) => RecvDatagram.toJSON(e));
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RecvMore>, I>>(base?: I): RecvMore {
-    return RecvMore.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RecvMore>, I>>(object: I): RecvMore {
-    const message = createBaseRecvMore();
-    message.datagrams = object.datagrams?.map((e) => RecvDatagram.fromPartial(e)) || [];
-    return message;
-  },
-};
-
-function createBaseRecvDatagram(): RecvDatagram {
-  return { data: Buffer.alloc(0), address: undefined };
-}
-
-export const RecvDatagram: MessageFns<RecvDatagram> = {
-  encode(message: RecvDatagram, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.data.length !== 0) {
-      writer.uint32(10).bytes(message.data);
-    }
-    if (message.address !== undefined) {
-      Address.encode(message.address, writer.uint32(18).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): RecvDatagram {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRecvDatagram();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.data = Buffer.from(reader.bytes());
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.address = Address.decode(reader, reader.uint32());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): RecvDatagram {
-    return {
-      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
-      address: isSet(object.address) ? Address.fromJSON(object.address) : undefined,
-    };
-  },
-
-  toJSON(message: RecvDatagram): unknown {
-    const obj: any = {};
-    if (message.data.length !== 0) {
-      obj.data = base64FromBytes(message.data);
-    }
-    if (message.address !== undefined) {
-      obj.address = Address.toJSON(message.address);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RecvDatagram>, I>>(base?: I): RecvDatagram {
-    return RecvDatagram.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RecvDatagram>, I>>(object: I): RecvDatagram {
-    const message = createBaseRecvDatagram();
     message.data = object.data ?? Buffer.alloc(0);
     message.address = (object.address !== undefined && object.address !== null)
       ? Address.fromPartial(object.address)

@@ -1,13 +1,15 @@
 // One bench client process: runs the scenario named in argv[2] and reports its figures as one
 // JSON line. The runner starts a fresh process per scenario, as a user's program would be.
 import net from 'node:net';
+import dgram from 'node:dgram';
 import { once } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { connect, type Socket, type SocketModule } from '../client/index.js';
 import { BARE_SERVICE, CLIENT_OPTIONS } from './grpc-bare.js';
 import {
   arg, report, lengthHeader, ECHO_BYTES, ECHO_WARMUP, CHUNK_BYTES, BULK_BYTES, BULK_WARMUP_BYTES,
-  type BulkReport, type EchoReport, type PeerPorts,
+  DGRAM_BYTES, DGRAM_COUNT_QUERY, DGRAM_MS, DGRAM_WARMUP_MS, DGRAM_WINDOW,
+  type BulkReport, type DgramReport, type EchoReport, type PeerPorts,
 } from './protocol.js';
 import { processCpuUs, usSince } from './stats.js';
 
@@ -275,6 +277,190 @@ async function recvBroker(handoff = false): Promise<BulkReport> {
   return { ...res, recvCalls };
 }
 
+// --- datagrams --------------------------------------------------------------------------------
+
+const DGRAM = Buffer.alloc(DGRAM_BYTES, 0x64);
+
+/** The UDP sink's count so far (asked from a native socket of this process; retried if lost). */
+async function sinkCount(): Promise<number> {
+  const sock = dgram.createSocket('udp4');
+  try {
+    for (;;) {
+      const answer = once(sock, 'message');
+      sock.send(DGRAM_COUNT_QUERY, PEERS.udpSink, HOST);
+      const got = await Promise.race([answer, new Promise<null>((r) => setTimeout(r, 200, null).unref())]);
+      if (got) return Number((got[0] as Buffer).readBigUInt64BE());
+    }
+  } finally {
+    sock.close();
+  }
+}
+
+/** Sends for DGRAM_WARMUP_MS, then counts the sends of DGRAM_MS (each awaited, as a Python loop). */
+async function measureDgramSend(send: () => Promise<unknown>): Promise<DgramReport> {
+  for (let end = performance.now() + DGRAM_WARMUP_MS; performance.now() < end; ) await send();
+  const before = await sinkCount();
+  const c0 = cpuNow();
+  const w0 = process.hrtime.bigint();
+  let count = 0;
+  for (let end = performance.now() + DGRAM_MS; performance.now() < end; count++) await send();
+  const wallUs = usSince(w0);
+  const cpuUs = cpuSince(c0);
+  return { kind: 'dgram', count, wallUs, cpuUs, delivered: (await sinkCount()) - before };
+}
+
+/**
+ * Receives from the credit-based UDP source (peer-server.ts): `recv` resolves true per datagram,
+ * false when it timed out; `credit(got)` tells the source how many arrived. Warms up, then counts
+ * the datagrams of DGRAM_MS.
+ */
+async function measureDgramRecv(recv: () => Promise<boolean>, credit: (got: number) => Promise<unknown>): Promise<DgramReport> {
+  let got = 0;
+  let lost = 0;
+  await credit(0);
+  const loop = async (ms: number): Promise<number> => {
+    const start = got;
+    for (let end = performance.now() + ms; performance.now() < end; ) {
+      if (!(await recv())) {
+        lost++;
+        await credit(got);
+        continue;
+      }
+      if (++got % (DGRAM_WINDOW / 2) === 0) await credit(got);
+    }
+    return got - start;
+  };
+  await loop(DGRAM_WARMUP_MS);
+  const c0 = cpuNow();
+  const w0 = process.hrtime.bigint();
+  lost = 0;
+  const count = await loop(DGRAM_MS);
+  return { kind: 'dgram', count, wallUs: usSince(w0), cpuUs: cpuSince(c0), lost };
+}
+
+const creditMsg = (got: number): Buffer => Buffer.from(`C ${got} ${DGRAM_WINDOW} ${DGRAM_BYTES}`);
+/** How long a recv waits before the datagrams it waits for count as lost. */
+const LOST_AFTER_S = 0.2;
+
+async function dgramSendNative(): Promise<DgramReport> {
+  const sock = dgram.createSocket('udp4');
+  const res = await measureDgramSend(() => new Promise<void>((resolve, reject) => sock.send(DGRAM, PEERS.udpSink, HOST, (err) => (err ? reject(err) : resolve()))));
+  sock.close();
+  return res;
+}
+
+async function dgramRecvNative(): Promise<DgramReport> {
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => sock.bind(0, HOST, resolve));
+  const queue: Buffer[] = [];
+  let wake: ((ok: boolean) => void) | undefined;
+  sock.on('message', (m: Buffer) => {
+    if (wake) {
+      const w = wake;
+      wake = undefined;
+      w(true);
+    } else queue.push(m);
+  });
+  const recv = (): Promise<boolean> => {
+    if (queue.shift()) return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        wake = undefined;
+        resolve(false);
+      }, LOST_AFTER_S * 1000);
+      wake = (ok) => {
+        clearTimeout(timer);
+        resolve(ok);
+      };
+    });
+  };
+  const res = await measureDgramRecv(recv, (got) => new Promise<void>((resolve) => sock.send(creditMsg(got), PEERS.udpSource, HOST, () => resolve())));
+  sock.close();
+  return res;
+}
+
+async function brokerUdp(handoff: boolean): Promise<{ socket: SocketModule; s: Socket }> {
+  const socket = await connect(BROKER, { handoff });
+  const s = await socket.socket(socket.AF_INET, socket.SOCK_DGRAM);
+  return { socket, s };
+}
+
+async function dgramSendBroker(handoff = false): Promise<DgramReport> {
+  const { socket, s } = await brokerUdp(handoff);
+  const to: [string, number] = [HOST, PEERS.udpSink];
+  const res = await measureDgramSend(() => s.sendto(DGRAM, to));
+  await s.close();
+  await socket.disconnect();
+  return res;
+}
+
+/** recvfrom with a timeout: true per datagram that passes `want`, false on a timeout. */
+function timedRecv(socket: SocketModule, s: Socket, want: (d: Buffer) => boolean = () => true): () => Promise<boolean> {
+  s.settimeout(LOST_AFTER_S);
+  return async () => {
+    try {
+      for (;;) if (want((await s.recvfrom(2048))[0])) return true;
+    } catch (err) {
+      if (err instanceof socket.timeout) return false;
+      throw err;
+    }
+  };
+}
+
+async function dgramRecvBroker(handoff = false): Promise<DgramReport> {
+  const { socket, s } = await brokerUdp(handoff);
+  await s.bind([HOST, 0]);
+  const to: [string, number] = [HOST, PEERS.udpSource];
+  const res = await measureDgramRecv(timedRecv(socket, s), (got) => s.sendto(creditMsg(got), to));
+  await s.close();
+  await socket.disconnect();
+  return res;
+}
+
+const notRoot = (): DgramReport | null =>
+  process.getuid?.() === 0 ? null : { kind: 'dgram', count: 0, wallUs: 0, cpuUs: {}, skipped: 'raw sockets need root (run the bench as root)' };
+
+/** Raw IPPROTO_UDP send: a UDP header (checksum 0: none, as IPv4 allows) + payload to the sink. */
+async function rawSend(handoff: boolean): Promise<DgramReport> {
+  const skip = notRoot();
+  if (skip) return skip;
+  const socket = await connect(BROKER, { handoff });
+  const s = await socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP);
+  const pkt = Buffer.alloc(8 + DGRAM_BYTES, 0x64);
+  pkt.writeUInt16BE(9, 0); // discard, as a source port
+  pkt.writeUInt16BE(PEERS.udpSink, 2);
+  pkt.writeUInt16BE(pkt.length, 4);
+  pkt.writeUInt16BE(0, 6);
+  const to: [string, number] = [HOST, 0];
+  const res = await measureDgramSend(() => s.sendto(pkt, to));
+  await s.close();
+  await socket.disconnect();
+  return res;
+}
+
+/** Raw IPPROTO_UDP receive: copies of every UDP datagram on this network namespace; counts those
+ * from the source to this process's UDP socket (which asks for them and drops its own copies). */
+async function rawRecv(handoff: boolean): Promise<DgramReport> {
+  const skip = notRoot();
+  if (skip) return skip;
+  const socket = await connect(BROKER, { handoff });
+  const raw = await socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP);
+  await raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20);
+  const udp = await socket.socket(socket.AF_INET, socket.SOCK_DGRAM);
+  await udp.bind([HOST, 0]);
+  const port = (await udp.getsockname())![1] as number;
+  const ours = (d: Buffer): boolean => {
+    const ihl = (d[0]! & 0xf) * 4;
+    return d.length >= ihl + 8 && d.readUInt16BE(ihl) === PEERS.udpSource && d.readUInt16BE(ihl + 2) === port;
+  };
+  const to: [string, number] = [HOST, PEERS.udpSource];
+  const res = await measureDgramRecv(timedRecv(socket, raw, ours), (got) => udp.sendto(creditMsg(got), to));
+  await raw.close();
+  await udp.close();
+  await socket.disconnect();
+  return res;
+}
+
 const SCENARIOS = {
   'echo-native': echoNative,
   'echo-grpc': echoGrpc,
@@ -289,6 +475,16 @@ const SCENARIOS = {
   'recv-native': recvNative,
   'recv-broker': () => recvBroker(),
   'recv-handoff': () => recvBroker(true),
+  'dgram-send-native': dgramSendNative,
+  'dgram-send-broker': () => dgramSendBroker(),
+  'dgram-send-handoff': () => dgramSendBroker(true),
+  'dgram-recv-native': dgramRecvNative,
+  'dgram-recv-broker': () => dgramRecvBroker(),
+  'dgram-recv-handoff': () => dgramRecvBroker(true),
+  'raw-send-broker': () => rawSend(false),
+  'raw-send-handoff': () => rawSend(true),
+  'raw-recv-broker': () => rawRecv(false),
+  'raw-recv-handoff': () => rawRecv(true),
 } as const;
 
 const name = process.argv[2] as keyof typeof SCENARIOS;

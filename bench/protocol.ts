@@ -44,11 +44,37 @@ export function lengthHeader(n: number): Buffer {
   return b;
 }
 
-/** Ports of the TCP peers, as the peer process reports them. */
+/** Datagrams: payload bytes, ms measured per round (after DGRAM_WARMUP_MS), and the recv window. */
+export const DGRAM_BYTES = 64;
+export const DGRAM_MS = 800;
+export const DGRAM_WARMUP_MS = 200;
+export const DGRAM_WINDOW = 64;
+/** Asks the UDP sink for its count. */
+export const DGRAM_COUNT_QUERY = Buffer.from('COUNT?');
+
+/** Ports of the peers, as the peer process reports them (TCP; UDP on 127.0.0.1 too). */
 export interface PeerPorts {
   echo: number;
   sink: number;
   source: number;
+  /** Counts the datagrams it gets (see peer-server.ts). */
+  udpSink: number;
+  /** Sends datagrams against credits (see peer-server.ts). */
+  udpSource: number;
+}
+
+/** What a datagram client reports: datagrams sent or received in the measured wall µs. */
+export interface DgramReport {
+  kind: 'dgram';
+  count: number;
+  wallUs: number;
+  cpuUs: Record<string, number>;
+  /** Send: how many of them the sink counted. */
+  delivered?: number;
+  /** Recv: datagrams the source had to send again (lost on the way). */
+  lost?: number;
+  /** Why the scenario could not run here (raw sockets need root). */
+  skipped?: string;
 }
 
 /** What an echo client reports: per round trip µs, and CPU µs by process over the measured phase. */

@@ -15,7 +15,8 @@ import { FANIN_ROWS, renderFanin, runFanin, type FaninResult } from './fanin.js'
 import { median, processCpuUs, selfAndReapedCpuUs, summarize, systemBusyUs, type Latency } from './stats.js';
 import {
   BULK_BYTES, BULK_REPS, CHUNK_BYTES, ECHO_BYTES, ECHO_ITERATIONS, ECHO_WARMUP, ROUNDS,
-  type BulkReport, type EchoReport, type PeerPorts,
+  DGRAM_BYTES, DGRAM_MS,
+  type BulkReport, type DgramReport, type EchoReport, type PeerPorts,
 } from './protocol.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
@@ -75,6 +76,33 @@ const BULK_ROWS = [
   ['recv-grpc', 'recv: bare grpc-js stream ← source'],
 ] as const;
 
+const DGRAM_ROWS = [
+  ['dgram-send-native', 'UDP send: native dgram → UDP sink'],
+  ['dgram-send-broker', 'UDP send: broker sendto → UDP sink'],
+  ['dgram-send-handoff', 'UDP send: hand-off sendto → UDP sink'],
+  ['dgram-recv-native', 'UDP recv: UDP source → native dgram'],
+  ['dgram-recv-broker', 'UDP recv: UDP source → broker recvfrom'],
+  ['dgram-recv-handoff', 'UDP recv: UDP source → hand-off recvfrom'],
+  ['raw-send-broker', 'raw send: broker IPPROTO_UDP sendto → sink'],
+  ['raw-send-handoff', 'raw send: hand-off IPPROTO_UDP sendto'],
+  ['raw-recv-broker', 'raw recv: broker IPPROTO_UDP recvfrom'],
+  ['raw-recv-handoff', 'raw recv: hand-off IPPROTO_UDP recvfrom'],
+] as const;
+
+/** A datagram scenario's pooled rounds. */
+interface DgramResult {
+  kind: 'dgram';
+  /** Datagrams/s of each round. */
+  rates: number[];
+  /** CPU µs per datagram, by process. */
+  cpuUsPerOp: Record<string, number>;
+  /** Send: fraction of the datagrams sent that the sink counted. */
+  delivered?: number;
+  /** Recv: datagrams lost on the way (sent again). */
+  lost?: number;
+  skipped?: string;
+}
+
 /** An echo scenario's pooled rounds. */
 interface EchoResult {
   kind: 'echo';
@@ -96,7 +124,7 @@ interface BulkResult {
   bytesPerRecv?: number;
 }
 
-type Results = Record<string, EchoResult | BulkResult | FaninResult>;
+type Results = Record<string, EchoResult | BulkResult | FaninResult | DgramResult>;
 
 function sumBy(reports: Array<{ cpuUs: Record<string, number> }>): Record<string, number> {
   const out: Record<string, number> = {};
@@ -104,7 +132,21 @@ function sumBy(reports: Array<{ cpuUs: Record<string, number> }>): Record<string
   return out;
 }
 
-function pool(reports: Array<EchoReport | BulkReport>): EchoResult | BulkResult {
+function pool(reports: Array<EchoReport | BulkReport | DgramReport>): EchoResult | BulkResult | DgramResult {
+  if (reports[0]!.kind === 'dgram') {
+    const d = reports as DgramReport[];
+    const skipped = d.find((r) => r.skipped)?.skipped;
+    if (skipped) return { kind: 'dgram', rates: [], cpuUsPerOp: {}, skipped };
+    const n = d.reduce((sum, r) => sum + r.count, 0);
+    const sent = d.every((r) => r.delivered !== undefined);
+    return {
+      kind: 'dgram',
+      rates: d.map((r) => r.count / (r.wallUs / 1e6)),
+      cpuUsPerOp: Object.fromEntries(Object.entries(sumBy(d)).map(([k, v]) => [k, v / n])),
+      delivered: sent ? d.reduce((sum, r) => sum + r.delivered!, 0) / n : undefined,
+      lost: sent ? undefined : d.reduce((sum, r) => sum + (r.lost ?? 0), 0),
+    };
+  }
   if (reports[0]!.kind === 'echo') {
     const echo = reports as EchoReport[];
     const all = (pick: (r: EchoReport) => number[]): Float64Array => Float64Array.from(echo.flatMap(pick));
@@ -139,6 +181,39 @@ function cpuCell(cpu: Record<string, number>, fmt: (v: number) => string): strin
     .filter(([, v]) => Number(fmt(v)) > 0)
     .map(([k, v]) => `${k} ${fmt(v)}`)
     .join(', ');
+}
+
+/** The datagram table and its ratios (through `ratio`, which records them). */
+function renderDgram(r: Results, ratio: (name: string, a: string, b: string, value: (k: string) => number) => string): string[] {
+  if (!DGRAM_ROWS.some(([k]) => k in r)) return [];
+  const out: string[] = [];
+  out.push(`Datagrams: ${DGRAM_BYTES} B payloads, each call awaited (a Python loop), datagrams/s (median of ${ROUNDS} rounds of ${DGRAM_MS} ms)`);
+  out.push(`  ${pad('', 44)}${num('dgram/s', 9)}${num('min', 9)}${num('max', 9)}   CPU µs per datagram`);
+  for (const [k, label] of DGRAM_ROWS) {
+    const d = r[k] as DgramResult | undefined;
+    if (!d) continue;
+    if (d.skipped) {
+      out.push(`  ${pad(label, 44)}   skipped: ${d.skipped}`);
+      continue;
+    }
+    const extra = d.delivered !== undefined ? `; ${(100 * d.delivered).toFixed(1)}% reached the sink` : d.lost ? `; ${d.lost} lost` : '';
+    out.push(`  ${pad(label, 44)}${num(median(d.rates).toFixed(0), 9)}${num(Math.min(...d.rates).toFixed(0), 9)}${num(Math.max(...d.rates).toFixed(0), 9)}   ${cpuCell(d.cpuUsPerOp, (v) => v.toFixed(1))}${extra}`);
+  }
+  out.push('');
+  const dgramRatio = (label: string, a: string, b: string, name: string): void => {
+    const ok = (k: string): boolean => k in r && !(r[k] as DgramResult).skipped;
+    out.push(`  ${pad(label, 44)}${ok(a) && ok(b) ? ratio(name, a, b, (k) => median((r[k] as DgramResult).rates)) : num('—')}`);
+  };
+  dgramRatio('broker / native, UDP send', 'dgram-send-broker', 'dgram-send-native', 'dgram.send.broker/native');
+  dgramRatio('broker / native, UDP recv', 'dgram-recv-broker', 'dgram-recv-native', 'dgram.recv.broker/native');
+  dgramRatio('hand-off / native, UDP send', 'dgram-send-handoff', 'dgram-send-native', 'dgram.send.handoff/native');
+  dgramRatio('hand-off / native, UDP recv', 'dgram-recv-handoff', 'dgram-recv-native', 'dgram.recv.handoff/native');
+  dgramRatio('raw broker / native UDP, send', 'raw-send-broker', 'dgram-send-native', 'raw.send.broker/native');
+  dgramRatio('raw broker / native UDP, recv', 'raw-recv-broker', 'dgram-recv-native', 'raw.recv.broker/native');
+  dgramRatio('raw hand-off / native UDP, send', 'raw-send-handoff', 'dgram-send-native', 'raw.send.handoff/native');
+  dgramRatio('raw hand-off / native UDP, recv', 'raw-recv-handoff', 'dgram-recv-native', 'raw.recv.handoff/native');
+  out.push('');
+  return out;
 }
 
 /** Cores other processes (not this run's) kept busy on average while the bench ran. */
@@ -208,6 +283,7 @@ function render(m: ReturnType<typeof machine>, r: Results, elapsedS: number, oth
   bulkRatio('hand-off / native, send', 'send-handoff', 'send-native', 'send.handoff/native');
   bulkRatio('hand-off / native, recv', 'recv-handoff', 'recv-native', 'recv.handoff/native');
   out.push('');
+  out.push(...renderDgram(r, ratio));
   const fanin = Object.fromEntries(Object.entries(r).filter(([, v]) => v.kind === 'fanin')) as Record<string, FaninResult>;
   const faninText = renderFanin(fanin, ratios);
   if (faninText) out.push(faninText, '');
@@ -217,7 +293,7 @@ function render(m: ReturnType<typeof machine>, r: Results, elapsedS: number, oth
 
 /** The scenarios to run: all, or those named in BENCH_ONLY (comma-separated), for investigations. */
 function selectScenarios(): ReadonlyArray<readonly [string, string]> {
-  const all = [...LATENCY_ROWS, ...BULK_ROWS, ...FANIN_ROWS];
+  const all = [...LATENCY_ROWS, ...BULK_ROWS, ...DGRAM_ROWS, ...FANIN_ROWS];
   const only = process.env.BENCH_ONLY?.split(',').map((s) => s.trim()).filter((s) => s && s !== 'capture');
   if (!only?.length) return process.env.BENCH_ONLY?.includes('capture') ? [] : all;
   const unknown = only.filter((n) => !all.some(([k]) => k === n));
@@ -265,7 +341,7 @@ async function main(): Promise<void> {
       BENCH_PIDS: JSON.stringify({ daemon: daemon.proc.pid, peer: peerInfo.pid, grpc: grpcInfo.pid }),
       BENCH_CLK_TCK: String(clkTck),
     };
-    const reports = new Map<string, Array<EchoReport | BulkReport>>();
+    const reports = new Map<string, Array<EchoReport | BulkReport | DgramReport>>();
     const isFanin = (name: string): boolean => name.startsWith('fanin-');
     for (let round = 1; round <= ROUNDS; round++) {
       for (const [name, label] of selected.filter(([k]) => !isFanin(k))) {
@@ -273,7 +349,7 @@ async function main(): Promise<void> {
         const count = Math.ceil((name.startsWith('echo') || name.startsWith('op') ? ECHO_ITERATIONS : BULK_REPS) / ROUNDS);
         const client = start(`client ${name}`, [join(HERE, 'client.js'), name], { ...env, BENCH_COUNT: String(count) });
         children.push(client);
-        const report = await reportWithin<EchoReport | BulkReport>(client, SCENARIO_TIMEOUT_MS, `client ${name}`);
+        const report = await reportWithin<EchoReport | BulkReport | DgramReport>(client, SCENARIO_TIMEOUT_MS, `client ${name}`);
         await client.stop();
         children.splice(children.indexOf(client), 1);
         reports.set(name, [...(reports.get(name) ?? []), report]);

@@ -108,8 +108,9 @@ export function gaiError(code: number, message: string): BrokerError {
 }
 
 /** The session named by the call is unknown, expired or not the caller's. */
-export function sessionError(message: string, code: Code = Code.NOT_FOUND): BrokerError {
-  return new BrokerError(code, 'SESSION', message, { kind: 'session' });
+export function sessionError(message: string, code: Code = Code.NOT_FOUND, lost?: 'expired' | 'restarted' | 'identity' | 'overflow'): BrokerError {
+  // `lost` tells a resuming client why the session is gone (SessionLostError.reason).
+  return new BrokerError(code, 'SESSION', message, lost ? { kind: 'session', lost } : { kind: 'session' });
 }
 
 /** Any thrown value as a BrokerError; unexpected ones become INTERNAL (the caller logs them). */

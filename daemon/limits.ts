@@ -31,6 +31,9 @@ export interface Limits {
   dataWindowBytes: number;
   /** Default buffered_bytes quota: the most one session's Data streams buffer together (each reserves two windows). */
   maxBufferedBytes: number;
+  /** A resumable session's replay record: most results kept unacknowledged, and their bytes. */
+  maxReplayEntries: number;
+  maxReplayBytes: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -48,6 +51,8 @@ export const DEFAULT_LIMITS: Limits = {
   maxAncBufSize: 64 * 1024,
   dataWindowBytes: 4 << 20,
   maxBufferedBytes: 64 << 20,
+  maxReplayEntries: 4096,
+  maxReplayBytes: 16 << 20,
 };
 
 /** The quotas of an identity no rule raises, from the broker-wide limits. */

@@ -12,6 +12,7 @@ import type { Session, Sessions } from './sessions.js';
 import type { CallContext } from './socket-ops.js';
 import type { CallRequest, CallResponse } from '../proto/gen/sockbroker/v1/socket.js';
 import { countCall, countQuota, outcomeOf } from './metrics.js';
+import { CallState } from './call-state.js';
 
 export const SESSION_METADATA = 'sockbroker-session';
 
@@ -213,27 +214,21 @@ export function callStream(
       stream.emit('error', toServiceError(toBrokerError(err)));
       return;
     }
+    // A resumable session keeps its calls, acknowledgement and replay record across streams; it
+    // has one Call stream at a time: a new one replaces the last, whose connection may be dead
+    // without the broker knowing yet.
+    const st = session.calls ?? new CallState(false);
+    const resumable = st.resumable;
+    st.endStream?.('replaced by a resumed Call stream');
     sessions.attach(session);
-    const pending = new Map<number, { ac: AbortController; ctx: CallContext }>();
     let open = true;
-    // The cumulative acknowledgement of ack_only calls: ids pending (in increasing order, so the
-    // first is the least), the last one seen, the last `acked` written, and whether the client
-    // asked for it (an AckRequest: answered once every ack_only call sent before it is done).
-    const unacked = new Set<number>();
-    let lastAckOnly = 0;
-    let ackSent = 0;
-    let ackWanted = 0;
-    const ackedNow = (): number => {
-      for (const id of unacked) return id - 1;
-      return lastAckOnly;
-    };
-    const abortAll = (reason: BrokerError): void => {
-      for (const { ac } of pending.values()) ac.abort(reason);
+    const send = (res: CallResponse): void => {
+      if (open && !stream.cancelled && !stream.destroyed) stream.write(res);
     };
     // Shutdown: the pending calls end and so does the stream, with the reason as its status (the
     // client fails every call it still waits for with it).
     const shutdown = (reason: BrokerError): void => {
-      abortAll(reason);
+      st.abortAll(reason);
       if (open) stream.emit('error', toServiceError(reason));
     };
     live.add(shutdown);
@@ -241,31 +236,42 @@ export function callStream(
       if (!open) return;
       open = false;
       live.delete(shutdown);
-      abortAll(new CancelledError('stream ended'));
+      if (st.out === send) st.out = st.endStream = null;
+      // A resumable session's calls go on: their results wait in the record for a resume.
+      if (!resumable) st.abortAll(new CancelledError('stream ended'));
       sessions.detach(session);
     };
+    st.out = send;
+    st.endStream = (why) => {
+      if (open) stream.emit('error', toServiceError(sessionError(why, Code.UNAVAILABLE)));
+    };
+    // What the client has not acknowledged goes again, in order, then where ack_only calls stand.
+    if (resumable && (st.replay(send) > 0 || st.lastAckOnly > 0)) send({ callId: 0, acked: (st.ackSent = st.ackedNow()) } as CallResponse);
+    // Every response carries the acknowledgement: a pipelined sendall needs no reply of its own.
     const write = (res: CallResponse): void => {
-      if (!open || stream.cancelled || stream.destroyed) return;
-      // Every response carries the acknowledgement: a pipelined sendall needs no reply of its own.
-      if (lastAckOnly > 0) res.acked = ackSent = ackedNow();
-      stream.write(res);
+      if (st.lastAckOnly > 0) res.acked = st.ackSent = st.ackedNow();
+      if (resumable && st.record(res) > 0) {
+        countQuota('replay_record');
+        if (st.dropped === 1) log.warn({ event: 'replay.dropped', session: session.id.slice(0, 8), entries: st.entries, bytes: st.bytes });
+      }
+      st.out?.(res);
     };
     const flushAck = (): void => {
-      if (ackWanted > 0 && ackedNow() >= ackWanted) {
-        ackWanted = 0;
-        if (ackedNow() > ackSent) write({ callId: 0 } as CallResponse);
+      if (st.ackWanted > 0 && st.ackedNow() >= st.ackWanted) {
+        st.ackWanted = 0;
+        if (st.ackedNow() > st.ackSent) st.out?.({ callId: 0, acked: (st.ackSent = st.ackedNow()) } as CallResponse);
       }
     };
     const refuse = (callId: number, code: Code, reason: string, message: string): void =>
       write({ callId, error: toStatus(new BrokerError(code, reason, message, { kind: 'value' })) } as CallResponse);
     const deliver = (callId: number, ctx: CallContext, res: Partial<CallResponse>, ackOnly: boolean): void => {
-      pending.delete(callId);
-      if (!open || stream.cancelled || stream.destroyed) {
+      st.pending.delete(callId);
+      if (resumable ? session.ended : !open || stream.cancelled || stream.destroyed) {
         ctx.onUndelivered?.();
         return;
       }
       if (ackOnly) {
-        unacked.delete(callId);
+        st.unacked.delete(callId);
         if (!res.error) return flushAck();
       }
       write({ callId, ...res } as CallResponse);
@@ -279,32 +285,45 @@ export function callStream(
         return;
       }
       const callId = req.callId;
+      if (resumable && req.ackedSeq) st.ack(req.ackedSeq);
       if (req.cancel) {
-        pending.get(callId)?.ac.abort(new CancelledError());
+        st.pending.get(callId)?.ac.abort(new CancelledError());
         return;
       }
       if (req.ack) {
-        if (lastAckOnly === 0) return;
-        ackWanted = lastAckOnly;
-        if (ackedNow() >= ackWanted && ackedNow() <= ackSent) ackWanted = 0; // already told
+        if (st.lastAckOnly === 0) return;
+        st.ackWanted = st.lastAckOnly;
+        if (st.ackedNow() >= st.ackWanted && st.ackedNow() <= st.ackSent) st.ackWanted = 0; // already told
         return flushAck();
       }
+      if (req.ping) return send({ callId: 0, pong: { nonce: req.ping.nonce } } as CallResponse);
       const op = ops.find((name) => (req as any)[name] !== undefined);
-      if (!op) return refuse(callId, Code.INVALID_ARGUMENT, 'EMPTY_CALL', 'call names no operation');
-      if (pending.has(callId)) return refuse(callId, Code.INVALID_ARGUMENT, 'DUPLICATE_CALL_ID', `call_id ${callId} is already pending`);
-      if (pending.size >= maxPending) {
+      if (!op) {
+        if (resumable && callId === 0) return; // a bare acknowledgement
+        return refuse(callId, Code.INVALID_ARGUMENT, 'EMPTY_CALL', 'call names no operation');
+      }
+      const ackOnly = req.ackOnly === true;
+      if (resumable) {
+        if (callId <= st.maxCallId) {
+          // A resend after a reconnect never runs twice: a running call is answered when done,
+          // a recorded result was replayed, a done ack_only call is covered by `acked`.
+          if (st.pending.has(callId) || st.recorded(callId) || (ackOnly && callId <= st.lastAckOnly)) return;
+          return refuse(callId, Code.INVALID_ARGUMENT, 'DUPLICATE_CALL_ID', `call_id ${callId} was answered and acknowledged already`);
+        }
+        st.maxCallId = callId;
+      } else if (st.pending.has(callId)) return refuse(callId, Code.INVALID_ARGUMENT, 'DUPLICATE_CALL_ID', `call_id ${callId} is already pending`);
+      if (st.pending.size >= maxPending) {
         countQuota('pending_calls');
         return refuse(callId, Code.RESOURCE_EXHAUSTED, 'TOO_MANY_CALLS', `at most ${maxPending} calls may be pending on one stream`);
       }
-      const ackOnly = req.ackOnly === true;
       if (ackOnly) {
-        if (callId <= lastAckOnly) return refuse(callId, Code.INVALID_ARGUMENT, 'ACK_ORDER', `ack_only call_id ${callId} does not exceed ${lastAckOnly}`);
-        lastAckOnly = callId;
-        unacked.add(callId);
+        if (callId <= st.lastAckOnly) return refuse(callId, Code.INVALID_ARGUMENT, 'ACK_ORDER', `ack_only call_id ${callId} does not exceed ${st.lastAckOnly}`);
+        st.lastAckOnly = callId;
+        st.unacked.add(callId);
       }
       const ac = new AbortController();
       const ctx: CallContext = { session, signal: ac.signal };
-      pending.set(callId, { ac, ctx });
+      st.pending.set(callId, { ac, ctx });
       handlers[op]!(ctx, (req as any)[op]).then(
         (res) => {
           countCall(op, 'ok');

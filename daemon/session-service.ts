@@ -13,7 +13,9 @@ import { decide, quotasFor, ruleOf, type Policy } from './policy.js';
 import { countDenial } from './metrics.js';
 import { describe } from './identity.js';
 import type { NetnsRegistry } from './netns.js';
-import { osErrorNamed } from './errors.js';
+import { osErrorNamed, sessionError } from './errors.js';
+import { status as Code } from '@grpc/grpc-js';
+import { CallState } from './call-state.js';
 import type { Sessions } from './sessions.js';
 import type { Limits } from './limits.js';
 
@@ -57,8 +59,18 @@ export function sessionService({ sessions, peers, limits, log, netns, policy, li
         const resumeId = call.request.resumeSessionId;
         let session;
         if (resumeId) {
+          const was = call.request.brokerInstance;
+          if (was && was !== sessions.instance) throw sessionError('session lost: the broker restarted (its sessions ended with it)', Code.NOT_FOUND, 'restarted');
           session = sessions.get(resumeId, identity);
-          log.info({ event: 'session.resume', session: session.id.slice(0, 8), ...describe(identity) });
+          const received = call.request.receivedSeq ?? 0;
+          if (session.calls && received < session.calls.droppedSeq) {
+            // A result the client never received is gone: resuming would lose it silently.
+            const why = `session lost: the broker's replay record overflowed (${session.calls.dropped} unacknowledged results dropped)`;
+            void sessions.end(session, 'replay record overflowed');
+            throw sessionError(why, Code.FAILED_PRECONDITION, 'overflow');
+          }
+          session.calls?.ack(received);
+          log.info({ event: 'session.resume', session: session.id.slice(0, 8), ...describe(identity), received });
         } else {
           // A caller in another network namespace gets its sockets there, unless it asks for the
           // host's and a grant allows it.
@@ -74,8 +86,9 @@ export function sessionService({ sessions, peers, limits, log, netns, policy, li
             ns = null;
           }
           session = sessions.open(identity, quotasFor(policy(), identity), ns === null ? null : netns.retain(ns), ruleOf(policy(), identity));
+          if (call.request.resumable) session.calls = new CallState(true, limits.maxReplayEntries, limits.maxReplayBytes);
         }
-        callback(null, { sessionId: session.id, resumed: Boolean(resumeId), graceSeconds: sessions.opts.graceMs / 1000 });
+        callback(null, { sessionId: session.id, resumed: Boolean(resumeId), graceSeconds: sessions.opts.graceMs / 1000, brokerInstance: sessions.instance });
       } catch (err) {
         callback(toServiceError(toBrokerError(err)));
       }

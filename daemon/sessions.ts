@@ -10,6 +10,7 @@ import { sessionError } from './errors.js';
 import { describe, type Identity } from './identity.js';
 import type { Quotas } from './policy.js';
 import { countQuota, countSessionOpened } from './metrics.js';
+import type { CallState } from './call-state.js';
 
 export class Session {
   readonly table: HandleTable;
@@ -23,6 +24,8 @@ export class Session {
   /** Bytes its sockets received from and sent to the network (see metrics.ts). */
   bytesIn = 0;
   bytesOut = 0;
+  /** A resumable session's Call stream state (running calls, replay record); null = per stream. */
+  calls: CallState | null = null;
 
   constructor(
     readonly id: string,
@@ -48,6 +51,8 @@ export interface SessionOptions {
 
 export class Sessions {
   readonly #byId = new Map<string, Session>();
+  /** This daemon process: drawn at start, so a client tells a restarted broker from an expired session. */
+  readonly instance = randomBytes(16).toString('hex');
 
   constructor(readonly opts: SessionOptions) {}
 
@@ -89,10 +94,10 @@ export class Sessions {
   /** The session `id` if it exists and belongs to `identity`; else a clear error. */
   get(id: string, identity: Identity): Session {
     const session = this.#byId.get(id);
-    if (!session || session.ended) throw sessionError('session lost: unknown or expired session id');
+    if (!session || session.ended) throw sessionError('session lost: unknown or expired session id', Code.NOT_FOUND, 'expired');
     if (session.identity.key !== identity.key) {
       this.opts.log.warn({ event: 'session.refused', session: id.slice(0, 8), ...describe(identity) });
-      throw sessionError('session belongs to another identity', Code.PERMISSION_DENIED);
+      throw sessionError('session belongs to another identity', Code.PERMISSION_DENIED, 'identity');
     }
     return session;
   }
@@ -116,6 +121,8 @@ export class Sessions {
     this.#byId.delete(session.id);
     for (const f of session.onEnd) f();
     session.onEnd.clear();
+    session.calls?.abortAll(sessionError(`session ended: ${why}`));
+    session.calls?.endStream?.(`session ended: ${why}`);
     const entries = session.table.entries();
     await Promise.all(entries.map((e) => this.opts.closeEntry(session.table, e)));
     if (session.netns !== null) this.opts.releaseNetns(session.netns);

@@ -34,6 +34,28 @@ export interface OpenSessionRequest {
    * caller's own (needs the host_network grant when the caller lives in another namespace).
    */
   hostNetwork: boolean;
+  /**
+   * Keep a replay record for the session so that a dropped connection loses nothing: its Call
+   * stream numbers responses (CallResponse.seq), keeps each until the client acknowledges it
+   * (CallRequest.acked_seq) and replays the rest on a resumed stream; call_ids then increase
+   * along the session (not per stream) and a repeated one never runs twice. Set on open; a
+   * resume keeps what the session was opened with.
+   */
+  resumable?:
+    | boolean
+    | undefined;
+  /**
+   * On resume: the highest CallResponse.seq the client received (it acknowledges everything up
+   * to it). The resume is refused (reason REPLAY_GAP) if the broker dropped a result after it.
+   */
+  receivedSeq?:
+    | number
+    | undefined;
+  /**
+   * On resume: the broker_instance the session was opened on. A different instance means the
+   * broker restarted: the resume is refused with reason BROKER_RESTARTED, not SESSION_EXPIRED.
+   */
+  brokerInstance?: string | undefined;
 }
 
 /** OpenSessionResponse names the session. */
@@ -44,6 +66,11 @@ export interface OpenSessionResponse {
   resumed: boolean;
   /** Grace period in seconds: how long the session outlives its last attached stream. */
   graceSeconds: number;
+  /**
+   * This broker process: 128 random bits (hex) drawn when it starts. A client that finds another
+   * instance than its session's knows the broker restarted (its sessions are gone).
+   */
+  brokerInstance: string;
 }
 
 /** KeepAliveRequest is a ping from the client; its content is ignored. */
@@ -100,7 +127,13 @@ export interface GetModuleInfoResponse_LimitsEntry {
 }
 
 function createBaseOpenSessionRequest(): OpenSessionRequest {
-  return { resumeSessionId: "", hostNetwork: false };
+  return {
+    resumeSessionId: "",
+    hostNetwork: false,
+    resumable: undefined,
+    receivedSeq: undefined,
+    brokerInstance: undefined,
+  };
 }
 
 export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
@@ -110,6 +143,15 @@ export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
     }
     if (message.hostNetwork !== false) {
       writer.uint32(16).bool(message.hostNetwork);
+    }
+    if (message.resumable !== undefined) {
+      writer.uint32(24).bool(message.resumable);
+    }
+    if (message.receivedSeq !== undefined) {
+      writer.uint32(32).uint64(message.receivedSeq);
+    }
+    if (message.brokerInstance !== undefined) {
+      writer.uint32(42).string(message.brokerInstance);
     }
     return writer;
   },
@@ -143,6 +185,30 @@ export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
             message.hostNetwork = reader.bool();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.resumable = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.receivedSeq = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.brokerInstance = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -167,6 +233,17 @@ export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
         : isSet(object.host_network)
         ? globalThis.Boolean(object.host_network)
         : false,
+      resumable: isSet(object.resumable) ? globalThis.Boolean(object.resumable) : undefined,
+      receivedSeq: isSet(object.receivedSeq)
+        ? globalThis.Number(object.receivedSeq)
+        : isSet(object.received_seq)
+        ? globalThis.Number(object.received_seq)
+        : undefined,
+      brokerInstance: isSet(object.brokerInstance)
+        ? globalThis.String(object.brokerInstance)
+        : isSet(object.broker_instance)
+        ? globalThis.String(object.broker_instance)
+        : undefined,
     };
   },
 
@@ -178,6 +255,15 @@ export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
     if (message.hostNetwork !== false) {
       obj.hostNetwork = message.hostNetwork;
     }
+    if (message.resumable !== undefined) {
+      obj.resumable = message.resumable;
+    }
+    if (message.receivedSeq !== undefined) {
+      obj.receivedSeq = Math.round(message.receivedSeq);
+    }
+    if (message.brokerInstance !== undefined) {
+      obj.brokerInstance = message.brokerInstance;
+    }
     return obj;
   },
 
@@ -188,12 +274,15 @@ export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
     const message = createBaseOpenSessionRequest();
     message.resumeSessionId = object.resumeSessionId ?? "";
     message.hostNetwork = object.hostNetwork ?? false;
+    message.resumable = object.resumable ?? undefined;
+    message.receivedSeq = object.receivedSeq ?? undefined;
+    message.brokerInstance = object.brokerInstance ?? undefined;
     return message;
   },
 };
 
 function createBaseOpenSessionResponse(): OpenSessionResponse {
-  return { sessionId: "", resumed: false, graceSeconds: 0 };
+  return { sessionId: "", resumed: false, graceSeconds: 0, brokerInstance: "" };
 }
 
 export const OpenSessionResponse: MessageFns<OpenSessionResponse> = {
@@ -206,6 +295,9 @@ export const OpenSessionResponse: MessageFns<OpenSessionResponse> = {
     }
     if (message.graceSeconds !== 0) {
       writer.uint32(25).double(message.graceSeconds);
+    }
+    if (message.brokerInstance !== "") {
+      writer.uint32(34).string(message.brokerInstance);
     }
     return writer;
   },
@@ -247,6 +339,14 @@ export const OpenSessionResponse: MessageFns<OpenSessionResponse> = {
             message.graceSeconds = reader.double();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.brokerInstance = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -272,6 +372,11 @@ export const OpenSessionResponse: MessageFns<OpenSessionResponse> = {
         : isSet(object.grace_seconds)
         ? globalThis.Number(object.grace_seconds)
         : 0,
+      brokerInstance: isSet(object.brokerInstance)
+        ? globalThis.String(object.brokerInstance)
+        : isSet(object.broker_instance)
+        ? globalThis.String(object.broker_instance)
+        : "",
     };
   },
 
@@ -286,6 +391,9 @@ export const OpenSessionResponse: MessageFns<OpenSessionResponse> = {
     if (message.graceSeconds !== 0) {
       obj.graceSeconds = floatToJson(message.graceSeconds);
     }
+    if (message.brokerInstance !== "") {
+      obj.brokerInstance = message.brokerInstance;
+    }
     return obj;
   },
 
@@ -297,6 +405,7 @@ export const OpenSessionResponse: MessageFns<OpenSessionResponse> = {
     message.sessionId = object.sessionId ?? "";
     message.resumed = object.resumed ?? false;
     message.graceSeconds = object.graceSeconds ?? 0;
+    message.brokerInstance = object.brokerInstance ?? "";
     return message;
   },
 };

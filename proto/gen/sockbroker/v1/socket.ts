@@ -585,17 +585,46 @@ export interface CancelRequest {
 export interface AckRequest {
 }
 
+/**
+ * PingRequest checks that the broker is alive end to end (HTTP/2 pings reach only the first
+ * proxy): answered at once by a response with call_id 0 carrying `pong`.
+ */
+export interface PingRequest {
+  /** Echoed in the pong. */
+  nonce: number;
+}
+
+/** PongResponse answers a PingRequest. */
+export interface PongResponse {
+  /** The ping's nonce. */
+  nonce: number;
+}
+
 /** CallRequest is one operation in an envelope on the Call stream. */
 export interface CallRequest {
-  /** Client-chosen id, echoed in the response; unique among the stream's pending calls. */
+  /**
+   * Client-chosen id, echoed in the response; unique among the stream's pending calls. In a
+   * resumable session (OpenSessionRequest.resumable) ids increase along the session, across
+   * reconnects: an id not above the highest seen is a resend and never runs again (a pending
+   * call is answered when done, a recorded result was replayed; one already acknowledged is
+   * refused with DUPLICATE_CALL_ID). call_id 0 with no operation is a bare acknowledgement.
+   */
   callId: number;
   /**
    * No response on success: a later response's `acked` reports the call done (a failure still
    * gets its own response, before any `acked` covering it). The call_ids of ack_only calls must
-   * increase along the stream. The cumulative acknowledgement session resume builds on.
+   * increase along the stream (along the session, when resumable). A resumable client keeps an
+   * ack_only call until `acked` covers it and resends it on a resumed stream.
    */
   ackOnly?:
     | boolean
+    | undefined;
+  /**
+   * Resumable sessions: every CallResponse with seq <= acked_seq was received; the broker drops
+   * them from its replay record. Cumulative (a lower value than before changes nothing); 0 = none.
+   */
+  ackedSeq?:
+    | number
     | undefined;
   /** Create. */
   create?:
@@ -708,16 +737,32 @@ export interface CallRequest {
   ack?:
     | AckRequest
     | undefined;
+  /** Liveness check, answered at once (gets no call_id of its own; use 0). */
+  ping?:
+    | PingRequest
+    | undefined;
   /** Cancel the pending call with this call_id (gets no response of its own). */
   cancel?: CancelRequest | undefined;
 }
 
 /** CallResponse is the result of one operation, matched to its request by call_id. */
 export interface CallResponse {
-  /** The call_id of the request; 0 for a response that only carries `acked`. */
+  /** The call_id of the request; 0 for a response that only carries `acked` or a pong. */
   callId: number;
-  /** Every ack_only call on this stream with call_id <= acked is done; 0 = none yet. */
+  /**
+   * Every ack_only call on this stream (this session, when resumable) with call_id <= acked is
+   * done; 0 = none yet.
+   */
   acked?:
+    | number
+    | undefined;
+  /**
+   * Resumable sessions: this response's number, 1, 2, ... along the session across reconnects;
+   * 0 for pongs and bare acknowledgements, which are not recorded. The broker keeps each numbered
+   * response until a request's acked_seq covers it and replays the rest, in order, at the start
+   * of a resumed stream: a client ignores a seq it already received.
+   */
+  seq?:
     | number
     | undefined;
   /** Create. */
@@ -823,6 +868,10 @@ export interface CallResponse {
   /** Ioctl. */
   ioctl?:
     | IoctlResponse
+    | undefined;
+  /** Answer to `ping`. */
+  pong?:
+    | PongResponse
     | undefined;
   /** The error, as a unary call would carry it: gRPC code, message, google.rpc.ErrorInfo detail. */
   error?: Status | undefined;
@@ -6534,10 +6583,145 @@ export const AckRequest: MessageFns<AckRequest> = {
   },
 };
 
+function createBasePingRequest(): PingRequest {
+  return { nonce: 0 };
+}
+
+export const PingRequest: MessageFns<PingRequest> = {
+  encode(message: PingRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nonce !== 0) {
+      writer.uint32(8).uint64(message.nonce);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PingRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePingRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.nonce = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PingRequest {
+    return { nonce: isSet(object.nonce) ? globalThis.Number(object.nonce) : 0 };
+  },
+
+  toJSON(message: PingRequest): unknown {
+    const obj: any = {};
+    if (message.nonce !== 0) {
+      obj.nonce = Math.round(message.nonce);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PingRequest>, I>>(base?: I): PingRequest {
+    return PingRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PingRequest>, I>>(object: I): PingRequest {
+    const message = createBasePingRequest();
+    message.nonce = object.nonce ?? 0;
+    return message;
+  },
+};
+
+function createBasePongResponse(): PongResponse {
+  return { nonce: 0 };
+}
+
+export const PongResponse: MessageFns<PongResponse> = {
+  encode(message: PongResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nonce !== 0) {
+      writer.uint32(8).uint64(message.nonce);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PongResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePongResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.nonce = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PongResponse {
+    return { nonce: isSet(object.nonce) ? globalThis.Number(object.nonce) : 0 };
+  },
+
+  toJSON(message: PongResponse): unknown {
+    const obj: any = {};
+    if (message.nonce !== 0) {
+      obj.nonce = Math.round(message.nonce);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PongResponse>, I>>(base?: I): PongResponse {
+    return PongResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PongResponse>, I>>(object: I): PongResponse {
+    const message = createBasePongResponse();
+    message.nonce = object.nonce ?? 0;
+    return message;
+  },
+};
+
 function createBaseCallRequest(): CallRequest {
   return {
     callId: 0,
     ackOnly: undefined,
+    ackedSeq: undefined,
     create: undefined,
     socketpair: undefined,
     bind: undefined,
@@ -6565,6 +6749,7 @@ function createBaseCallRequest(): CallRequest {
     fromShare: undefined,
     ioctl: undefined,
     ack: undefined,
+    ping: undefined,
     cancel: undefined,
   };
 }
@@ -6576,6 +6761,9 @@ export const CallRequest: MessageFns<CallRequest> = {
     }
     if (message.ackOnly !== undefined) {
       writer.uint32(16).bool(message.ackOnly);
+    }
+    if (message.ackedSeq !== undefined) {
+      writer.uint32(24).uint64(message.ackedSeq);
     }
     if (message.create !== undefined) {
       CreateRequest.encode(message.create, writer.uint32(82).fork()).join();
@@ -6658,6 +6846,9 @@ export const CallRequest: MessageFns<CallRequest> = {
     if (message.ack !== undefined) {
       AckRequest.encode(message.ack, writer.uint32(786).fork()).join();
     }
+    if (message.ping !== undefined) {
+      PingRequest.encode(message.ping, writer.uint32(778).fork()).join();
+    }
     if (message.cancel !== undefined) {
       CancelRequest.encode(message.cancel, writer.uint32(794).fork()).join();
     }
@@ -6691,6 +6882,14 @@ export const CallRequest: MessageFns<CallRequest> = {
             }
 
             message.ackOnly = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.ackedSeq = longToNumber(reader.uint64());
             continue;
           }
           case 10: {
@@ -6909,6 +7108,14 @@ export const CallRequest: MessageFns<CallRequest> = {
             message.ack = AckRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 97: {
+            if (tag !== 778) {
+              break;
+            }
+
+            message.ping = PingRequest.decode(reader, reader.uint32());
+            continue;
+          }
           case 99: {
             if (tag !== 794) {
               break;
@@ -6940,6 +7147,11 @@ export const CallRequest: MessageFns<CallRequest> = {
         ? globalThis.Boolean(object.ackOnly)
         : isSet(object.ack_only)
         ? globalThis.Boolean(object.ack_only)
+        : undefined,
+      ackedSeq: isSet(object.ackedSeq)
+        ? globalThis.Number(object.ackedSeq)
+        : isSet(object.acked_seq)
+        ? globalThis.Number(object.acked_seq)
         : undefined,
       create: isSet(object.create) ? CreateRequest.fromJSON(object.create) : undefined,
       socketpair: isSet(object.socketpair) ? SocketpairRequest.fromJSON(object.socketpair) : undefined,
@@ -7012,6 +7224,7 @@ export const CallRequest: MessageFns<CallRequest> = {
         : undefined,
       ioctl: isSet(object.ioctl) ? IoctlRequest.fromJSON(object.ioctl) : undefined,
       ack: isSet(object.ack) ? AckRequest.fromJSON(object.ack) : undefined,
+      ping: isSet(object.ping) ? PingRequest.fromJSON(object.ping) : undefined,
       cancel: isSet(object.cancel) ? CancelRequest.fromJSON(object.cancel) : undefined,
     };
   },
@@ -7023,6 +7236,9 @@ export const CallRequest: MessageFns<CallRequest> = {
     }
     if (message.ackOnly !== undefined) {
       obj.ackOnly = message.ackOnly;
+    }
+    if (message.ackedSeq !== undefined) {
+      obj.ackedSeq = Math.round(message.ackedSeq);
     }
     if (message.create !== undefined) {
       obj.create = CreateRequest.toJSON(message.create);
@@ -7105,6 +7321,9 @@ export const CallRequest: MessageFns<CallRequest> = {
     if (message.ack !== undefined) {
       obj.ack = AckRequest.toJSON(message.ack);
     }
+    if (message.ping !== undefined) {
+      obj.ping = PingRequest.toJSON(message.ping);
+    }
     if (message.cancel !== undefined) {
       obj.cancel = CancelRequest.toJSON(message.cancel);
     }
@@ -7118,6 +7337,7 @@ export const CallRequest: MessageFns<CallRequest> = {
     const message = createBaseCallRequest();
     message.callId = object.callId ?? 0;
     message.ackOnly = object.ackOnly ?? undefined;
+    message.ackedSeq = object.ackedSeq ?? undefined;
     message.create = (object.create !== undefined && object.create !== null)
       ? CreateRequest.fromPartial(object.create)
       : undefined;
@@ -7195,6 +7415,9 @@ export const CallRequest: MessageFns<CallRequest> = {
       ? IoctlRequest.fromPartial(object.ioctl)
       : undefined;
     message.ack = (object.ack !== undefined && object.ack !== null) ? AckRequest.fromPartial(object.ack) : undefined;
+    message.ping = (object.ping !== undefined && object.ping !== null)
+      ? PingRequest.fromPartial(object.ping)
+      : undefined;
     message.cancel = (object.cancel !== undefined && object.cancel !== null)
       ? CancelRequest.fromPartial(object.cancel)
       : undefined;
@@ -7206,6 +7429,7 @@ function createBaseCallResponse(): CallResponse {
   return {
     callId: 0,
     acked: undefined,
+    seq: undefined,
     create: undefined,
     socketpair: undefined,
     bind: undefined,
@@ -7232,6 +7456,7 @@ function createBaseCallResponse(): CallResponse {
     share: undefined,
     fromShare: undefined,
     ioctl: undefined,
+    pong: undefined,
     error: undefined,
   };
 }
@@ -7243,6 +7468,9 @@ export const CallResponse: MessageFns<CallResponse> = {
     }
     if (message.acked !== undefined) {
       writer.uint32(16).uint64(message.acked);
+    }
+    if (message.seq !== undefined) {
+      writer.uint32(24).uint64(message.seq);
     }
     if (message.create !== undefined) {
       CreateResponse.encode(message.create, writer.uint32(82).fork()).join();
@@ -7322,6 +7550,9 @@ export const CallResponse: MessageFns<CallResponse> = {
     if (message.ioctl !== undefined) {
       IoctlResponse.encode(message.ioctl, writer.uint32(314).fork()).join();
     }
+    if (message.pong !== undefined) {
+      PongResponse.encode(message.pong, writer.uint32(778).fork()).join();
+    }
     if (message.error !== undefined) {
       Status.encode(message.error, writer.uint32(802).fork()).join();
     }
@@ -7355,6 +7586,14 @@ export const CallResponse: MessageFns<CallResponse> = {
             }
 
             message.acked = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.seq = longToNumber(reader.uint64());
             continue;
           }
           case 10: {
@@ -7565,6 +7804,14 @@ export const CallResponse: MessageFns<CallResponse> = {
             message.ioctl = IoctlResponse.decode(reader, reader.uint32());
             continue;
           }
+          case 97: {
+            if (tag !== 778) {
+              break;
+            }
+
+            message.pong = PongResponse.decode(reader, reader.uint32());
+            continue;
+          }
           case 100: {
             if (tag !== 802) {
               break;
@@ -7593,6 +7840,7 @@ export const CallResponse: MessageFns<CallResponse> = {
         ? globalThis.Number(object.call_id)
         : 0,
       acked: isSet(object.acked) ? globalThis.Number(object.acked) : undefined,
+      seq: isSet(object.seq) ? globalThis.Number(object.seq) : undefined,
       create: isSet(object.create) ? CreateResponse.fromJSON(object.create) : undefined,
       socketpair: isSet(object.socketpair) ? SocketpairResponse.fromJSON(object.socketpair) : undefined,
       bind: isSet(object.bind) ? BindResponse.fromJSON(object.bind) : undefined,
@@ -7663,6 +7911,7 @@ export const CallResponse: MessageFns<CallResponse> = {
         ? FromShareResponse.fromJSON(object.from_share)
         : undefined,
       ioctl: isSet(object.ioctl) ? IoctlResponse.fromJSON(object.ioctl) : undefined,
+      pong: isSet(object.pong) ? PongResponse.fromJSON(object.pong) : undefined,
       error: isSet(object.error) ? Status.fromJSON(object.error) : undefined,
     };
   },
@@ -7674,6 +7923,9 @@ export const CallResponse: MessageFns<CallResponse> = {
     }
     if (message.acked !== undefined) {
       obj.acked = Math.round(message.acked);
+    }
+    if (message.seq !== undefined) {
+      obj.seq = Math.round(message.seq);
     }
     if (message.create !== undefined) {
       obj.create = CreateResponse.toJSON(message.create);
@@ -7753,6 +8005,9 @@ export const CallResponse: MessageFns<CallResponse> = {
     if (message.ioctl !== undefined) {
       obj.ioctl = IoctlResponse.toJSON(message.ioctl);
     }
+    if (message.pong !== undefined) {
+      obj.pong = PongResponse.toJSON(message.pong);
+    }
     if (message.error !== undefined) {
       obj.error = Status.toJSON(message.error);
     }
@@ -7766,6 +8021,7 @@ export const CallResponse: MessageFns<CallResponse> = {
     const message = createBaseCallResponse();
     message.callId = object.callId ?? 0;
     message.acked = object.acked ?? undefined;
+    message.seq = object.seq ?? undefined;
     message.create = (object.create !== undefined && object.create !== null)
       ? CreateResponse.fromPartial(object.create)
       : undefined;
@@ -7841,6 +8097,9 @@ export const CallResponse: MessageFns<CallResponse> = {
       : undefined;
     message.ioctl = (object.ioctl !== undefined && object.ioctl !== null)
       ? IoctlResponse.fromPartial(object.ioctl)
+      : undefined;
+    message.pong = (object.pong !== undefined && object.pong !== null)
+      ? PongResponse.fromPartial(object.pong)
       : undefined;
     message.error = (object.error !== undefined && object.error !== null)
       ? Status.fromPartial(object.error)

@@ -105,8 +105,23 @@ export function makeOSError(errno: number, strerror: string, code: string): OSEr
   return new Cls(errno, strerror, code);
 }
 
-/** Raised when the broker no longer knows the session (daemon restarted, session expired). */
-export class SessionLostError extends ConnectionError {}
+/**
+ * Why a session is gone: its grace period passed without a connection (expired), the broker
+ * restarted or shut down, the caller's identity changed, the broker's replay record overflowed
+ * while the connection was down, or it was closed or ended.
+ */
+export type LostReason = 'expired' | 'restarted' | 'shutdown' | 'identity' | 'overflow' | 'closed' | 'ended';
+
+/** Raised when the broker no longer has the session; `reason` says why (undefined: not known). */
+export class SessionLostError extends ConnectionError {
+  reason: LostReason | undefined;
+}
+
+export function sessionLost(reason: LostReason | undefined, message: string): SessionLostError {
+  const e = new SessionLostError(message);
+  e.reason = reason;
+  return e;
+}
 
 const ERROR_INFO_TYPE = 'type.googleapis.com/google.rpc.ErrorInfo';
 
@@ -132,7 +147,7 @@ export function fromStatus(status: Status): Error {
     case 'overflow':
       return new OverflowError(status.message);
     case 'session':
-      return new SessionLostError(`sockbroker: ${status.message}`);
+      return sessionLost(md.lost as LostReason | undefined, `sockbroker: ${status.message}`);
     default:
       return new OSError(`sockbroker: ${status.message || 'call failed'} (gRPC code ${status.code})`);
   }

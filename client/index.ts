@@ -1,5 +1,6 @@
 // sockbroker SDK: `const socket = await connect()` is the analog of `import socket`.
-export { connect, POLL, type SocketModule, type AddrInfo, type ModuleConstants } from './module.js';
+export { connect, POLL, type SocketModule, type AddrInfo, type ModuleConstants, type BrokerSession } from './module.js';
+export type { ReconnectingEvent, ResumedEvent } from './transport.js';
 export { Socket } from './socket.js';
 export { ntohs, htons, ntohl, htonl, inetAton, inetNtoa, inetPton, inetNtop, CMSG_LEN, CMSG_SPACE, type PyInt } from './pure.js';
 export type { HostTriple } from './netdb.js';

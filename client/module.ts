@@ -1,6 +1,18 @@
 // The socket module over a broker: what `import socket` gives a Python program. Constants come
 // from the broker host at connect; pure helpers run locally; everything else goes to the broker.
-import { Transport, type TransportOptions } from './transport.js';
+import { Transport, type TransportOptions, type ReconnectingEvent, type ResumedEvent } from './transport.js';
+import type { SessionLostError } from './errors.js';
+
+/** What a program sees of its session's connection (SocketModule.session). */
+export interface BrokerSession {
+  readonly state: 'open' | 'reconnecting' | 'lost' | 'closed';
+  readonly sessionId: string;
+  on(event: 'reconnecting', listener: (e: ReconnectingEvent) => void): this;
+  on(event: 'resumed', listener: (e: ResumedEvent) => void): this;
+  on(event: 'lost', listener: (err: SessionLostError) => void): this;
+  once(event: 'reconnecting' | 'resumed' | 'lost', listener: (e: any) => void): this;
+  off(event: 'reconnecting' | 'resumed' | 'lost', listener: (e: any) => void): this;
+}
 import { brokerTarget } from './broker-address.js';
 import * as errors from './errors.js';
 import { fromAddress, toAddress, type AddressTuple, type Families } from './address.js';
@@ -81,6 +93,14 @@ class SocketModuleImpl {
   readonly SessionLostError = errors.SessionLostError;
   /** The socket class, for instanceof checks (create sockets with socket()). */
   readonly SocketType = Socket;
+
+  /**
+   * The session's connection: an EventEmitter of 'reconnecting' ({ reason }), 'resumed'
+   * ({ attempts, downMs }) and 'lost' (the SessionLostError), and its `state`.
+   */
+  get session(): BrokerSession {
+    return this.#t;
+  }
 
   constructor(t: Transport, info: Awaited<ReturnType<Transport['moduleInfo']>>, sidePath: string | null) {
     this.#t = t;

@@ -1,19 +1,39 @@
 // The SDK's thin RPC layer: one session, one long-lived Call stream carrying every socket
 // operation in envelopes (matched by call_id, so calls pipeline freely), unary calls for the
 // rest. Deals in plain request/response messages; the socket module is built on top.
+//
+// The session is resumable: call ids and the broker's response numbers run along the session,
+// the broker keeps each result until acknowledged, and this side keeps each call until answered.
+// When the connection drops (or goes silent: the Call stream is pinged end to end), it
+// reconnects with jittered backoff, resumes the session, reads the replayed results and resends
+// what was not answered; the broker never runs a call twice. Only a session the broker no longer
+// has (grace period over, broker restarted, another identity) is lost.
+import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
-import { SessionServiceClient, type GetModuleInfoResponse } from '../proto/gen/sockbroker/v1/session.js';
+import { SessionServiceClient, type GetModuleInfoResponse, type OpenSessionResponse } from '../proto/gen/sockbroker/v1/session.js';
 import { SocketServiceClient, type CallRequest, type CallResponse, type DataRequest, type DataResponse } from '../proto/gen/sockbroker/v1/socket.js';
 import { decodeDataResponse, encodeDataRequest } from '../proto/codec/data.js';
 import { NetdbServiceClient, type GetAddrInfoRequest, type GetAddrInfoResponse } from '../proto/gen/sockbroker/v1/netdb.js';
-import { fromServiceError, fromStatus, SessionLostError, timeout as TimeoutExc } from './errors.js';
+import { fromServiceError, fromStatus, sessionLost, SessionLostError, timeout as TimeoutExc, type LostReason } from './errors.js';
 
 const SESSION_METADATA = 'sockbroker-session';
 /** Added to a socket's timeout to make the client-side deadline: the broker enforces the timeout. */
 const DEADLINE_MARGIN_MS = 5000;
+// Liveness: a ping after PING_AFTER_MS without a message from the broker; the connection counts
+// as dead after DEAD_AFTER_MS of silence. Checked every TICK_MS: a silent peer is found within
+// DEAD_AFTER_MS + TICK_MS + TICK_MS (8 s).
+const TICK_MS = 1000;
+const PING_AFTER_MS = 2000;
+const DEAD_AFTER_MS = 6000;
+/** Acknowledge at least every this many responses (else with the next request or tick). */
+const ACK_EVERY = 64;
+/** Reconnect backoff: jittered exponential from the first to the last delay; each attempt's deadline. */
+const BACKOFF_FIRST_MS = 50;
+const BACKOFF_MAX_MS = 2000;
+const ATTEMPT_MS = 3000;
 
 /** Operation names: the fields of the CallRequest/CallResponse oneofs. */
-export type Op = Exclude<keyof CallRequest, 'callId' | 'cancel' | 'ack' | 'ackOnly'>;
+export type Op = Exclude<keyof CallRequest, 'callId' | 'cancel' | 'ack' | 'ackOnly' | 'ackedSeq' | 'ping'>;
 type Req<K extends Op> = NonNullable<CallRequest[K]>;
 type Res<K extends Op> = NonNullable<CallResponse[K & keyof CallResponse]>;
 
@@ -33,10 +53,26 @@ export interface TransportOptions {
   handoff?: boolean;
 }
 
+/** What the session's events carry (Transport is an EventEmitter: 'reconnecting', 'resumed', 'lost'). */
+export interface ReconnectingEvent {
+  /** Why the connection was given up. */
+  reason: string;
+}
+export interface ResumedEvent {
+  /** Reconnect attempts it took, and how long the session was without a connection. */
+  attempts: number;
+  downMs: number;
+}
+
 interface Pending {
   resolve: (res: any) => void;
   reject: (err: Error) => void;
   op: Op;
+  /** The request, kept until answered: a resumed stream resends it. */
+  msg: CallRequest;
+  /** Written on some stream (else it waits for the connection: its timer is the bare timeout). */
+  sent: boolean;
+  timeoutMs?: number;
   timer?: NodeJS.Timeout;
   /** Set when the caller aborted: the reason to reject with once the broker confirms. */
   cancelReason?: Error;
@@ -44,23 +80,44 @@ interface Pending {
   unlisten?: () => void;
 }
 
-export class Transport {
-  readonly #sessionClient: SessionServiceClient;
-  readonly #socketClient: SocketServiceClient;
-  readonly #netdbClient: NetdbServiceClient;
+export class Transport extends EventEmitter {
+  // One channel for all three services (the same connection, so the same identity); replaced on
+  // each reconnect, since a connection gone silent may still look open to it.
+  #sessionClient!: SessionServiceClient;
+  #socketClient!: SocketServiceClient;
+  #netdbClient!: NetdbServiceClient;
+  readonly #newChannel: () => void;
   readonly #metadata = new grpc.Metadata();
   readonly #pending = new Map<number, Pending>();
   /** ack_only calls not yet acknowledged, in increasing call_id order. */
   readonly #ackOnly: number[] = [];
   /** Open Data streams: cancelled when the transport closes. */
   readonly #data = new Set<grpc.ClientDuplexStream<DataRequest | Buffer, DataResponse>>();
-  #stream!: grpc.ClientDuplexStream<CallRequest, CallResponse>;
+  /** The Call stream; null while reconnecting. */
+  #stream: grpc.ClientDuplexStream<CallRequest, CallResponse> | null = null;
   #nextId = 1;
-  #lost: Error | undefined;
+  #lost: SessionLostError | undefined;
   #closed = false;
   sessionId = '';
+  readonly #hostNetwork: boolean;
+  /** The broker process the session lives in, and its grace period. */
+  #instance = '';
+  #graceMs = 30_000;
+  /** Highest response seq received, and the last one told to the broker. */
+  #rxSeq = 0;
+  #ackTold = 0;
+  // Liveness: a message arrived since the last tick; when one last did (as of a tick).
+  #rxSeen = false;
+  #lastRx = 0;
+  #pingOut = false;
+  #tick: NodeJS.Timeout | undefined;
+  #downSince = 0;
+  /** Resolved when the session has a stream again (or is lost). */
+  #up: { promise: Promise<void>; resolve: () => void } | null = null;
 
   private constructor(target: string, opts: TransportOptions) {
+    super();
+    this.#hostNetwork = Boolean(opts.hostNetwork);
     if (opts.token) this.#metadata.set('authorization', `Bearer ${opts.token}`);
     const options: grpc.ChannelOptions = {
       'grpc.max_receive_message_length': -1,
@@ -68,28 +125,38 @@ export class Transport {
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc-node.flow_control_window': 4 << 20,
+      // The session's own backoff paces reconnects; the channel's must not add minutes to it.
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 1000,
+      // A channel of its own: a reconnect must not reuse the old connection.
+      'grpc.use_local_subchannel_pool': 1,
     };
     const creds = opts.tls
       ? grpc.credentials.createSsl(opts.tls.ca ?? null, opts.tls.key ?? null, opts.tls.cert ?? null, opts.tls.serverName ? { checkServerIdentity: () => undefined } : {})
       : grpc.credentials.createInsecure();
     if (opts.tls?.serverName) options['grpc.ssl_target_name_override'] = opts.tls.serverName;
-    this.#sessionClient = new SessionServiceClient(target, creds, options);
-    // One channel for all three services: the same connection, so the same identity.
-    const channelOverride = this.#sessionClient.getChannel();
-    this.#socketClient = new SocketServiceClient(target, creds, { ...options, channelOverride });
-    this.#netdbClient = new NetdbServiceClient(target, creds, { ...options, channelOverride });
+    this.#newChannel = () => {
+      this.#sessionClient = new SessionServiceClient(target, creds, options);
+      const channelOverride = this.#sessionClient.getChannel();
+      this.#socketClient = new SocketServiceClient(target, creds, { ...options, channelOverride });
+      this.#netdbClient = new NetdbServiceClient(target, creds, { ...options, channelOverride });
+    };
+    this.#newChannel();
   }
 
   /** Connects, opens a session and its Call stream. */
   static async open(target: string, opts: TransportOptions = {}): Promise<Transport> {
     const t = new Transport(target, opts);
     try {
-      const res = await t.#unary<{ sessionId: string }>((cb) =>
-        t.#sessionClient.openSession({ resumeSessionId: '', hostNetwork: Boolean(opts.hostNetwork) }, t.#metadata, cb),
+      const res = await t.#unary<OpenSessionResponse>((cb) =>
+        t.#sessionClient.openSession({ resumeSessionId: '', hostNetwork: t.#hostNetwork, resumable: true }, t.#metadata, cb),
       );
       t.sessionId = res.sessionId;
+      t.#instance = res.brokerInstance;
+      t.#graceMs = res.graceSeconds * 1000;
       t.#metadata.set(SESSION_METADATA, res.sessionId);
       t.#openStream();
+      t.#tick = setInterval(() => t.#onTick(), TICK_MS).unref();
     } catch (err) {
       t.#sessionClient.close();
       throw err;
@@ -99,13 +166,24 @@ export class Transport {
 
   #openStream(): void {
     const stream = this.#socketClient.call(this.#metadata);
-    stream.on('data', (res: CallResponse) => this.#settle(res));
-    stream.on('error', (err: grpc.ServiceError) => this.#fail(err));
-    stream.on('end', () => this.#fail(undefined));
+    // Events of a stream given up on (a reconnect replaced it) change nothing.
+    stream.on('data', (res: CallResponse) => this.#stream === stream && this.#settle(res));
+    stream.on('error', (err: grpc.ServiceError) => this.#stream === stream && this.#broken(err));
+    stream.on('end', () => this.#stream === stream && this.#down('the broker ended the Call stream'));
     this.#stream = stream;
+    this.#lastRx = Date.now();
+    this.#pingOut = false;
   }
 
   #settle(res: CallResponse): void {
+    this.#rxSeen = true;
+    const seq = res.seq;
+    if (seq) {
+      // A replayed result already received: once is all.
+      if (seq <= this.#rxSeq) return;
+      this.#rxSeq = seq;
+      if (seq - this.#ackTold >= ACK_EVERY) this.#write({ callId: 0, ackedSeq: seq } as CallRequest);
+    }
     const p = this.#pending.get(res.callId);
     if (p) {
       this.#pending.delete(res.callId);
@@ -125,31 +203,153 @@ export class Transport {
     }
   }
 
-  #fail(err: grpc.ServiceError | undefined): void {
-    if (this.#closed) return;
-    const why = err && err.code !== grpc.status.CANCELLED ? fromServiceError(err).message.replace(/^sockbroker: /, '') : 'the broker ended the session stream';
-    this.#lost = new SessionLostError(`sockbroker: session lost: ${why}`);
+  /** Writes on the Call stream (carrying the acknowledgement); false while there is none. */
+  #write(msg: CallRequest): boolean {
+    const stream = this.#stream;
+    if (!stream) return false;
+    msg.ackedSeq = this.#ackTold = this.#rxSeq;
+    stream.write(msg);
+    return true;
+  }
+
+  /** The Call stream failed: a status about the session ends it; anything else is the connection. */
+  #broken(err: grpc.ServiceError): void {
+    const e = fromServiceError(err);
+    if (e instanceof SessionLostError && e.reason) return this.#lose(e.reason, e.message.replace(/^sockbroker: /, ''));
+    this.#down(err.details || `gRPC code ${err.code}`);
+  }
+
+  /** Liveness and acknowledgement, once a tick. */
+  #onTick(): void {
+    if (!this.#stream) return;
+    const now = Date.now();
+    if (this.#rxSeen) {
+      this.#rxSeen = false;
+      this.#lastRx = now;
+      this.#pingOut = false;
+    }
+    const silent = now - this.#lastRx;
+    if (silent >= DEAD_AFTER_MS) return this.#down(`no message from the broker for ${silent} ms (pinged)`);
+    if (silent >= PING_AFTER_MS && !this.#pingOut) {
+      this.#pingOut = true;
+      this.#write({ callId: 0, ping: { nonce: now } } as CallRequest);
+    } else if (this.#rxSeq > this.#ackTold) this.#write({ callId: 0 } as CallRequest);
+  }
+
+  /** The connection is gone: reconnect and resume (calls wait; new ones queue). */
+  #down(why: string): void {
+    const stream = this.#stream;
+    if (!stream || this.#closed || this.#lost) return;
+    this.#stream = null;
+    stream.cancel();
+    // Data streams do not resume (see README): what was on them fails, sockets go on without.
+    for (const call of this.#data) call.cancel();
+    this.#sessionClient.close();
+    this.#newChannel();
+    this.#downSince = Date.now();
+    let resolve!: () => void;
+    this.#up = { promise: new Promise<void>((r) => (resolve = r)), resolve };
+    this.emit('reconnecting', { reason: why } satisfies ReconnectingEvent);
+    void this.#resume();
+  }
+
+  async #resume(): Promise<void> {
+    let delay = BACKOFF_FIRST_MS;
+    for (let attempt = 1; ; attempt++) {
+      if (this.#closed || this.#lost) return;
+      const left = this.#downSince + this.#graceMs - Date.now();
+      if (left <= 0) return this.#lose('expired', `no connection to the broker within the session's grace period (${this.#graceMs / 1000} s)`);
+      try {
+        const res = await new Promise<OpenSessionResponse>((resolve, reject) =>
+          this.#sessionClient.openSession(
+            { resumeSessionId: this.sessionId, hostNetwork: this.#hostNetwork, resumable: true, receivedSeq: this.#rxSeq, brokerInstance: this.#instance },
+            this.#metadata,
+            { deadline: Date.now() + Math.min(ATTEMPT_MS, left) },
+            (err, r) => (err ? reject(err) : resolve(r!)),
+          ),
+        );
+        if (this.#closed || this.#lost) return;
+        if (res.brokerInstance !== this.#instance) return this.#lose('restarted', 'the broker restarted (its sessions ended with it)');
+        this.#ackTold = this.#rxSeq;
+        this.#openStream();
+        // Everything not answered goes again, in call_id order: the broker runs only what it never saw.
+        for (const p of this.#pending.values()) {
+          this.#write(p.msg);
+          if (!p.sent) {
+            p.sent = true;
+            if (p.timeoutMs !== undefined) {
+              clearTimeout(p.timer);
+              p.timer = setTimeout(() => this.#cancel(p.msg.callId, new TimeoutExc('timed out')), p.timeoutMs + DEADLINE_MARGIN_MS);
+            }
+          }
+          if (p.cancelReason) this.#write({ callId: p.msg.callId, cancel: {} } as CallRequest);
+        }
+        this.#up?.resolve();
+        this.#up = null;
+        this.emit('resumed', { attempts: attempt, downMs: Date.now() - this.#downSince } satisfies ResumedEvent);
+        return;
+      } catch (err) {
+        const e = fromServiceError(err as grpc.ServiceError);
+        if (e instanceof SessionLostError && e.reason) return this.#lose(e.reason, e.message.replace(/^sockbroker: /, ''));
+        const code = (err as grpc.ServiceError).code;
+        if (code === grpc.status.UNAUTHENTICATED || code === grpc.status.PERMISSION_DENIED) return this.#lose('identity', e.message.replace(/^sockbroker: /, ''));
+      }
+      // Full jitter within [delay/2, delay]; the timer keeps the process alive only while calls wait.
+      await new Promise<void>((r) => {
+        const timer = setTimeout(r, delay * (0.5 + Math.random() / 2));
+        if (this.#pending.size === 0) timer.unref();
+      });
+      delay = Math.min(delay * 2, BACKOFF_MAX_MS);
+    }
+  }
+
+  /** The session is gone: every call, pending or later, fails with why. */
+  #lose(reason: LostReason, why: string): void {
+    if (this.#lost || this.#closed) return;
+    const lost = (this.#lost = sessionLost(reason, `sockbroker: session lost (${reason}): ${why}`));
+    clearInterval(this.#tick);
+    const stream = this.#stream;
+    this.#stream = null;
+    stream?.cancel();
+    for (const call of this.#data) call.cancel();
     for (const p of this.#pending.values()) {
       clearTimeout(p.timer);
       p.unlisten?.();
-      p.reject(this.#lost);
+      p.reject(lost);
     }
     this.#pending.clear();
+    this.#ackOnly.length = 0;
+    this.#up?.resolve();
+    this.#up = null;
+    this.emit('lost', lost);
+  }
+
+  /** The session's state: 'open', 'reconnecting', 'lost' or 'closed'. */
+  get state(): 'open' | 'reconnecting' | 'lost' | 'closed' {
+    return this.#closed ? 'closed' : this.#lost ? 'lost' : this.#stream ? 'open' : 'reconnecting';
+  }
+
+  /** @internal Drops the connection as if the network had (tests of resume). */
+  _drop(): void {
+    this.#down('dropped on request');
   }
 
   /**
    * Runs one operation on the Call stream. `timeoutS` is the socket timeout sent with it (the
-   * broker enforces it); the client gives up only after it plus a margin. An aborted `signal`
-   * cancels the call on the broker too.
+   * broker enforces it); the client gives up only after it plus a margin. While the session
+   * reconnects a call waits for it, up to its bare timeout. An aborted `signal` cancels the call
+   * on the broker too.
    */
   call<K extends Op>(op: K, req: Req<K>, timeoutS?: number | null, signal?: AbortSignal): Promise<Res<K>> {
     if (this.#lost) return Promise.reject(this.#lost);
     if (this.#closed) return Promise.reject(new SessionLostError('sockbroker: connection closed'));
     const callId = this.#nextId++;
     return new Promise<Res<K>>((resolve, reject) => {
-      const p: Pending = { resolve, reject, op };
+      const msg = { callId, ackedSeq: 0, [op]: req } as CallRequest;
+      const p: Pending = { resolve, reject, op, msg, sent: this.#stream !== null };
       if (typeof timeoutS === 'number' && timeoutS > 0) {
-        p.timer = setTimeout(() => this.#cancel(callId, new TimeoutExc('timed out')), timeoutS * 1000 + DEADLINE_MARGIN_MS);
+        p.timeoutMs = timeoutS * 1000;
+        p.timer = setTimeout(() => this.#cancel(callId, new TimeoutExc('timed out')), p.sent ? p.timeoutMs + DEADLINE_MARGIN_MS : p.timeoutMs);
       }
       if (signal) {
         if (signal.aborted) return reject(signal.reason);
@@ -160,7 +360,7 @@ export class Transport {
         p.unlisten = () => signal.removeEventListener('abort', onAbort);
       }
       this.#pending.set(callId, p);
-      this.#stream.write({ callId, [op]: req } as CallRequest);
+      this.#write(msg);
     });
   }
 
@@ -173,23 +373,26 @@ export class Transport {
     if (this.#closed) return Promise.reject(new SessionLostError('sockbroker: connection closed'));
     const callId = this.#nextId++;
     return new Promise<Res<K>>((resolve, reject) => {
-      this.#pending.set(callId, { resolve, reject, op });
+      // Kept until `acked` covers it: a resumed stream resends it (the broker runs it once).
+      const msg = { callId, ackedSeq: 0, ackOnly: true, [op]: req } as CallRequest;
+      this.#pending.set(callId, { resolve, reject, op, msg, sent: this.#stream !== null });
       this.#ackOnly.push(callId);
-      this.#stream.write({ callId, ackOnly: true, [op]: req } as CallRequest);
+      this.#write(msg);
     });
   }
 
   /** Asks the broker to acknowledge the ack_only calls sent so far as soon as they are done
    * (it otherwise tells with its next response): for a caller about to wait for them. */
   requestAck(): void {
-    if (this.#ackOnly.length > 0 && !this.#lost && !this.#closed) this.#stream.write({ callId: 0, ack: {} } as CallRequest);
+    if (this.#ackOnly.length > 0 && !this.#lost && !this.#closed) this.#write({ callId: 0, ack: {} } as CallRequest);
   }
 
   #requestCancel(callId: number, reason: Error): void {
     const p = this.#pending.get(callId);
     if (!p) return;
     p.cancelReason = reason;
-    if (!this.#lost && !this.#closed) this.#stream.write({ callId, cancel: {} } as CallRequest);
+    // Without a stream it goes with the resend (see #resume).
+    if (!this.#lost && !this.#closed) this.#write({ callId, cancel: {} } as CallRequest);
   }
 
   /** Gives up on a call the broker does not answer (its deadline passed): rejects at once. */
@@ -199,7 +402,7 @@ export class Transport {
     this.#pending.delete(callId);
     clearTimeout(p.timer);
     p.unlisten?.();
-    if (!this.#lost && !this.#closed) this.#stream.write({ callId, cancel: {} } as CallRequest);
+    if (p.sent && !this.#lost && !this.#closed) this.#write({ callId, cancel: {} } as CallRequest);
     p.reject(reason);
   }
 
@@ -220,18 +423,38 @@ export class Transport {
     });
   }
 
+  /**
+   * A unary call of the session (netdb, module info): while reconnecting it waits for the
+   * session; one that fails because the connection dropped goes again once it is back.
+   */
+  async #sessionUnary<T>(start: (cb: (err: grpc.ServiceError | null, res: T) => void) => void): Promise<T> {
+    for (let tries = 0; ; tries++) {
+      if (this.#up) await this.#up.promise;
+      if (this.#lost) throw this.#lost;
+      try {
+        return await new Promise<T>((resolve, reject) => start((err, res) => (err ? reject(err) : resolve(res))));
+      } catch (err) {
+        const code = (err as grpc.ServiceError).code;
+        const dropped = (code === grpc.status.UNAVAILABLE || code === grpc.status.CANCELLED) && !(err as grpc.ServiceError).metadata?.get('grpc-status-details-bin')?.length;
+        if (!dropped || tries >= 3 || this.#closed) throw fromServiceError(err as grpc.ServiceError);
+        // The Call stream notices the drop too; wait for its reconnect (or give it a moment).
+        if (!this.#up) await new Promise((r) => setTimeout(r, BACKOFF_FIRST_MS << tries));
+      }
+    }
+  }
+
   moduleInfo(): Promise<GetModuleInfoResponse> {
-    return this.#unary((cb) => this.#sessionClient.getModuleInfo({}, this.#metadata, cb));
+    return this.#sessionUnary((cb) => this.#sessionClient.getModuleInfo({}, this.#metadata, cb));
   }
 
   getAddrInfo(req: GetAddrInfoRequest): Promise<GetAddrInfoResponse> {
-    return this.#unary((cb) => this.#netdbClient.getAddrInfo(req, this.#metadata, cb));
+    return this.#sessionUnary((cb) => this.#netdbClient.getAddrInfo(req, this.#metadata, cb));
   }
 
   /** A unary NetdbService call by its method name (getNameInfo, getHostByName, ...). */
   netdb<Res>(method: string, req: object): Promise<Res> {
     const fn = (this.#netdbClient as unknown as Record<string, Function>)[method]!;
-    return this.#unary((cb) => fn.call(this.#netdbClient, req, this.#metadata, cb));
+    return this.#sessionUnary((cb) => fn.call(this.#netdbClient, req, this.#metadata, cb));
   }
 
   /**
@@ -251,13 +474,16 @@ export class Transport {
       await this.#unary((cb) => this.#sessionClient.closeSession({}, this.#metadata, cb)).catch(() => undefined);
     }
     this.#closed = true;
-    this.#stream.end();
+    clearInterval(this.#tick);
+    this.#stream?.end();
+    this.#stream = null;
+    this.#up?.resolve();
     for (const call of this.#data) call.cancel();
     this.#data.clear();
     for (const p of this.#pending.values()) {
       clearTimeout(p.timer);
       p.unlisten?.();
-      p.reject(new SessionLostError('sockbroker: connection closed'));
+      p.reject(sessionLost('closed', 'sockbroker: connection closed'));
     }
     this.#pending.clear();
     this.#sessionClient.close();

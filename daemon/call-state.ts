@@ -34,7 +34,7 @@ export class CallState {
   maxCallId = 0;
   /** The attached stream's writer, and how to end that stream; null while none is attached. */
   out: ((res: CallResponse) => void) | null = null;
-  endStream: ((why: string) => void) | null = null;
+  endStream: ((why: string, lost?: 'ended') => void) | null = null;
   /** Last seq given; record's bytes; results dropped at the bound and the highest seq dropped. */
   seq = 0;
   bytes = 0;

@@ -108,7 +108,7 @@ export function gaiError(code: number, message: string): BrokerError {
 }
 
 /** The session named by the call is unknown, expired or not the caller's. */
-export function sessionError(message: string, code: Code = Code.NOT_FOUND, lost?: 'expired' | 'restarted' | 'identity' | 'overflow'): BrokerError {
+export function sessionError(message: string, code: Code = Code.NOT_FOUND, lost?: 'expired' | 'restarted' | 'shutdown' | 'identity' | 'overflow' | 'ended'): BrokerError {
   // `lost` tells a resuming client why the session is gone (SessionLostError.reason).
   return new BrokerError(code, 'SESSION', message, lost ? { kind: 'session', lost } : { kind: 'session' });
 }

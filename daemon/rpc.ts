@@ -242,8 +242,8 @@ export function callStream(
       sessions.detach(session);
     };
     st.out = send;
-    st.endStream = (why) => {
-      if (open) stream.emit('error', toServiceError(sessionError(why, Code.UNAVAILABLE)));
+    st.endStream = (why, lost) => {
+      if (open) stream.emit('error', toServiceError(sessionError(why, Code.UNAVAILABLE, lost)));
     };
     // What the client has not acknowledged goes again, in order, then where ack_only calls stand.
     if (resumable && (st.replay(send) > 0 || st.lastAckOnly > 0)) send({ callId: 0, acked: (st.ackSent = st.ackedNow()) } as CallResponse);

@@ -441,7 +441,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
         watcher?.close();
         for (const l of listeners) l.close();
         void metrics?.close();
-        const reason = sessionError('broker shutting down', Code.UNAVAILABLE);
+        const reason = sessionError('broker shutting down', Code.UNAVAILABLE, 'shutdown');
         for (const abort of live) abort(reason);
         await sessions.endAll('broker shutting down');
         // tryShutdown closes each connection once its streams have ended (their statuses sent);

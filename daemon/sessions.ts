@@ -122,7 +122,7 @@ export class Sessions {
     for (const f of session.onEnd) f();
     session.onEnd.clear();
     session.calls?.abortAll(sessionError(`session ended: ${why}`));
-    session.calls?.endStream?.(`session ended: ${why}`);
+    session.calls?.endStream?.(`session ended: ${why}`, 'ended');
     const entries = session.table.entries();
     await Promise.all(entries.map((e) => this.opts.closeEntry(session.table, e)));
     if (session.netns !== null) this.opts.releaseNetns(session.netns);

@@ -1,10 +1,11 @@
 // Merges packet streams from several sources (brokers, interfaces) into one in timestamp order.
 // Each source delivers its packets in order; its watermark is the time before which it will
-// deliver nothing more: the last timestamp it delivered, or later when the source says so
-// (a heartbeat) or when it has been idle long enough (its clock, estimated from its last batch,
-// has passed the batching latency bound). A packet is released once every live source's
-// watermark has reached it, so an idle source never stalls the output. Buffering is bounded:
-// past the bound the oldest packets are released anyway, and counted (`forced`).
+// deliver nothing more: the last timestamp it delivered, or later when the source says so. A
+// broker says so with every batch and, when idle, with a heartbeat at least every batch latency
+// bound (100 ms .. 1 s) whose watermark follows its clock (daemon/capture.ts), so an idle source
+// never stalls the output for longer than that. A packet is released once every live source's
+// watermark has reached it. Buffering is bounded: past the bound the oldest packets are released
+// anyway, and counted (`forced`).
 
 /** The merge's view of a packet: only its timestamp matters. */
 export interface Timestamped {
@@ -14,14 +15,6 @@ export interface Timestamped {
 export interface MergeOptions {
   /** Most packets held back in all; beyond it the oldest go out regardless of watermarks. */
   maxBuffered?: number;
-  /**
-   * How late (ms) a source may deliver a packet after its own clock passed its timestamp (the
-   * batching latency bound plus transit): an idle source's watermark is its estimated clock
-   * minus this.
-   */
-  lateMs?: number;
-  /** Local clock in ns (for tests). */
-  now?: () => bigint;
 }
 
 interface Source<T> {
@@ -29,16 +22,12 @@ interface Source<T> {
   head: number;
   /** Nothing earlier than this will come from the source. */
   watermark: bigint;
-  /** The source's clock minus the local one, from its latest delivery (undefined before one). */
-  offset: bigint | undefined;
   ended: boolean;
 }
 
 export class CaptureMerge<T extends Timestamped> {
   readonly #sources: Source<T>[] = [];
   readonly #maxBuffered: number;
-  readonly #lateNs: bigint;
-  readonly #now: () => bigint;
   #buffered = 0;
   /** Packets released by the buffer bound before every watermark reached them. */
   forced = 0;
@@ -47,10 +36,8 @@ export class CaptureMerge<T extends Timestamped> {
   #released = -1n << 64n;
 
   constructor(sources: number, opts: MergeOptions = {}) {
-    for (let i = 0; i < sources; i++) this.#sources.push({ queue: [], head: 0, watermark: -1n << 64n, offset: undefined, ended: false });
+    for (let i = 0; i < sources; i++) this.#sources.push({ queue: [], head: 0, watermark: -1n << 64n, ended: false });
     this.#maxBuffered = opts.maxBuffered ?? 65_536;
-    this.#lateNs = BigInt(Math.round((opts.lateMs ?? 1000) * 1e6));
-    this.#now = opts.now ?? (() => process.hrtime.bigint() + EPOCH_OFFSET);
   }
 
   /** Packets held back now. */
@@ -69,13 +56,8 @@ export class CaptureMerge<T extends Timestamped> {
       s.queue.push(p);
     }
     this.#buffered += packets.length;
+    // A watermark never moves back (an older one, e.g. from a reordered heartbeat, is ignored).
     if (watermarkNs !== undefined && watermarkNs > s.watermark) s.watermark = watermarkNs;
-    if (packets.length > 0 || watermarkNs !== undefined) {
-      // Every observation lags the source's clock (batching, transit; an idle source may repeat
-      // an old watermark): the largest lead seen is the best estimate of its clock.
-      const lead = s.watermark - this.#now();
-      if (s.offset === undefined || lead > s.offset) s.offset = lead;
-    }
     return this.#release();
   }
 
@@ -87,17 +69,6 @@ export class CaptureMerge<T extends Timestamped> {
   /** The source is done: it no longer holds anything back. */
   end(source: number): T[] {
     this.#source(source).ended = true;
-    return this.#release();
-  }
-
-  /** Call periodically: idle sources' watermarks advance with their estimated clocks. */
-  tick(): T[] {
-    const now = this.#now();
-    for (const s of this.#sources) {
-      if (s.ended || s.offset === undefined) continue;
-      const w = now + s.offset - this.#lateNs;
-      if (w > s.watermark) s.watermark = w;
-    }
     return this.#release();
   }
 
@@ -143,6 +114,3 @@ export class CaptureMerge<T extends Timestamped> {
     return out;
   }
 }
-
-/** Wall clock minus the monotonic clock, in ns: hrtime + this ≈ now since the epoch. */
-const EPOCH_OFFSET = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();

@@ -158,8 +158,8 @@ async function write(opts: CaptureRunOptions, sources: Source[]): Promise<Captur
     if (b && b.length > 0) chain = chain.then(() => opts.write(b));
     return chain;
   };
-  const lateMs = Math.max(...sources.map((s) => s.capture.armed.batchMaxLatencyMs)) + 1000;
-  const merge = sources.length > 1 ? new CaptureMerge<Item>(sources.length, { lateMs }) : undefined;
+  // Every batch and idle heartbeat carries its broker's watermark: no clock of ours is needed.
+  const merge = sources.length > 1 ? new CaptureMerge<Item>(sources.length) : undefined;
   const emit = (items: Item[]) => {
     if (items.length === 0) return;
     const room = limit - written;
@@ -171,7 +171,6 @@ async function write(opts: CaptureRunOptions, sources: Source[]): Promise<Captur
     out(encode(items));
     if (written >= limit) stopAll();
   };
-  const tick = merge ? setInterval(() => emit(merge.tick()), 200) : undefined;
   const periodic = ng ? setInterval(() => out(stats()), opts.statisticsIntervalMs ?? 10_000) : undefined;
   try {
     await Promise.all(sources.map(async (s, index) => {
@@ -197,7 +196,6 @@ async function write(opts: CaptureRunOptions, sources: Source[]): Promise<Captur
     if (merge) emit(merge.flush());
     await out(stats());
   } finally {
-    clearInterval(tick);
     clearInterval(periodic);
     opts.signal?.removeEventListener('abort', stopAll);
   }

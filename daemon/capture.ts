@@ -18,8 +18,12 @@ import { CaptureBackpressure, CaptureDirection } from '../proto/gen/sockbroker/v
 const PACKET_OUTGOING = linux.PACKET_OUTGOING ?? 4;
 /** Most blocks one reader takes before letting other work run. */
 const BLOCKS_PER_TURN = 16;
-/** An idle capture still sends its counters this often, ms. */
-const HEARTBEAT_MS = 1000;
+/**
+ * An idle capture sends its counters and watermark every batch latency bound, within these (ms):
+ * a merge of several captures waits about this long for an idle one.
+ */
+const HEARTBEAT_MIN_MS = 100;
+const HEARTBEAT_MAX_MS = 1000;
 
 /** One armed socket of a capture. */
 export interface CaptureSocket {
@@ -110,7 +114,7 @@ export class Capture {
       // moves on (and half-full blocks the kernel handed over are not left waiting).
       for (const s of this.#socks) this.#drain(s, BLOCKS_PER_TURN);
       if (this.#inflight === 0 && this.#queue.length === 0) this.#flushOpen(true);
-    }, HEARTBEAT_MS);
+    }, Math.min(HEARTBEAT_MAX_MS, Math.max(HEARTBEAT_MIN_MS, this.#opts.latencyMs)));
   }
 
   /** The counters now (rings' statistics read after their last drain). */

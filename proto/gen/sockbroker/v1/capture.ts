@@ -181,8 +181,9 @@ export interface CaptureRequest {
   batchMaxBytes: number;
   /**
    * Longest a captured packet waits before its batch is sent, in milliseconds; 0 = 100.
-   * Clamped to 1 .. 1000. An idle capture sends an empty batch (counters and watermark) at
-   * least once a second.
+   * Clamped to 1 .. 1000. An idle capture sends an empty batch (counters and a watermark that
+   * follows the broker's clock) every this many milliseconds, but at most every 100 and at least
+   * once a second.
    */
   batchMaxLatencyMs: number;
   /** What to do when the client falls behind. */

@@ -6,7 +6,7 @@
 // pauses the read-ahead and gives back what was not delivered, so that read sees it first.
 import type * as grpc from '@grpc/grpc-js';
 import type { DataRequest, DataResponse } from '../proto/gen/sockbroker/v1/socket.js';
-import { fromServiceError, fromStatus, timeout as TimeoutExc } from './errors.js';
+import { fromStatus, streamError, timeout as TimeoutExc } from './errors.js';
 import { encodeDataRequest } from '../proto/codec/data.js';
 
 /** Bytes per sendall chunk (one message). */
@@ -60,7 +60,7 @@ export class BulkChannel {
     this.#call = call;
     this.#maxChunk = Math.max(1, Math.min(SEND_CHUNK, maxChunk));
     call.on('data', (res: DataResponse) => this.#onData(res));
-    call.on('error', (err: grpc.ServiceError) => this.#onBroken(fromServiceError(err)));
+    call.on('error', (err: grpc.ServiceError) => this.#onBroken(streamError(err)));
     call.on('end', () => this.#onBroken(new Error('the broker ended the Data stream')));
   }
 
@@ -135,6 +135,9 @@ export class BulkChannel {
   #onBroken(err: Error): void {
     if (this.#broken) return;
     this.#broken = err;
+    // A read-ahead running when the stream broke may have had bytes on the way that are lost:
+    // the next read raises the error (after the bytes that did arrive), never a silent gap.
+    if (this.#running && !this.#end && !this.#closed) this.#end = { error: err };
     this.#running = false;
     this.#opened?.reject(err);
     for (const r of this.#results.values()) r.reject(err);

@@ -7,7 +7,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { CaptureBackpressure, CaptureDirection, CaptureRequest, type CaptureArmed } from '../proto/gen/sockbroker/v1/capture.js';
 import { decodeCaptureResponse, type WireBatch, type WireResponse, type WireStats } from '../proto/codec/capture.js';
-import { fromServiceError } from './errors.js';
+import { streamError } from './errors.js';
 import type { PacketRecord } from './pcap.js';
 import type { Transport } from './transport.js';
 
@@ -140,7 +140,7 @@ export class Capture implements AsyncIterable<CapturedPacket> {
     });
     call.on('error', (err: grpc.ServiceError) => {
       // Our own cancel ends the stream as CANCELLED: that is a normal end.
-      if (!this.#closed) this.#error = fromServiceError(err);
+      if (!this.#closed) this.#error = streamError(err);
       this.#finish();
     });
     call.on('end', () => this.#finish());
@@ -250,7 +250,7 @@ export function openCapture(t: Transport, opts: CaptureOptions): Promise<Capture
       call.off('end', onEnd);
       resolve(new Capture(call, m.armed));
     };
-    const onError = (err: grpc.ServiceError) => reject(fromServiceError(err));
+    const onError = (err: grpc.ServiceError) => reject(streamError(err));
     const onEnd = () => reject(new Error('capture: the broker ended the stream before arming it'));
     call.on('data', onData);
     call.on('error', onError);

@@ -153,6 +153,16 @@ export function fromStatus(status: Status): Error {
   }
 }
 
+/**
+ * The error ending a stream that does not resume (a Data or capture stream): a dropped
+ * connection is a ConnectionResetError (the session itself resumes), anything else as the
+ * broker said it.
+ */
+export function streamError(err: { code?: number; details?: string; metadata?: { get(key: string): unknown[] } }): Error {
+  const dropped = (err.code === 14 /* UNAVAILABLE */ || err.code === 1) /* CANCELLED */ && !(err.metadata?.get('grpc-status-details-bin')?.length);
+  return dropped ? new ConnectionResetError('sockbroker: the connection to the broker dropped (this stream does not resume)') : fromServiceError(err);
+}
+
 /** Rebuilds from a grpc-js ServiceError (unary calls), using its grpc-status-details-bin. */
 export function fromServiceError(err: { code?: number; details?: string; metadata?: { get(key: string): unknown[] } }): Error {
   const raw = err.metadata?.get('grpc-status-details-bin')?.[0];

@@ -246,3 +246,39 @@ test('a broker shutting down ends the session at once, saying so', async (t) => 
     t.deepEqual(events, ['lost']);
   });
 });
+
+test('a bulk read-ahead running across a cut: the bytes that arrived, then ConnectionResetError; the socket goes on', async (t) => {
+  await through(async (m, proxy, events) => {
+    const srv = await m.socket(m.AF_INET, m.SOCK_STREAM);
+    await srv.bind(['127.0.0.1', 0]);
+    await srv.listen(1);
+    const c = await m.socket(m.AF_INET, m.SOCK_STREAM);
+    await c.connect((await srv.getsockname())!);
+    const [conn] = await srv.accept();
+    const data = numbered(0, 1 << 20);
+    await c.sendall(data);
+    // Two large reads in a row start the socket's read-ahead (its Data stream).
+    const head = Buffer.concat([await readExactly(conn, 65536, 65536), await readExactly(conn, 65536, 65536)]);
+    t.true(head.equals(data.subarray(0, head.length)));
+    const back = resumed(m);
+    proxy.cut();
+    await back;
+    let got = head.length;
+    const err = await t.throwsAsync(
+      (async () => {
+        for (;;) {
+          const b = await conn.recv(65536);
+          t.true(b.equals(data.subarray(got, got + b.length)), 'what arrives is in order');
+          got += b.length;
+        }
+      })(),
+      { instanceOf: m.ConnectionResetError },
+    );
+    t.regex(err!.message, /does not resume/);
+    t.log(`${got} of ${data.length} bytes before the reset`);
+    // The socket itself goes on over the Call stream.
+    await conn.sendall(Buffer.from('still here'));
+    t.is((await readExactly(c, 10)).toString(), 'still here');
+    t.deepEqual(events, ['reconnecting', 'resumed']);
+  });
+});

@@ -8,16 +8,12 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createTestNet, type TestNet } from '../helpers/netns.js';
+import { useTestNet } from '../helpers/netns.js';
 import { withDaemon } from '../helpers/daemon.js';
 import { nobodyIn, policyFile } from '../privileged/helpers.js';
 import { readPcap, writePcap, type SimplePacket } from './daemon-helpers.js';
 
-let net: TestNet;
-test.before(() => {
-  net = createTestNet();
-});
-test.after.always(() => net?.destroy());
+const net = useTestNet(test);
 
 const EXPRESSIONS = [
   'udp',

@@ -5,16 +5,12 @@
 // daemon still answers other calls meanwhile.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { createTestNet, type TestNet } from '../helpers/netns.js';
+import { useTestNet } from '../helpers/netns.js';
 import { until, withDaemon, worldCopy } from '../helpers/daemon.js';
 import { policyFile } from '../privileged/helpers.js';
 import { flood, nobodyInteractive, SCRIPT_PRELUDE } from './daemon-helpers.js';
 
-let net: TestNet;
-test.before(() => {
-  net = createTestNet();
-});
-test.after.always(() => net?.destroy());
+const net = useTestNet(test);
 
 const GRANT = policyFile(`
 rules:

@@ -6,15 +6,11 @@
 // sniffStats and the kernel's show in getsockopt(SOL_PACKET, PACKET_STATISTICS); close discards
 // what was read ahead and ends a recv that was waiting with EBADF.
 import test from 'ava';
-import { createTestNet, type TestNet } from '../helpers/netns.js';
+import { useTestNet } from '../helpers/netns.js';
 import { withDaemon } from '../helpers/daemon.js';
 import { nobodyIn, policyFile, PRELUDE } from '../privileged/helpers.js';
 
-let net: TestNet;
-test.before(() => {
-  net = createTestNet();
-});
-test.after.always(() => net?.destroy());
+const net = useTestNet(test);
 
 const GRANT = policyFile(`
 rules:

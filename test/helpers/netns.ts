@@ -3,6 +3,7 @@
 // (198.51.100.2 and 2001:db8::2 on b0), plus a second pair p0 <-> p1 with both ends in A for link-level tests.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import type { TestFn } from 'ava';
 
 export interface TestNet {
   a: string;
@@ -15,6 +16,16 @@ export interface TestNet {
   /** The promiscuity count `ip -d link` shows for an interface of A. */
   promiscuity(ifname: string): number;
   destroy(): void;
+}
+
+/** A test file's TestNet: made before its tests, destroyed after them (usable from test.before on). */
+export function useTestNet(test: TestFn): TestNet {
+  const net = {} as TestNet;
+  test.before(() => {
+    Object.assign(net, createTestNet());
+  });
+  test.after.always(() => net.destroy?.());
+  return net;
 }
 
 export function createTestNet(): TestNet {

@@ -2,17 +2,13 @@
 // namespace: a frame sent on one end arrives on the other with CPython's address tuple, and a
 // socket whose grant names one interface never sees another's frames.
 import test from 'ava';
-import { createTestNet, type TestNet } from '../helpers/netns.js';
+import { useTestNet } from '../helpers/netns.js';
 import { withDaemon, publicTempDir } from '../helpers/daemon.js';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PRELUDE, nobodyIn, policyFile, readyLine } from './helpers.js';
 
-let net: TestNet;
-test.before(() => {
-  net = createTestNet();
-});
-test.after.always(() => net?.destroy());
+const net = useTestNet(test);
 
 const ETHERTYPE = 0x88b5; // IEEE 802 local experimental
 

@@ -5,15 +5,11 @@ import test from 'ava';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
-import { createTestNet, type TestNet } from '../helpers/netns.js';
+import { useTestNet } from '../helpers/netns.js';
 import { startDaemon, withDaemon, worldCopy, type Daemon } from '../helpers/daemon.js';
 import { PRELUDE, nobodyIn, policyFile } from './helpers.js';
 
-let net: TestNet;
-test.before(() => {
-  net = createTestNet();
-});
-test.after.always(() => net?.destroy());
+const net = useTestNet(test);
 
 const GRANT = policyFile(`
 rules:

@@ -7,15 +7,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync, chmodSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { createTestNet, type TestNet } from '../helpers/netns.js';
+import { useTestNet } from '../helpers/netns.js';
 import { withDaemon, worldCopy } from '../helpers/daemon.js';
 import { PRELUDE, nobodyIn, policyFile } from './helpers.js';
 
-let net: TestNet;
-test.before(() => {
-  net = createTestNet();
-});
-test.after.always(() => net?.destroy());
+const net = useTestNet(test);
 
 const HOSTS = '127.0.0.1 localhost\n198.51.100.1 sniffhost\n';
 

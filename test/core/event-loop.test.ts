@@ -57,7 +57,9 @@ test('1,000 blocked recvs and a lingering close do not stall another client', as
     t.true(echoEnd < closeEnd, 'the echoes ended while the close was still lingering');
     await other.disconnect();
     await busy.disconnect();
+    // The 1,000 recvs waited the whole test: none returned (data or EOF); each failed when the
+    // session ended (SessionLostError, or EBADF where its socket closed first).
     const outcomes = await Promise.all(blocked);
-    t.is(outcomes.length, 1000);
+    t.deepEqual(outcomes.filter((o) => !(o instanceof busy.SessionLostError || (o instanceof busy.error && o.errno === 9))).map(String), []);
   });
 });

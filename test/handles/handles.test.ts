@@ -3,7 +3,7 @@
 // share/fromshare (once, only for the named process, never after the token went stale).
 import test from 'ava';
 import { connect, OSError, PermissionError } from '../../client/index.js';
-import { useDaemon } from '../socket/helpers/fixture.js';
+import { stillPending, useDaemon } from '../socket/helpers/fixture.js';
 import { pyRaisesAll, pyValue, raisesLikePython } from '../socket/helpers/py.js';
 import { runAsNobody } from '../helpers/daemon.js';
 
@@ -89,7 +89,9 @@ test('close while another call waits on the socket: the waiter gets EBADF', asyn
   const [a, b] = await socket.socketpair();
   const same = await socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, a.fileno());
   const waiting = a.recv(10);
-  await new Promise((r) => setTimeout(r, 200));
+  // A later call's reply on the same stream: the recv has reached the broker and is waiting.
+  await b.getsockname();
+  t.is(await stillPending(waiting, 0), 'pending');
   await same.close();
   const err = await t.throwsAsync(waiting);
   t.true(err instanceof OSError);

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { once } from 'node:events';
+import { connect } from '../../client/index.js';
 
 /** dist/ of this build (the tests run compiled). */
 export const DIST = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -217,6 +218,19 @@ export function python(code: string): string {
 }
 
 /** Polls `cond` every 50 ms until it holds or `ms` pass; resolves to its last value. */
+/** The daemon's fd count once its lazily opened fds (threadpool, epoll) exist: a session made and
+ * disconnected, awaited until it has ended and its connection has closed. */
+export async function warmBaseline(d: Daemon): Promise<number> {
+  const ended = () => d.logs.filter((l) => l.includes('"event":"session.end"')).length;
+  const before = ended();
+  const warm = await connect(d.address);
+  await (await warm.socket()).close();
+  const withConnection = d.fdCount();
+  await warm.disconnect();
+  if (!(await until(() => ended() > before && d.fdCount() < withConnection, 10_000))) throw new Error('the warming session did not end');
+  return d.fdCount();
+}
+
 export async function until(cond: () => boolean, ms: number): Promise<boolean> {
   const end = Date.now() + ms;
   while (Date.now() < end) {

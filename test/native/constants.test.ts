@@ -73,6 +73,5 @@ test('abi sizes on this platform', (t) => {
 });
 
 test('constants.ts is what the generator writes from these headers', (t) => {
-  execFileSync('python3', ['scripts/gen-constants.py', '--check'], { cwd: root, stdio: 'pipe' });
-  t.pass();
+  t.notThrows(() => execFileSync('python3', ['scripts/gen-constants.py', '--check'], { cwd: root, stdio: 'pipe' }));
 });

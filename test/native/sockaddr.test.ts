@@ -111,7 +111,7 @@ test('IPv4 text is accepted exactly when glibc inet_pton accepts it, with the sa
   for (let i = 0; i < 2000; i++) {
     texts.push(Array.from({ length: 4 }, () => '0'.repeat(rnd(10) === 0 ? 1 : 0) + String(rnd(300))).join('.'));
   }
-  for (const host of texts) {
+  const differ = texts.filter((host) => {
     const want = inetPton(L.AF_INET, host);
     let got: Buffer | null;
     try {
@@ -119,9 +119,9 @@ test('IPv4 text is accepted exactly when glibc inet_pton accepts it, with the sa
     } catch {
       got = null;
     }
-    if (String(got?.toString('hex')) !== String(want?.toString('hex'))) t.fail(JSON.stringify(host));
-  }
-  t.pass();
+    return String(got?.toString('hex')) !== String(want?.toString('hex'));
+  });
+  t.deepEqual(differ, []);
 });
 
 test('decode rejects truncated addresses', (t) => {

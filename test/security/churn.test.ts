@@ -7,20 +7,7 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { rmSync, writeFileSync } from 'node:fs';
 import { connect } from '../../client/index.js';
-import { withDaemon, publicTempDir, worldCopy, DIST, type Daemon, until } from '../helpers/daemon.js';
-
-/** The fd count once the daemon's lazily opened fds (threadpool, epoll) exist and the warming session has ended. */
-async function warmBaseline(d: Daemon): Promise<number> {
-  const ended = () => d.logs.filter((l) => l.includes('"event":"session.end"')).length;
-  const before = ended();
-  const warm = await connect(d.address);
-  await (await warm.socket()).close();
-  const withConnection = d.fdCount();
-  await warm.disconnect();
-  // Its session ends and its connection (one fd) closes.
-  if (!(await until(() => ended() > before && d.fdCount() < withConnection, 10_000))) throw new Error('the warming session did not end');
-  return d.fdCount();
-}
+import { withDaemon, publicTempDir, worldCopy, DIST, until, warmBaseline } from '../helpers/daemon.js';
 
 test('10,000 socket open/close cycles through the SDK leave the fd count at baseline', async (t) => {
   t.timeout(110_000);

@@ -94,9 +94,14 @@ test('SIGTERM ends 100 in-flight blocking calls with a clear error and the daemo
       keepAlive.on('error', (err: grpc.ServiceError) => resolve(err));
       keepAlive.on('status', (s: grpc.StatusObject) => resolve(s.code === grpc.status.OK ? null : (s as unknown as grpc.ServiceError)));
     });
+    // Its echo shows the stream attached to the session.
+    const echoed = new Promise<boolean>((resolve) => {
+      keepAlive.once('data', () => resolve(true));
+      keepAliveEnd.then(() => resolve(false));
+    });
     keepAlive.on('data', () => undefined);
     keepAlive.write(Buffer.from([0x08, 0x01]));
-    await sleep(300);
+    t.true(await echoed, 'the KeepAlive stream echoed before SIGTERM');
     const fdsBefore = d.fdCount();
     let start = 0;
     const outcomes = Promise.all([...calls, ...unary].map((p) => settle(p, () => start, 15_000)));

@@ -347,7 +347,12 @@ class SocketModuleImpl {
    * Resolves to [socket, revents] pairs of the ready ones (empty on timeout).
    */
   async poll(sockets: Array<Socket | number>, events: number | number[] = POLL.POLLIN, timeout: number | null = null): Promise<Array<[Socket | number, number]>> {
-    const asked = toTimeout(timeout);
+    const given = toTimeout(timeout);
+    // A socket with datagrams read ahead (client/socket.ts) is readable now: nothing waits.
+    const queued = sockets.flatMap((s, i) =>
+      typeof s !== 'number' && s._queuedDatagrams > 0 && toInt(Array.isArray(events) ? events[i] : events) & POLL.POLLIN ? [s] : [],
+    );
+    const asked = queued.length > 0 ? 0 : given;
     // A socket reading ahead holds bytes the broker's poll must see: they go back first.
     await Promise.all(sockets.map((s) => (typeof s === 'number' ? undefined : s._quiesce())));
     const entries = sockets.map((s, i) => ({
@@ -387,6 +392,11 @@ class SocketModuleImpl {
     }
     const out: Array<[Socket | number, number]> = ready.map((r) => [sockets[entries.findIndex((e) => e.handle === r.handle)]!, r.events]);
     out.push(...now);
+    for (const s of queued) {
+      const hit = out.find(([o]) => o === s);
+      if (hit) hit[1] |= POLL.POLLIN;
+      else out.push([s, POLL.POLLIN]);
+    }
     const order = new Map(sockets.map((s, i) => [s, i]));
     out.sort((x, y) => order.get(x[0])! - order.get(y[0])!);
     return out;

@@ -4,6 +4,7 @@
 // blocking call and the broker enforces it.
 import type { Transport } from './transport.js';
 import { fromAddress, reprAddress, toAddress, type AddressTuple, type Families } from './address.js';
+import type { Address } from '../proto/gen/sockbroker/v1/address.js';
 import { gaierror, herror, makeOSError, OSError, OverflowError, timeout as TimeoutExc, ValueError } from './errors.js';
 import { notBuffer, pyType, toBytes, toCInt, toInt, toTimeout, toWritable } from './pytypes.js';
 import { fromControlMessage, toControlMessages, type AncConstants, type AncItem } from './ancillary.js';
@@ -38,6 +39,25 @@ const MSG_PEEK = 0x2;
 const MSG_DONTWAIT = 0x40;
 const EAGAIN = 11;
 const EOPNOTSUPP = 95;
+const MSG_OOB = 0x1;
+const MSG_TRUNC = 0x20;
+const MSG_ERRQUEUE = 0x2000;
+const SOCK_DGRAM = 2;
+/** Datagrams a broker UDP/raw socket's recv asks the broker to read ahead (at most 63; 0 = off). */
+const DGRAM_READ_AHEAD = Math.max(0, Math.min(63, Number(globalThis.process?.env?.SOCKBROKER_DGRAM_READ_AHEAD ?? 63) || 0));
+/**
+ * Options (level:name, Linux) after which a UDP/raw socket still reads datagrams ahead: none of
+ * them makes the kernel attach ancillary data to a datagram, which the read-ahead does not carry.
+ * Any other setsockopt, or a recvmsg, ends the read-ahead for good.
+ */
+const READ_AHEAD_OPTIONS = new Set([
+  // SOL_SOCKET: SO_REUSEADDR, SO_DONTROUTE, SO_BROADCAST, SO_SNDBUF, SO_RCVBUF, SO_KEEPALIVE, SO_PRIORITY, SO_LINGER, SO_REUSEPORT, SO_BINDTODEVICE, SO_SNDBUFFORCE, SO_RCVBUFFORCE, SO_MARK
+  ...[2, 5, 6, 7, 8, 9, 12, 13, 15, 25, 32, 33, 36].map((n) => `1:${n}`),
+  // IPPROTO_IP: IP_TOS, IP_TTL, IP_HDRINCL, IP_MULTICAST_IF/_TTL/_LOOP, IP_ADD/DROP_MEMBERSHIP
+  ...[1, 2, 3, 32, 33, 34, 35, 36].map((n) => `0:${n}`),
+  // IPPROTO_IPV6: IPV6_UNICAST_HOPS, IPV6_MULTICAST_IF/_HOPS/_LOOP, IPV6_JOIN/LEAVE_GROUP, IPV6_V6ONLY, IPV6_TCLASS
+  ...[16, 17, 18, 19, 20, 21, 26, 67].map((n) => `41:${n}`),
+]);
 /** A recv at least this large counts towards the pattern that starts the read-ahead. */
 const BULK_READ_MIN = 64 * 1024;
 /** Consecutive large recv calls after which the socket reads ahead on its Data stream. */
@@ -89,6 +109,15 @@ export class Socket {
   /** The socket's Data stream (client/bulk.ts): undefined until first needed, null if refused. */
   #bulk: BulkChannel | null | undefined;
   #bulkOpening: Promise<BulkChannel | null> | undefined;
+  /**
+   * A broker UDP/raw socket's datagrams read ahead (at most DGRAM_READ_AHEAD, each whole with its
+   * address), returned in order by the next reads; close discards them, as the kernel discards a
+   * closed socket's queue. `#dgramAhead` ends for good with a setsockopt that may add ancillary
+   * data, or a recvmsg; `#dgramFetch` is the recv bringing more (later reads wait for it: order).
+   */
+  readonly #dgrams: Array<{ data: Buffer; address?: Address }> = [];
+  #dgramAhead = true;
+  #dgramFetch: Promise<unknown> | undefined;
   /** Consecutive large recv calls; makefile() reads ahead at once. */
   #largeReads = 0;
   #preferBulk = false;
@@ -404,6 +433,8 @@ export class Socket {
     const n = this.#bufsize(bufsize, 'recv');
     const f = toCInt(flags);
     if (this.#sniffer) return this.#sniffed(handle, n, f);
+    const d = await this.#datagram(handle, n, f);
+    if (d) return d.data;
     const bulk = await this.#bulkRecv(n, f);
     if (bulk) return bulk;
     const res = await this.#io.call('recv', { handle, bufsize: n, flags: f, wantAddress: false, timeout: this.#mode }, this.#deadline, this.#reads.signal);
@@ -419,9 +450,51 @@ export class Socket {
       // Windows gives (source_ip, 0): the source of the IP header.
       return [data, data.length >= 16 ? [`${data[12]}.${data[13]}.${data[14]}.${data[15]}`, 0] : ['0.0.0.0', 0]];
     }
+    const d = await this.#datagram(handle, n, f);
+    if (d) return [d.data, fromAddress(d.address)];
     await this.#quiesce();
     const res = await this.#io.call('recv', { handle, bufsize: n, flags: f, wantAddress: true, timeout: this.#mode }, this.#deadline, this.#reads.signal);
     return [res.data, fromAddress(res.address)];
+  }
+
+  /** A broker UDP or raw (not sniffer) IPv4/IPv6 socket that still reads datagrams ahead. */
+  get #readsDatagramsAhead(): boolean {
+    const { AF_INET, AF_INET6 } = this.#m.families;
+    const t = this.type & 0xf;
+    return DGRAM_READ_AHEAD > 0 && this.#dgramAhead && this.#io === this.#m.transport && (this.family === AF_INET || this.family === AF_INET6) && (t === SOCK_DGRAM || (t === SOCK_RAW && !this.#sniffer));
+  }
+
+  /** @internal Datagrams read ahead and not yet returned (poll() counts the socket readable). */
+  get _queuedDatagrams(): number {
+    return this.#closed ? 0 : this.#dgrams.length;
+  }
+
+  /**
+   * The next datagram through the read-ahead, cut at bufsize as recvfrom cuts one: a queued one
+   * (any flags but MSG_OOB / MSG_ERRQUEUE, which are about other queues), else with flags 0 one
+   * recv that also brings up to DGRAM_READ_AHEAD datagrams already waiting on the broker. null:
+   * make the plain call.
+   */
+  async #datagram(handle: number, bufsize: number, flags: number): Promise<{ data: Buffer; address?: Address; truncated?: boolean; length?: number } | null> {
+    if (flags & (MSG_OOB | MSG_ERRQUEUE)) return null;
+    while (this.#dgramFetch) await this.#dgramFetch.catch(() => undefined);
+    if (this.#closed) throw badf();
+    const head = this.#dgrams[0];
+    if (head) {
+      if (!(flags & MSG_PEEK)) this.#dgrams.shift();
+      const truncated = head.data.length > bufsize;
+      return { data: truncated ? head.data.subarray(0, bufsize) : head.data, address: head.address, truncated, length: head.data.length };
+    }
+    if (flags !== 0 || !this.#readsDatagramsAhead) return null;
+    const fetch = this.#io.call('recv', { handle, bufsize, flags: 0, wantAddress: true, timeout: this.#mode, batch: DGRAM_READ_AHEAD }, this.#deadline, this.#reads.signal);
+    this.#dgramFetch = fetch;
+    try {
+      const res = await fetch;
+      if (res.queued?.length && !this.#closed) this.#dgrams.push(...res.queued);
+      return res;
+    } finally {
+      this.#dgramFetch = undefined;
+    }
   }
 
   /** The Windows-style sniffer socket (AF_INET, SOCK_RAW, IPPROTO_IP) on the broker. */
@@ -497,6 +570,11 @@ export class Socket {
       data.copy(target, 0);
       return [data.length, wantAddress ? [`${data[12]}.${data[13]}.${data[14]}.${data[15]}`, 0] : null];
     }
+    const d = await this.#datagram(handle, n, f);
+    if (d) {
+      d.data.copy(target, 0);
+      return [d.data.length, wantAddress ? fromAddress(d.address) : null];
+    }
     if (!wantAddress) {
       const bulk = await this.#bulkRecv(n, f);
       if (bulk) {
@@ -542,6 +620,7 @@ export class Socket {
     this.#closed = true;
     this.#sniff?.close();
     this.#sniff = undefined;
+    this.#dgrams.length = 0;
     this.#bulk?.close(badf());
     await this.#io.call('close', { handle: this.#handle });
   }
@@ -584,6 +663,7 @@ export class Socket {
       name: toCInt(optname),
       ...(isInt ? { intValue: toCInt(value) } : { bytesValue: toBytes(value) }),
     });
+    if (!READ_AHEAD_OPTIONS.has(`${toCInt(level)}:${toCInt(optname)}`)) this.#dgramAhead = false;
   }
 
   get #anc(): AncConstants {
@@ -636,6 +716,11 @@ export class Socket {
     const anc = toInt(ancbufsize);
     if (anc < 0) throw new ValueError('invalid ancillary data buffer length');
     const req = { handle, bufsize: Math.min(bufsize, this.#m.maxRecvBytes), ancbufsize: anc, flags: toCInt(flags), timeout: this.#mode };
+    // Datagrams read ahead come first (with no ancillary data: no option that adds any was set).
+    this.#dgramAhead = false;
+    const d = await this.#datagram(handle, req.bufsize, req.flags);
+    // recvmsg(2) returns the whole length with MSG_TRUNC in flags, and says MSG_TRUNC in msg_flags whenever it cut.
+    if (d) return { data: d.data, nbytes: req.flags & MSG_TRUNC ? d.length! : d.data.length, ancdata: [], msgFlags: d.truncated ? MSG_TRUNC : 0, address: d.address };
     await this.#quiesce();
     return this.#io.call('recvMsg', req, this.#deadline);
   }

@@ -28,6 +28,7 @@ const quotas = new Map<string, number>();
 const bytes = { in: 0, out: 0 };
 const sessionsOpened = { n: 0 };
 const handoffs = new Map<string, number>();
+const readAheadDropped = { n: 0 };
 
 /** What metrics read of a capture (daemon/capture.ts's counters). */
 export interface CaptureCounts {
@@ -76,6 +77,11 @@ export function countQuota(which: string): void {
 /** A hand-off step: offered (ticket issued), handed_off (fd sent), expired (ticket unclaimed), dropped (side-channel request failed). */
 export function countHandoff(outcome: 'offered' | 'handed_off' | 'expired' | 'dropped'): void {
   handoffs.set(outcome, (handoffs.get(outcome) ?? 0) + 1);
+}
+
+/** Datagrams read ahead for a recv whose reply could not be delivered (cancelled, stream gone). */
+export function countReadAheadDropped(n: number): void {
+  readAheadDropped.n += n;
 }
 
 /**
@@ -199,6 +205,7 @@ export function createRegistry(sessions: Sessions): Registry {
   counter('sockbroker_handoffs_total', 'Socket hand-offs (SCM_RIGHTS) by outcome: offered, handed_off, expired, dropped', ['outcome'], (c) => {
     for (const [outcome, n] of handoffs) c.inc({ outcome }, n);
   });
+  counter('sockbroker_read_ahead_dropped_total', 'Datagrams read ahead (RecvRequest.batch) for a recv whose reply could not be delivered', [], (c) => c.inc(readAheadDropped.n));
   return register;
 }
 

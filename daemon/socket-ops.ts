@@ -23,7 +23,8 @@ import { fromSockaddr, portOf, toSockaddr } from './addresses.js';
 import { sendmsg } from '../native/msg.js';
 import { callerCredentials } from './unix-creds.js';
 import { isTimeout } from '../native/errno.js';
-import { countBytesIn, countBytesOut, countDenial, countQuota } from './metrics.js';
+import { countBytesIn, countBytesOut, countDenial, countQuota, countReadAheadDropped } from './metrics.js';
+import { recvmmsg, MMSG_COUNT, MMSG_SLOT } from '../native/mmsg.js';
 
 export interface Broker {
   reactor: Reactor;
@@ -53,6 +54,15 @@ const INT_MIN = -0x80000000;
 const INT_MAX = 0x7fffffff;
 // setfsuid(-1)/setfsgid(-1) change nothing and return the current id.
 const CURRENT_ID = 0xffffffff;
+
+/**
+ * Whether a recv may read datagrams ahead (RecvRequest.batch): UDP and raw IPv4/IPv6 sockets
+ * with no link-level confinement or emulation (those filter what they read, link-ops.ts).
+ */
+function readsAhead(entry: SocketEntry): boolean {
+  const { family, type } = entry.info;
+  return (family === C.AF_INET || family === C.AF_INET6) && (type === C.SOCK_DGRAM || type === C.SOCK_RAW) && !entry.link;
+}
 
 // ---- validators: tiny, named, each throws the Python-shaped error ----
 
@@ -434,28 +444,45 @@ export class SocketOps {
     const buffered = entry.take(bufsize, (flags & C.MSG_PEEK) !== 0);
     let data: Buffer;
     let address;
+    let queued: pb.QueuedDatagram[] = [];
     if (buffered) {
       data = buffered;
       if (req.wantAddress) address = fromSockaddr(libc.getpeername(entry.fd), entry.info.family, entry.ifs);
     } else {
       // The sniffer socket's packets are in its ring, read in batches by CaptureService.Sniff.
       if (entry.link?.rcvall) throw osErrorNamed('EOPNOTSUPP', syscall, 'Operation not supported (the sniffer socket is read through CaptureService.Sniff)');
-      const buf = Buffer.allocUnsafe(bufsize);
-      const r = await drive(this.broker.reactor, entry, 'read', timeout, ctx.signal, syscall, () =>
-        req.wantAddress ? libc.recvfrom(entry.fd, buf, flags) : { n: libc.recv(entry.fd, buf, flags), addr: null });
-      data = buf.subarray(0, Math.min(r.n, bufsize));
-      if ((flags & C.MSG_PEEK) === 0) countBytesIn(ctx.session, data.length);
-      if (r.addr && r.addr.length > 0) address = fromSockaddr(r.addr, entry.info.family, entry.ifs);
-      // No address (addrlen 0: a stream socket, an unnamed AF_UNIX peer) is None in Python.
+      const batch = flags === 0 ? Math.min(validateInt(req.batch ?? 0, 'batch'), MMSG_COUNT - 1) : 0;
+      if (batch > 0 && readsAhead(entry)) {
+        // The first datagram is this call's (cut at bufsize, as recvfrom cuts it); those already
+        // waiting behind it come whole, in the same recvmmsg.
+        const got = await drive(this.broker.reactor, entry, 'read', timeout, ctx.signal, syscall, () => recvmmsg(entry.fd, 1 + batch, MMSG_SLOT));
+        const [first, ...rest] = got;
+        data = first!.data.subarray(0, Math.min(first!.length, bufsize));
+        if (req.wantAddress && first!.addr.length > 0) address = fromSockaddr(first!.addr, entry.info.family, entry.ifs);
+        queued = rest.map((d) => ({ data: d.data, address: d.addr.length > 0 ? fromSockaddr(d.addr, entry.info.family, entry.ifs) : undefined }));
+        countBytesIn(ctx.session, got.reduce((n, d) => n + d.length, 0));
+      } else {
+        const buf = Buffer.allocUnsafe(bufsize);
+        const r = await drive(this.broker.reactor, entry, 'read', timeout, ctx.signal, syscall, () =>
+          req.wantAddress ? libc.recvfrom(entry.fd, buf, flags) : { n: libc.recv(entry.fd, buf, flags), addr: null });
+        data = buf.subarray(0, Math.min(r.n, bufsize));
+        if ((flags & C.MSG_PEEK) === 0) countBytesIn(ctx.session, data.length);
+        if (r.addr && r.addr.length > 0) address = fromSockaddr(r.addr, entry.info.family, entry.ifs);
+        // No address (addrlen 0: a stream socket, an unnamed AF_UNIX peer) is None in Python.
+      }
     }
     if ((flags & C.MSG_PEEK) === 0) {
-      ctx.onUndelivered = () => entry.unshift(data);
+      // Datagrams read ahead for a reply that is lost are dropped (and counted), as UDP may drop any.
+      ctx.onUndelivered = () => {
+        entry.unshift(data);
+        if (queued.length > 0) countReadAheadDropped(queued.length);
+      };
       if (ctx.signal.aborted) {
         ctx.onUndelivered();
         throw ctx.signal.reason;
       }
     }
-    return { data, address };
+    return { data, address, queued };
   };
 
   shutdown = async (ctx: CallContext, req: pb.ShutdownRequest): Promise<pb.ShutdownResponse> => {

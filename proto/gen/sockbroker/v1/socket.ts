@@ -205,7 +205,15 @@ export interface RecvRequest {
   /** True for recvfrom: return the sender's address. */
   wantAddress: boolean;
   /** Timeout in seconds; unset = blocking, 0 = non-blocking. */
-  timeout?: number | undefined;
+  timeout?:
+    | number
+    | undefined;
+  /**
+   * An AF_INET/AF_INET6 UDP or raw socket read with flags 0: up to this many more datagrams
+   * (at most 63) already waiting in the socket are returned in RecvResponse.queued, read with
+   * the first in one recvmmsg; 0 = none. Other sockets ignore it.
+   */
+  batch?: number | undefined;
 }
 
 /** RecvResponse carries the received bytes. */
@@ -213,6 +221,21 @@ export interface RecvResponse {
   /** The bytes received; empty at end of stream. */
   data: Buffer;
   /** The sender's address (recvfrom only; unset when the kernel gave none). */
+  address?:
+    | Address
+    | undefined;
+  /**
+   * Datagrams read ahead (RecvRequest.batch), in arrival order, each whole (not cut at bufsize)
+   * with its sender's address.
+   */
+  queued: QueuedDatagram[];
+}
+
+/** QueuedDatagram is one datagram read ahead. */
+export interface QueuedDatagram {
+  /** The datagram. */
+  data: Buffer;
+  /** Its sender's address. */
   address?: Address | undefined;
 }
 
@@ -2613,7 +2636,7 @@ export const SendAllResponse: MessageFns<SendAllResponse> = {
 };
 
 function createBaseRecvRequest(): RecvRequest {
-  return { handle: 0, bufsize: 0, flags: 0, wantAddress: false, timeout: undefined };
+  return { handle: 0, bufsize: 0, flags: 0, wantAddress: false, timeout: undefined, batch: undefined };
 }
 
 export const RecvRequest: MessageFns<RecvRequest> = {
@@ -2632,6 +2655,9 @@ export const RecvRequest: MessageFns<RecvRequest> = {
     }
     if (message.timeout !== undefined) {
       writer.uint32(41).double(message.timeout);
+    }
+    if (message.batch !== undefined) {
+      writer.uint32(56).uint32(message.batch);
     }
     return writer;
   },
@@ -2689,6 +2715,14 @@ export const RecvRequest: MessageFns<RecvRequest> = {
             message.timeout = reader.double();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.batch = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2712,6 +2746,7 @@ export const RecvRequest: MessageFns<RecvRequest> = {
         ? globalThis.Boolean(object.want_address)
         : false,
       timeout: isSet(object.timeout) ? globalThis.Number(object.timeout) : undefined,
+      batch: isSet(object.batch) ? globalThis.Number(object.batch) : undefined,
     };
   },
 
@@ -2732,6 +2767,9 @@ export const RecvRequest: MessageFns<RecvRequest> = {
     if (message.timeout !== undefined) {
       obj.timeout = floatToJson(message.timeout);
     }
+    if (message.batch !== undefined) {
+      obj.batch = Math.round(message.batch);
+    }
     return obj;
   },
 
@@ -2745,12 +2783,13 @@ export const RecvRequest: MessageFns<RecvRequest> = {
     message.flags = object.flags ?? 0;
     message.wantAddress = object.wantAddress ?? false;
     message.timeout = object.timeout ?? undefined;
+    message.batch = object.batch ?? undefined;
     return message;
   },
 };
 
 function createBaseRecvResponse(): RecvResponse {
-  return { data: Buffer.alloc(0), address: undefined };
+  return { data: Buffer.alloc(0), address: undefined, queued: [] };
 }
 
 export const RecvResponse: MessageFns<RecvResponse> = {
@@ -2760,6 +2799,9 @@ export const RecvResponse: MessageFns<RecvResponse> = {
     }
     if (message.address !== undefined) {
       Address.encode(message.address, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.queued) {
+      QueuedDatagram.encode(v!, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -2793,6 +2835,14 @@ export const RecvResponse: MessageFns<RecvResponse> = {
             message.address = Address.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.queued.push(QueuedDatagram.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2809,6 +2859,7 @@ export const RecvResponse: MessageFns<RecvResponse> = {
     return {
       data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
       address: isSet(object.address) ? Address.fromJSON(object.address) : undefined,
+      queued: globalThis.Array.isArray(object?.queued) ? object.queued.map((e: any) => QueuedDatagram.fromJSON(e)) : [],
     };
   },
 
@@ -2820,6 +2871,9 @@ export const RecvResponse: MessageFns<RecvResponse> = {
     if (message.address !== undefined) {
       obj.address = Address.toJSON(message.address);
     }
+    if (message.queued?.length) {
+      obj.queued = message.queued.map((e) => QueuedDatagram.toJSON(e));
+    }
     return obj;
   },
 
@@ -2828,6 +2882,94 @@ export const RecvResponse: MessageFns<RecvResponse> = {
   },
   fromPartial<I extends Exact<DeepPartial<RecvResponse>, I>>(object: I): RecvResponse {
     const message = createBaseRecvResponse();
+    message.data = object.data ?? Buffer.alloc(0);
+    message.address = (object.address !== undefined && object.address !== null)
+      ? Address.fromPartial(object.address)
+      : undefined;
+    message.queued = object.queued?.map((e) => QueuedDatagram.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseQueuedDatagram(): QueuedDatagram {
+  return { data: Buffer.alloc(0), address: undefined };
+}
+
+export const QueuedDatagram: MessageFns<QueuedDatagram> = {
+  encode(message: QueuedDatagram, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.data.length !== 0) {
+      writer.uint32(10).bytes(message.data);
+    }
+    if (message.address !== undefined) {
+      Address.encode(message.address, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QueuedDatagram {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQueuedDatagram();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.address = Address.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): QueuedDatagram {
+    return {
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      address: isSet(object.address) ? Address.fromJSON(object.address) : undefined,
+    };
+  },
+
+  toJSON(message: QueuedDatagram): unknown {
+    const obj: any = {};
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    if (message.address !== undefined) {
+      obj.address = Address.toJSON(message.address);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<QueuedDatagram>, I>>(base?: I): QueuedDatagram {
+    return QueuedDatagram.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<QueuedDatagram>, I>>(object: I): QueuedDatagram {
+    const message = createBaseQueuedDatagram();
     message.data = object.data ?? Buffer.alloc(0);
     message.address = (object.address !== undefined && object.address !== null)
       ? Address.fromPartial(object.address)

@@ -207,13 +207,8 @@ export function callStream(
 ): (stream: ServerDuplexStream<CallRequest, CallResponse>) => void {
   const ops = Object.keys(handlers);
   return (stream) => {
-    let session: Session;
-    try {
-      session = sessionOf(sessions, peers, stream);
-    } catch (err) {
-      stream.emit('error', toServiceError(toBrokerError(err)));
-      return;
-    }
+    const session = streamSession(sessions, peers, stream);
+    if (!session) return;
     // A resumable session keeps its calls, acknowledgement and replay record across streams; it
     // has one Call stream at a time: a new one replaces the last, whose connection may be dead
     // without the broker knowing yet.

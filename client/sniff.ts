@@ -12,8 +12,8 @@ import { fromServiceError } from './errors.js';
 import type { Transport } from './transport.js';
 
 /** Most packets / bytes held read ahead per sniffer socket. */
-export const READ_AHEAD_PACKETS = 16384;
-export const READ_AHEAD_BYTES = 4 << 20;
+export const READ_AHEAD_PACKETS = 65536;
+export const READ_AHEAD_BYTES = 8 << 20;
 
 /** A sniffer socket's counters: the broker's (as of its latest batch, at most ~1 s old) and the SDK's. */
 export interface SniffStats extends WireStats {

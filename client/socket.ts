@@ -72,6 +72,19 @@ export function clientTimeout(t: number | null): number | null {
   return t !== null && t > MAX_CLIENT_TIMEOUT_S ? null : t;
 }
 
+/** The source address of an IPv4 packet, as Windows' sniffer gives it (one string per source seen last). */
+let lastSource = -1;
+let lastSourceText = '';
+function sourceOf(data: Buffer): string {
+  if (data.length < 20) return '0.0.0.0';
+  const key = data.readUInt32BE(12);
+  if (key !== lastSource) {
+    lastSource = key;
+    lastSourceText = `${data[12]}.${data[13]}.${data[14]}.${data[15]}`;
+  }
+  return lastSourceText;
+}
+
 function badf(): OSError {
   return makeOSError(EBADF, 'Bad file descriptor', 'EBADF');
 }
@@ -432,7 +445,7 @@ export class Socket {
     const handle = this.#check();
     const n = this.#bufsize(bufsize, 'recv');
     const f = toCInt(flags);
-    if (this.#sniffer) return this.#sniffed(handle, n, f);
+    if (this.#sniffer) return this.#sniffNow(n, f) ?? this.#sniffed(handle, n, f);
     const d = await this.#datagram(handle, n, f);
     if (d) return d.data;
     const bulk = await this.#bulkRecv(n, f);
@@ -446,9 +459,9 @@ export class Socket {
     const n = this.#bufsize(bufsize, 'recvfrom');
     const f = toCInt(flags);
     if (this.#sniffer) {
-      const data = await this.#sniffed(handle, n, f);
-      // Windows gives (source_ip, 0): the source of the IP header.
-      return [data, data.length >= 16 ? [`${data[12]}.${data[13]}.${data[14]}.${data[15]}`, 0] : ['0.0.0.0', 0]];
+      // At full rate most calls find a packet read ahead: no second await for those.
+      const data = this.#sniffNow(n, f) ?? await this.#sniffed(handle, n, f);
+      return [data, [sourceOf(data), 0]];
     }
     const d = await this.#datagram(handle, n, f);
     if (d) return [d.data, fromAddress(d.address)];
@@ -527,6 +540,13 @@ export class Socket {
    * once). One recv opens the socket's Sniff stream; an error that ended it is raised once the
    * packets before it are read, and the next recv opens a new one.
    */
+  /** A packet already read ahead, for plain flags; null when the slow path must decide. */
+  #sniffNow(bufsize: number, flags: number): Buffer | null {
+    if (flags !== 0 || this.#closed) return null;
+    const data = this.#sniff?.take(false);
+    return data ? (data.length > bufsize ? data.subarray(0, bufsize) : data) : null;
+  }
+
   async #sniffed(handle: number, bufsize: number, flags: number): Promise<Buffer> {
     if (flags & ~(MSG_PEEK | MSG_DONTWAIT)) throw makeOSError(EOPNOTSUPP, 'Operation not supported (a sniffer socket takes MSG_PEEK and MSG_DONTWAIT only)', 'EOPNOTSUPP');
     const deadline = this.#timeout === null ? null : performance.now() + this.#timeout * 1000;
@@ -568,7 +588,7 @@ export class Socket {
     if (this.#sniffer) {
       const data = await this.#sniffed(handle, n, f);
       data.copy(target, 0);
-      return [data.length, wantAddress ? [`${data[12]}.${data[13]}.${data[14]}.${data[15]}`, 0] : null];
+      return [data.length, wantAddress ? [sourceOf(data), 0] : null];
     }
     const d = await this.#datagram(handle, n, f);
     if (d) {

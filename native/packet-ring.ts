@@ -64,6 +64,9 @@ export class PacketRing {
   #next = 0;
   #unmapped = false;
   readonly #status = Buffer.alloc(4);
+  readonly #head = Buffer.alloc(24);
+  /** Where take() copies a block: one per ring, so no block costs an allocation (and its page faults). */
+  readonly #scratch: Buffer;
   readonly stats: RingStats = { packets: 0, drops: 0, freezes: 0 };
 
   /** Sets TPACKET_V3 on `fd` (an AF_PACKET socket, not yet bound), creates the ring and maps it. */
@@ -71,6 +74,7 @@ export class PacketRing {
     if (process.arch !== 'x64') throw new Error('the TPACKET_V3 ring relies on x86-64 memory ordering');
     this.#fd = fd;
     this.#geo = geo;
+    this.#scratch = Buffer.allocUnsafe(geo.blockSize);
     const v = Buffer.alloc(4);
     v.writeInt32LE(os.TPACKET_V3!);
     setsockopt(fd, os.SOL_PACKET!, os.PACKET_VERSION!, v);
@@ -96,16 +100,17 @@ export class PacketRing {
   /**
    * The next block the kernel has handed over, copied out (its blk_len bytes), with the block
    * already given back; null when the next block is still the kernel's. Blocks come in ring order.
+   * The copy is the ring's scratch buffer: valid until the next take().
    */
   take(): Buffer | null {
     if (this.#unmapped) return null;
     const base = this.#addr + this.#next * this.#geo.blockSize;
     copyFrom(this.#status, base + BLOCK_STATUS, 4);
     if ((this.#status.readUInt32LE(0) & TP_STATUS_USER) === 0) return null;
-    const head = Buffer.alloc(24);
+    const head = this.#head;
     copyFrom(head, base, 24);
     const len = Math.min(head.readUInt32LE(20), this.#geo.blockSize); // blk_len
-    const block = Buffer.allocUnsafe(len);
+    const block = this.#scratch.subarray(0, len);
     copyFrom(block, base, len);
     // Last: the block goes back to the kernel only after the copy.
     load({ library: 'libc', funcName: 'memcpy', retType: I64, paramsType: [I64, U8Array, I64], paramsValue: [base + BLOCK_STATUS, KERNEL, 4] });

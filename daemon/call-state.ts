@@ -4,6 +4,7 @@
 // outlive a dropped connection and their results wait, numbered, until the client acknowledges
 // them (CallResponse.seq / CallRequest.acked_seq) or a resumed stream replays them.
 import type { CallContext } from './socket-ops.js';
+import type { Cancellation } from '../native/cancel.js';
 import type { CallResponse } from '../proto/gen/sockbroker/v1/socket.js';
 
 interface Recorded {
@@ -23,7 +24,7 @@ function sizeOf(v: unknown, depth: number): number {
 }
 
 export class CallState {
-  readonly pending = new Map<number, { ac: AbortController; ctx: CallContext }>();
+  readonly pending = new Map<number, { ac: Cancellation; ctx: CallContext }>();
   /** ack_only calls running, in increasing call_id order (the first is the least). */
   readonly unacked = new Set<number>();
   lastAckOnly = 0;

@@ -9,6 +9,7 @@ import type * as pb from '../proto/gen/sockbroker/v1/socket.js';
 import { argumentError, BrokerError, osError, osErrorNamed } from './errors.js';
 import { deadlineFor, drive, isAgain, waitReady, type Timeout } from '../native/io-driver.js';
 import type { Reactor } from '../native/reactor.js';
+import type { Cancel } from '../native/cancel.js';
 import type { HandleTable, SocketEntry, SocketInfo } from './handles.js';
 import type { Session, Sessions } from './sessions.js';
 import type { Limits } from './limits.js';
@@ -41,7 +42,7 @@ export interface Broker {
 export interface CallContext {
   session: Session;
   /** Aborted when the client cancels the call or its stream ends. */
-  signal: AbortSignal;
+  signal: Cancel;
   /** Set by a handler that consumed data: called when its reply cannot be delivered. */
   onUndelivered?: () => void;
 }

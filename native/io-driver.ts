@@ -5,6 +5,7 @@
 //   deadline. The deadline passing raises TimeoutError (socket.timeout); a closed fd EBADF.
 // Shared by the daemon and the SDK's in-process sockets: fds and errnos only.
 import { FdClosedError, type Direction, type Reactor } from './reactor.js';
+import { Cancellation, type Cancel } from './cancel.js';
 import { errnoException, timeoutException } from './errno.js';
 import { linux } from './constants.js';
 
@@ -40,15 +41,16 @@ export async function waitReady(
   entry: DrivenFd,
   dir: Direction,
   deadline: number,
-  signal: AbortSignal,
+  signal: Cancel,
   syscall: string,
 ): Promise<void> {
+  if (signal.aborted) throw signal.reason;
   const remaining = deadline - performance.now();
   if (remaining <= 0) throw timeoutException(syscall);
   let timer: NodeJS.Timeout | undefined;
-  let waitSignal = signal;
+  let waitSignal: Cancel = signal;
   if (deadline !== Infinity) {
-    const ctl = new AbortController();
+    const ctl = new Cancellation();
     const onAbort = (): void => ctl.abort(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
     // Node's timers hold at most 2^31-1 ms (a longer delay fires after 1 ms): re-arm until due.
@@ -57,7 +59,7 @@ export async function waitReady(
       timer = left > MAX_TIMER_MS ? setTimeout(arm, MAX_TIMER_MS) : setTimeout(() => ctl.abort(TIMED_OUT), Math.max(0, Math.ceil(left)));
     };
     arm();
-    waitSignal = ctl.signal;
+    waitSignal = ctl;
     try {
       await reactor.wait(entry.fd, dir, waitSignal);
     } catch (err) {
@@ -93,7 +95,7 @@ export async function drive<T>(
   entry: DrivenFd,
   dir: Direction,
   timeout: Timeout,
-  signal: AbortSignal,
+  signal: Cancel,
   syscall: string,
   attempt: () => T,
   deadline = deadlineFor(timeout),

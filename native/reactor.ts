@@ -10,6 +10,7 @@
 import { close, epollCreate, epollCtl, epollWait, epollWaitNow, eventfd, eventfdRead, eventfdWrite, EPOLL_EVENT_SIZE } from './libc.js';
 import { dupCloexec } from './fd.js';
 import { os } from './constants.js';
+import type { Cancel } from './cancel.js';
 
 const IN = os.EPOLLIN | os.EPOLLPRI | os.EPOLLRDHUP;
 const OUT = os.EPOLLOUT;
@@ -73,7 +74,7 @@ export class Reactor {
    * then reports). Rejects with FdClosedError if the fd is forgotten, or with the signal's
    * reason if aborted. Readiness may be spurious: callers retry the syscall and wait again.
    */
-  wait(fd: number, dir: Direction, signal?: AbortSignal): Promise<void> {
+  wait(fd: number, dir: Direction, signal?: Cancel): Promise<void> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise<void>((resolve, reject) => {
       let watch = this.#watches.get(fd);

@@ -3,6 +3,7 @@
 import test from 'ava';
 import { Reactor } from '../../native/reactor.js';
 import { drive } from '../../native/io-driver.js';
+import { Cancellation } from '../../native/cancel.js';
 import { ErrnoError, TimeoutError } from '../../native/errno.js';
 import { linux as C } from '../../native/constants.js';
 import { recv, send, socketpair } from '../../native/libc.js';
@@ -52,4 +53,35 @@ test('non-blocking mode raises EAGAIN at once; a closed entry or a forgotten fd 
   const forgotten = await t.throwsAsync(waiting);
   t.like(forgotten, { code: 'EBADF', syscall: 'recv' });
   t.like(toBrokerError(forgotten), { reason: 'EBADF', metadata: { kind: 'os', errno: '9' } });
+});
+
+test('a Cancellation aborts a wait, blocking or with a deadline, with its reason; listeners run once, never after the abort', async (t) => {
+  const reactor = new Reactor();
+  t.teardown(() => reactor.stop());
+  const [, b] = pair(t);
+  const attempt = (): number => recv(b, Buffer.alloc(1), 0);
+  for (const timeout of [undefined, 30]) {
+    const c = new Cancellation();
+    const waiting = drive(reactor, { fd: b, closed: false }, 'read', timeout, c, 'recv', attempt);
+    while (reactor.watching === 0) await new Promise((r) => setTimeout(r, 5)); // the wait is armed
+    const why = new Error(`cancelled (timeout ${timeout})`);
+    c.abort(why);
+    t.is(await t.throwsAsync(waiting), why);
+    t.is(reactor.watching, 0, 'the waiter is gone');
+    // Aborted before the call: it fails at once, before any syscall.
+    t.is(await t.throwsAsync(drive(reactor, { fd: b, closed: false }, 'read', timeout, c, 'recv', () => t.fail('no syscall') as never)), why);
+  }
+  const c = new Cancellation();
+  let runs = 0;
+  const kept = (): number => runs++;
+  const removed = (): void => t.fail('a removed listener ran');
+  c.addEventListener('abort', kept);
+  c.addEventListener('abort', removed);
+  c.removeEventListener('abort', removed);
+  c.abort('first');
+  c.abort('second');
+  c.addEventListener('abort', () => t.fail('a listener added after the abort ran'));
+  t.is(runs, 1);
+  t.true(c.aborted);
+  t.is(c.reason, 'first');
 });

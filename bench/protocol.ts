@@ -46,7 +46,7 @@ export function lengthHeader(n: number): Buffer {
 
 /** Datagrams: payload bytes, ms measured per round (after DGRAM_WARMUP_MS), and the recv window. */
 export const DGRAM_BYTES = 64;
-export const DGRAM_MS = 800;
+export const DGRAM_MS = 500;
 export const DGRAM_WARMUP_MS = 200;
 export const DGRAM_WINDOW = 64;
 /** Asks the UDP sink for its count. */

@@ -446,7 +446,7 @@ export class Socket {
     const n = this.#bufsize(bufsize, 'recv');
     const f = toCInt(flags);
     if (this.#sniffer) return this.#sniffNow(n, f) ?? this.#sniffed(handle, n, f);
-    const d = await this.#datagram(handle, n, f);
+    const d = this.#queueing && (await this.#datagram(handle, n, f));
     if (d) return d.data;
     const bulk = await this.#bulkRecv(n, f);
     if (bulk) return bulk;
@@ -463,7 +463,7 @@ export class Socket {
       const data = this.#sniffNow(n, f) ?? await this.#sniffed(handle, n, f);
       return [data, [sourceOf(data), 0]];
     }
-    const d = await this.#datagram(handle, n, f);
+    const d = this.#queueing && (await this.#datagram(handle, n, f));
     if (d) return [d.data, fromAddress(d.address)];
     await this.#quiesce();
     const res = await this.#io.call('recv', { handle, bufsize: n, flags: f, wantAddress: true, timeout: this.#mode }, this.#deadline, this.#reads.signal);
@@ -475,6 +475,11 @@ export class Socket {
     const { AF_INET, AF_INET6 } = this.#m.families;
     const t = this.type & 0xf;
     return DGRAM_READ_AHEAD > 0 && this.#dgramAhead && this.#io === this.#m.transport && (this.family === AF_INET || this.family === AF_INET6) && (t === SOCK_DGRAM || (t === SOCK_RAW && !this.#sniffer));
+  }
+
+  /** Whether a read goes through #datagram: datagrams are queued or on their way, or may be (no await on other sockets' reads). */
+  get #queueing(): boolean {
+    return this.#dgrams.length > 0 || this.#dgramFetch !== undefined || this.#readsDatagramsAhead;
   }
 
   /** @internal Datagrams read ahead and not yet returned (poll() counts the socket readable). */
@@ -590,7 +595,7 @@ export class Socket {
       data.copy(target, 0);
       return [data.length, wantAddress ? [sourceOf(data), 0] : null];
     }
-    const d = await this.#datagram(handle, n, f);
+    const d = this.#queueing && (await this.#datagram(handle, n, f));
     if (d) {
       d.data.copy(target, 0);
       return [d.data.length, wantAddress ? fromAddress(d.address) : null];
@@ -738,7 +743,7 @@ export class Socket {
     const req = { handle, bufsize: Math.min(bufsize, this.#m.maxRecvBytes), ancbufsize: anc, flags: toCInt(flags), timeout: this.#mode };
     // Datagrams read ahead come first (with no ancillary data: no option that adds any was set).
     this.#dgramAhead = false;
-    const d = await this.#datagram(handle, req.bufsize, req.flags);
+    const d = this.#queueing && (await this.#datagram(handle, req.bufsize, req.flags));
     // recvmsg(2) returns the whole length with MSG_TRUNC in flags, and says MSG_TRUNC in msg_flags whenever it cut.
     if (d) return { data: d.data, nbytes: req.flags & MSG_TRUNC ? d.length! : d.data.length, ancdata: [], msgFlags: d.truncated ? MSG_TRUNC : 0, address: d.address };
     await this.#quiesce();

@@ -2,7 +2,11 @@
 // when its connection to the broker is cut: its TCP sockets on the broker keep their data.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import { SessionServiceClient, type OpenSessionRequest, type OpenSessionResponse } from '../../proto/gen/sockbroker/v1/session.js';
+import { ErrorInfo } from '../../proto/gen/google/rpc/error_details.js';
+import { Status } from '../../proto/gen/google/rpc/status.js';
 import { join } from 'node:path';
 import { withDaemon, publicTempDir, spawnAsNobody } from '../helpers/daemon.js';
 import { startProxy } from '../helpers/proxy.js';
@@ -21,6 +25,7 @@ test.before(() => {
 tls: { cert: ${f('server.pem')}, key: ${f('server.key')}, ca: ${f('ca.pem')} }
 tokens:
   - { name: ci-runner, sha256: ${tokenDigest('resume-token')} }
+  - { name: other, sha256: ${tokenDigest('other-token')} }
 `);
 });
 
@@ -72,5 +77,35 @@ test('a remote client over TCP with a token resumes after its connection is cut'
       }
     },
     { args: ['--config', f('policy.yaml'), '--listen', 'tcp:127.0.0.1:0'], graceSeconds: 20 },
+  );
+});
+
+test('a session resumed under another token is refused, naming the identity', async (t) => {
+  await withDaemon(
+    async (d) => {
+      const target = d.addresses.find((a) => a.startsWith('tcp:'))!.slice('tcp:'.length);
+      const client = new SessionServiceClient(target, grpc.credentials.createSsl(readFileSync(f('ca.pem'))));
+      const as = (token: string) => {
+        const md = new grpc.Metadata();
+        md.set('authorization', `Bearer ${token}`);
+        return md;
+      };
+      const open = (req: Partial<OpenSessionRequest>, token: string) =>
+        new Promise<OpenSessionResponse>((resolve, reject) =>
+          client.openSession({ resumeSessionId: '', hostNetwork: false, ...req }, as(token), (err, res) => (err ? reject(err) : resolve(res!))),
+        );
+      try {
+        const mine = await open({ resumable: true }, 'resume-token');
+        const err = (await t.throwsAsync(open({ resumeSessionId: mine.sessionId, brokerInstance: mine.brokerInstance }, 'other-token'))) as unknown as grpc.ServiceError;
+        t.is(err.code, grpc.status.PERMISSION_DENIED);
+        const info = ErrorInfo.decode(Status.decode(err.metadata.get('grpc-status-details-bin')[0] as Buffer).details[0]!.value);
+        t.is(info.metadata.lost, 'identity');
+        // Its own identity still resumes it.
+        t.true((await open({ resumeSessionId: mine.sessionId, brokerInstance: mine.brokerInstance }, 'resume-token')).resumed);
+      } finally {
+        client.close();
+      }
+    },
+    { args: ['--config', f('policy.yaml'), '--listen', 'tcp:127.0.0.1:0'] },
   );
 });

@@ -16,6 +16,8 @@ import { CallState } from './call-state.js';
 import { Cancellation } from '../native/cancel.js';
 
 export const SESSION_METADATA = 'sockbroker-session';
+/** A resumable session's Call stream silent for two of these is ended (its client pings every 2-3 s). */
+const CLIENT_SILENCE_CHECK_MS = 7500;
 
 export class CancelledError extends BrokerError {
   constructor(why = 'call cancelled') {
@@ -233,6 +235,7 @@ export function callStream(
       open = false;
       live.delete(shutdown);
       if (st.out === send) st.out = st.endStream = null;
+      clearInterval(watch);
       // A resumable session's calls go on: their results wait in the record for a resume.
       if (!resumable) st.abortAll(new CancelledError('stream ended'));
       sessions.detach(session);
@@ -241,6 +244,15 @@ export function callStream(
     st.endStream = (why, lost) => {
       if (open) stream.emit('error', toServiceError(sessionError(why, Code.UNAVAILABLE, lost)));
     };
+    // A resumable session's client speaks at least every few seconds (acknowledgements, pings):
+    // a stream silent for two checks is a dead connection, ended so the grace period starts.
+    let heard = true;
+    const watch = resumable
+      ? setInterval(() => {
+          if (!heard) st.endStream?.(`no message from the client for ${(2 * CLIENT_SILENCE_CHECK_MS) / 1000} s`);
+          heard = false;
+        }, CLIENT_SILENCE_CHECK_MS).unref()
+      : undefined;
     // What the client has not acknowledged goes again, in order, then where ack_only calls stand.
     if (resumable && (st.replay(send) > 0 || st.lastAckOnly > 0)) send({ callId: 0, acked: (st.ackSent = st.ackedNow()) } as CallResponse);
     // Every response carries the acknowledgement: a pipelined sendall needs no reply of its own.
@@ -275,6 +287,7 @@ export function callStream(
     };
     stream.on('data', (req: CallRequest | Malformed) => {
       if (!open) return;
+      heard = true;
       if (isMalformed(req)) {
         // The stream ends here (finish() runs from the 'error' listener): nothing more is written.
         stream.emit('error', malformedError('CallRequest', req));

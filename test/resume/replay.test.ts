@@ -201,3 +201,19 @@ test('the replay record is bounded: past it the oldest results go, counted, and 
     await server.shutdown();
   }
 });
+
+test('a resumable Call stream whose client falls silent is ended by the broker (within 15 s)', async (t) => {
+  await withDaemon(async (d) => {
+    const c = new Client(d.address);
+    await c.open({ resumable: true });
+    const s = c.sockets.call(c.md);
+    s.on('data', () => undefined);
+    const t0 = Date.now();
+    const err = await new Promise<grpc.ServiceError>((resolve) => s.on('error', resolve));
+    const took = Date.now() - t0;
+    t.log(`ended after ${took} ms`);
+    t.regex(err.details, /no message from the client/);
+    t.true(took >= 7000 && took <= 16_000, `after ${took} ms`);
+    c.close();
+  });
+});

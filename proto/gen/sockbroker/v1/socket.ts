@@ -610,7 +610,9 @@ export interface AckRequest {
 
 /**
  * PingRequest checks that the broker is alive end to end (HTTP/2 pings reach only the first
- * proxy): answered at once by a response with call_id 0 carrying `pong`.
+ * proxy): answered at once by a response with call_id 0 carrying `pong`. The other way round, a
+ * resumable session's client sends something at least every 5 s (a ping will do): the broker
+ * ends a Call stream silent for 15 s as a dead connection (the grace period then starts).
  */
 export interface PingRequest {
   /** Echoed in the pong. */

@@ -502,15 +502,16 @@ export class SocketOps {
     const entry = this.entry(ctx, req.handle, 'getsockopt');
     const level = validateInt(req.level, 'level');
     const name = validateInt(req.name, 'optname');
+    // A sniffer's PACKET_STATISTICS comes from its ring's running totals (they reset on read).
+    const sniffer = level === os.SOL_PACKET && name === os.PACKET_STATISTICS && entry.link?.rcvall?.ring !== undefined;
     if (req.buflen === undefined) {
-      const v = libc.getsockopt(entry.fd, level, name, 4);
+      const v = sniffer ? this.link.snifferStats(entry)! : libc.getsockopt(entry.fd, level, name, 4);
       return { value: v.length >= 4 ? v.readInt32LE(0) : v.length ? v.readInt8(0) : 0, data: Buffer.alloc(0) };
     }
     if (!Number.isInteger(req.buflen) || req.buflen <= 0 || req.buflen > this.broker.limits.maxOptBytes) {
       throw new BrokerError(Code.INVALID_ARGUMENT, 'OS_ERROR', 'getsockopt buflen out of range', { kind: 'os' });
     }
-    const sniffed = level === os.SOL_PACKET && name === os.PACKET_STATISTICS ? this.link.snifferStats(entry) : null;
-    if (sniffed) return { value: 0, data: sniffed.subarray(0, req.buflen) };
+    if (sniffer) return { value: 0, data: this.link.snifferStats(entry)!.subarray(0, req.buflen) };
     return { value: 0, data: libc.getsockopt(entry.fd, level, name, req.buflen) };
   };
 

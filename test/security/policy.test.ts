@@ -2,7 +2,7 @@
 // each when a rule grants it to its uid or group; the file is validated with errors naming the
 // place; SIGHUP reloads it and a bad reload keeps the old policy.
 import test from 'ava';
-import { writeFileSync, chmodSync } from 'node:fs';
+import { writeFileSync, chmodSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { withDaemon, runAsNobody, publicTempDir, until } from '../helpers/daemon.js';
 import { compilePolicy, PolicyError } from '../../daemon/policy-file.js';
@@ -91,6 +91,10 @@ rules:
 
 test('SIGHUP reloads the policy; a bad file keeps the old one', async (t) => {
   const file = policyFile('rules: []\n');
+  // The daemon reads it through a link in another directory: the directory it watches sees no
+  // change of the file, so only SIGHUP can reload it.
+  const link = join(publicTempDir('sb-policy-link-'), 'policy.yaml');
+  symlinkSync(file, link);
   await withDaemon(async (d) => {
     t.is((await probeAsNobody(d.address)).raw, 'PermissionError:1');
     writeFileSync(file, 'rules:\n  - match: { uid: 65534 }\n    grant: { sockets: [{ family: AF_INET, type: SOCK_RAW, protocol: IPPROTO_ICMP }] }\n');
@@ -103,7 +107,7 @@ test('SIGHUP reloads the policy; a bad file keeps the old one', async (t) => {
     const failed = d.logs.find((l) => l.includes('"event":"policy.reload_failed"'));
     t.regex(JSON.parse(failed!).err, /rules\[0\]\.grant\.sockets\[0\]\.family: unknown constant "AF_BOGUS"/);
     t.is((await probeAsNobody(d.address)).raw, 'ok', 'the old policy stays in force');
-  }, { args: ['--config', file] });
+  }, { args: ['--config', link] });
 });
 
 test('a bad policy file is an error naming the place', (t) => {

@@ -14,6 +14,7 @@
 // tickets expire, each session has at most MAX_PENDING of them, connections per identity and in
 // all are capped, and a peer that does not send its request in time is dropped. All I/O runs
 // on the daemon's reactor; nothing blocks the event loop.
+import { setMaxListeners } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, unlinkSync } from 'node:fs';
 import * as libc from '../native/libc.js';
@@ -94,7 +95,11 @@ export class Handoff {
   /** share(pid) of a broker handle (handle-ops.ts), for a handed-off socket sent back to be shared. */
   share?: (ctx: CallContext, req: { handle: number; pid: number }) => Promise<{ token: Uint8Array }>;
 
-  constructor(readonly ops: SocketOps) {}
+  constructor(readonly ops: SocketOps) {
+    // Every side-channel connection's timed wait listens on #stop (at most MAX_CONNS at once, and
+    // the accept loop): not a leak, so no MaxListenersExceededWarning when many clients connect.
+    setMaxListeners(MAX_CONNS + 2, this.#stop.signal);
+  }
 
   get pending(): number {
     return this.#tickets.size;

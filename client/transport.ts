@@ -308,7 +308,7 @@ export class Transport extends EventEmitter {
   /** The session is gone: every call, pending or later, fails with why. */
   #lose(reason: LostReason, why: string): void {
     if (this.#lost || this.#closed) return;
-    const lost = (this.#lost = sessionLost(reason, `sockbroker: session lost (${reason}): ${why}`));
+    const lost = (this.#lost = sessionLost(reason, `sockbroker: session lost (${reason}): ${why.replace(/^session lost: /, '')}`));
     clearInterval(this.#tick);
     const stream = this.#stream;
     this.#stream = null;

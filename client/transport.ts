@@ -473,7 +473,7 @@ export class Transport extends EventEmitter {
   async close(): Promise<void> {
     if (this.#closed) return;
     if (!this.#lost) {
-      await this.#unary((cb) => this.#sessionClient.closeSession({}, this.#metadata, cb)).catch(() => undefined);
+      await this.#unary((cb) => this.#sessionClient.closeSession({}, this.#metadata, { deadline: Date.now() + ATTEMPT_MS }, cb)).catch(() => undefined);
     }
     this.#closed = true;
     clearInterval(this.#tick);

@@ -45,6 +45,8 @@ export interface CaptureOptions {
   bytesPerSecond: number;
   /** Kernel block retire timeout, ms (bounds how long a packet waits in a half-full block). */
   retireMs: number;
+  /** Each packet carries its data only (a sniffer socket's recvfrom needs nothing else). */
+  dataOnly?: boolean;
 }
 
 /** Where sealed batches go: returns false while the stream wants no more (gRPC's backpressure). */
@@ -216,7 +218,9 @@ export class Capture {
           block.copy(header, 12, p.addrOffset, p.addrOffset + p.halen);
         }
         const dir = p.pkttype === PACKET_OUTGOING ? CaptureDirection.CAPTURE_DIRECTION_OUT : CaptureDirection.CAPTURE_DIRECTION_IN;
-        this.#openPos = writePacket(this.#open, this.#openPos, p.sec, p.nsec, p.len + (s.cooked ? SLL2_HDR_LEN : 0), s.slot, p.ifindex, dir, header, block, p.offset, p.offset + p.caplen);
+        this.#openPos = this.#opts.dataOnly
+          ? writePacket(this.#open, this.#openPos, 0, 0, 0, 0, 0, 0, null, block, p.offset, p.offset + p.caplen)
+          : writePacket(this.#open, this.#openPos, p.sec, p.nsec, p.len + (s.cooked ? SLL2_HDR_LEN : 0), s.slot, p.ifindex, dir, header, block, p.offset, p.offset + p.caplen);
         const ts = p.sec * 1e9 + p.nsec; // ordering only: double precision (~256 ns) is enough
         if (this.#openPackets === 0) {
           this.#openMinTs = ts;

@@ -14,10 +14,10 @@ import type { Session } from './sessions.js';
 import type { SocketEntry } from './handles.js';
 import type { CaptureDeps } from './capture-service.js';
 
-/** Small batches soon (an interactive recvfrom), up to 256 KiB under load; 2 MiB queued. */
+/** Small batches soon (an interactive recvfrom), up to 256 KiB under load; 2 MiB queued; data only. */
 const SNIFF_OPTIONS: CaptureOptions = {
   batchMaxBytes: 256 << 10, latencyMs: 5, queueBytes: 2 << 20, backpressure: CaptureBackpressure.CAPTURE_BACKPRESSURE_BLOCK,
-  packetsPerSecond: 0, bytesPerSecond: 0, retireMs: SNIFFER_RING.retireMs,
+  packetsPerSecond: 0, bytesPerSecond: 0, retireMs: SNIFFER_RING.retireMs, dataOnly: true,
 };
 
 export function sniff(deps: CaptureDeps, call: ServerWritableStream<SniffRequest, Buffer>): void {

@@ -1726,8 +1726,9 @@ export const CaptureServiceService = {
    * Sniff streams the packets of a bound sniffer socket of the session (socket(AF_INET, SOCK_RAW,
    * IPPROTO_IP), the Windows SIO_RCVALL socket): its recvfrom is served from this stream. The
    * socket's TPACKET_V3 ring and kernel filter (IPv4 only; before SIO_RCVALL only packets for the
-   * bound address) feed batches whose packets are IP packets (no link header), with the
-   * socket's counters since bind. At most one Sniff per socket at a time (EBUSY); EINVAL before
+   * bound address) feed batches whose packets carry only their data, an IP packet (no link
+   * header; no timestamp, length, interface or direction, which recvfrom does not return), with
+   * the socket's counters since bind. At most one Sniff per socket at a time (EBUSY); EINVAL before
    * bind. The stream ends when the socket closes or the session ends.
    */
   sniff: {
@@ -1752,8 +1753,9 @@ export interface CaptureServiceServer extends UntypedServiceImplementation {
    * Sniff streams the packets of a bound sniffer socket of the session (socket(AF_INET, SOCK_RAW,
    * IPPROTO_IP), the Windows SIO_RCVALL socket): its recvfrom is served from this stream. The
    * socket's TPACKET_V3 ring and kernel filter (IPv4 only; before SIO_RCVALL only packets for the
-   * bound address) feed batches whose packets are IP packets (no link header), with the
-   * socket's counters since bind. At most one Sniff per socket at a time (EBUSY); EINVAL before
+   * bound address) feed batches whose packets carry only their data, an IP packet (no link
+   * header; no timestamp, length, interface or direction, which recvfrom does not return), with
+   * the socket's counters since bind. At most one Sniff per socket at a time (EBUSY); EINVAL before
    * bind. The stream ends when the socket closes or the session ends.
    */
   sniff: handleServerStreamingCall<SniffRequest, SniffResponse>;
@@ -1775,8 +1777,9 @@ export interface CaptureServiceClient extends Client {
    * Sniff streams the packets of a bound sniffer socket of the session (socket(AF_INET, SOCK_RAW,
    * IPPROTO_IP), the Windows SIO_RCVALL socket): its recvfrom is served from this stream. The
    * socket's TPACKET_V3 ring and kernel filter (IPv4 only; before SIO_RCVALL only packets for the
-   * bound address) feed batches whose packets are IP packets (no link header), with the
-   * socket's counters since bind. At most one Sniff per socket at a time (EBUSY); EINVAL before
+   * bound address) feed batches whose packets carry only their data, an IP packet (no link
+   * header; no timestamp, length, interface or direction, which recvfrom does not return), with
+   * the socket's counters since bind. At most one Sniff per socket at a time (EBUSY); EINVAL before
    * bind. The stream ends when the socket closes or the session ends.
    */
   sniff(request: SniffRequest, options?: Partial<CallOptions>): ClientReadableStream<SniffResponse>;

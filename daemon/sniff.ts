@@ -9,7 +9,7 @@ import { Capture, type CaptureOptions } from './capture.js';
 import { SNIFFER_RING, type SnifferState } from './link-ops.js';
 import { osErrorNamed, toBrokerError, toServiceError, type BrokerError } from './errors.js';
 import { sessionOf } from './rpc.js';
-import { trackCapture } from './metrics.js';
+import { countBytesIn, trackCapture } from './metrics.js';
 import type { Session } from './sessions.js';
 import type { SocketEntry } from './handles.js';
 import type { CaptureDeps } from './capture-service.js';
@@ -34,8 +34,12 @@ export function sniff(deps: CaptureDeps, call: ServerWritableStream<SniffRequest
     call.emit('error', toServiceError(toBrokerError(err)));
     return;
   }
+  // The session's received bytes (status RX, metrics) count the packets delivered, as recv did.
+  let counted = r.counters.capturedBytes;
   const capture = new Capture([{ fd: entry.fd, ring: r.ring!, slot: 0, cooked: false }], SNIFF_OPTIONS, {
     write: (msg, done) => {
+      countBytesIn(session, r.counters.capturedBytes - counted);
+      counted = r.counters.capturedBytes;
       if (call.cancelled || call.destroyed) return done();
       call.write(msg, () => done());
     },

@@ -370,7 +370,9 @@ test('poll(): a closed handle reports POLLNVAL (as python3 for a closed fd)', as
   await s.close();
   const py = await pyValue<number[]>('import select\ns = socket.socket(); fd = s.fileno(); s.close(); p = select.poll(); p.register(fd, select.POLLIN); result = [e for f, e in p.poll(0)]');
   t.deepEqual(py, [socket.POLLNVAL]);
-  t.deepEqual(await socket.poll([fd], socket.POLLIN, 0), [[fd, socket.POLLNVAL]]);
+  const got = await socket.poll([fd], socket.POLLIN, 0);
+  t.deepEqual(got.map(([, e]) => e), py);
+  t.is(got[0]?.[0], fd);
   const [live, peer] = await socket.socketpair();
   t.deepEqual(await socket.poll([fd, live], socket.POLLOUT, 0), [
     [fd, socket.POLLNVAL],

@@ -3,15 +3,11 @@
 // batch latency bound (100 ms here), so a merge of several captures never waits long for an idle
 // one (client/capture-merge.ts has no clock of its own).
 import test from 'ava';
-import { createTestNet, type TestNet } from '../helpers/netns.js';
+import { useTestNet } from '../helpers/netns.js';
 import { withDaemon } from '../helpers/daemon.js';
 import { nobodyIn, policyFile } from '../privileged/helpers.js';
 
-let net: TestNet;
-test.before(() => {
-  net = createTestNet();
-});
-test.after.always(() => net?.destroy());
+const net = useTestNet(test);
 
 const GRANT = policyFile(`
 rules:

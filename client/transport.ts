@@ -11,8 +11,9 @@
 import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { SessionServiceClient, type GetModuleInfoResponse, type OpenSessionResponse } from '../proto/gen/sockbroker/v1/session.js';
-import { SocketServiceClient, type CallRequest, type CallResponse, type DataRequest, type DataResponse } from '../proto/gen/sockbroker/v1/socket.js';
+import { CallResponse, SocketServiceClient, type CallRequest, type DataRequest, type DataResponse } from '../proto/gen/sockbroker/v1/socket.js';
 import { decodeDataResponse, encodeDataRequest } from '../proto/codec/data.js';
+import { encodeCallRequest } from '../proto/codec/call.js';
 import { NetdbServiceClient, type GetAddrInfoRequest, type GetAddrInfoResponse } from '../proto/gen/sockbroker/v1/netdb.js';
 import { fromServiceError, fromStatus, sessionLost, SessionLostError, timeout as TimeoutExc, type LostReason } from './errors.js';
 
@@ -167,7 +168,8 @@ export class Transport extends EventEmitter {
   }
 
   #openStream(): void {
-    const stream = this.#socketClient.call(this.#metadata);
+    // The hot requests (sendall, recv) with the hand-written encoder.
+    const stream = this.#socketClient.makeBidiStreamRequest<CallRequest, CallResponse>('/sockbroker.v1.SocketService/Call', encodeCallRequest, (b: Buffer) => CallResponse.decode(b), this.#metadata);
     // Events of a stream given up on (a reconnect replaced it) change nothing.
     stream.on('data', (res: CallResponse) => this.#stream === stream && this.#settle(res));
     stream.on('error', (err: grpc.ServiceError) => this.#stream === stream && this.#broken(err));

@@ -14,12 +14,22 @@ interface Recorded {
   bytes: number;
 }
 
-/** A response's size for the record's byte bound: its data buffers plus a little per field. */
+/**
+ * A response's size for the record's byte bound: its data buffers plus a little per field. A
+ * kept buffer that is a small view of a large allocation (a recv's bytes within its bufsize)
+ * is copied out, so the record holds and counts only the bytes.
+ */
 function sizeOf(v: unknown, depth: number): number {
-  if (v instanceof Uint8Array) return v.length;
   if (v === null || typeof v !== 'object' || depth > 3) return 8;
   let n = 16;
-  for (const k in v) n += sizeOf((v as Record<string, unknown>)[k], depth + 1);
+  const o = v as Record<string, unknown>;
+  for (const k in o) {
+    const x = o[k];
+    if (x instanceof Uint8Array) {
+      if (x.buffer.byteLength > Buffer.poolSize && x.length * 2 < x.buffer.byteLength) o[k] = Buffer.from(x);
+      n += x.length;
+    } else n += sizeOf(x, depth + 1);
+  }
   return n;
 }
 

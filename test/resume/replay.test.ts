@@ -217,3 +217,30 @@ test('a resumable Call stream whose client falls silent is ended by the broker (
     c.close();
   });
 });
+
+test('the record counts what it keeps: a small recv result from a large bufsize keeps only its bytes', async (t) => {
+  const dir = publicTempDir();
+  const log = pino({ level: 'warn' }, pino.destination({ dest: `${dir}/log`, sync: true }));
+  const server = await serve({ listen: [{ kind: 'unix', path: `${dir}/sb.sock`, mode: 0o666 }], graceSeconds: 5, log });
+  try {
+    const c = new Client(`unix:${dir}/sb.sock`);
+    await c.open({ resumable: true });
+    const s = c.stream();
+    s.send({ callId: 1, socketpair: { family: 1, type: 1, protocol: 0 } });
+    const { handleA: a, handleB: b } = (await s.next()).socketpair!;
+    s.send({ callId: 2, ackedSeq: 1, sendAll: { handle: a, data: Buffer.from('hello'), flags: 0 } });
+    await s.next();
+    s.send({ callId: 3, ackedSeq: 2, recv: { handle: b, bufsize: 4 << 20, flags: 0, wantAddress: false } });
+    t.is(Buffer.from((await s.next()).recv!.data).toString(), 'hello');
+    const calls = [...server.sessions.all()][0]!.calls!;
+    t.is(calls.entries, 1);
+    t.true(calls.bytes < 1024, `${calls.bytes} bytes counted`);
+    const kept: CallResponse[] = [];
+    calls.replay((r) => kept.push(r));
+    t.true(kept[0]!.recv!.data.buffer.byteLength <= Buffer.poolSize, 'not the 4 MiB allocation the recv read into');
+    s.cut();
+    c.close();
+  } finally {
+    await server.shutdown();
+  }
+});

@@ -24,6 +24,7 @@ import { IoctlOps } from './ioctl-ops.js';
 import { callStream, tolerantStreams, unary, Peers, type Peer } from './rpc.js';
 import { dataStream } from './data-stream.js';
 import { decodeDataRequest, encodeDataResponse } from '../proto/codec/data.js';
+import { decodeCallRequest, encodeCallResponse } from '../proto/codec/call.js';
 import { sessionService } from './session-service.js';
 import { Handoff } from './handoff.js';
 import { netdbService } from './netdb-service.js';
@@ -243,10 +244,11 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     call: callStream(sessions, peers, log, limits.maxPendingCalls, handlers, live),
     data: dataStream({ sessions, peers, log, ops, window: limits.dataWindowBytes, live }) as any,
   };
-  // The Data stream's hot messages use the hand-written codec (proto/codec/data.ts).
+  // The Data and Call streams' hot messages use the hand-written codecs (proto/codec/data.ts, call.ts).
   const socketDefinition = {
     ...SocketServiceService,
     data: { ...SocketServiceService.data, requestDeserialize: decodeDataRequest, responseSerialize: encodeDataResponse },
+    call: { ...SocketServiceService.call, requestDeserialize: decodeCallRequest, responseSerialize: encodeCallResponse },
   };
   server.addService(tolerantStreams(SessionServiceService), sessionService({ sessions, peers, limits, log, netns, policy: () => broker.policy, live }) as any);
   server.addService(tolerantStreams(socketDefinition), socketService as any);

@@ -785,7 +785,8 @@ export interface CallResponse {
    * Resumable sessions: this response's number, 1, 2, ... along the session across reconnects;
    * 0 for pongs and bare acknowledgements, which are not recorded. The broker keeps each numbered
    * response until a request's acked_seq covers it and replays the rest, in order, at the start
-   * of a resumed stream: a client ignores a seq it already received.
+   * of a resumed stream, followed by a response with call_id 0 carrying `acked` (where the
+   * session's ack_only calls stand): a client ignores a seq it already received.
    */
   seq?:
     | number

@@ -82,6 +82,9 @@ export class LocalSockets {
   readonly #entries = new Map<number, LocalEntry>();
   #sideBusy = 0;
   readonly #sideQueue: Array<() => void> = [];
+  /** The last numeric inet address encoded, and its sockaddr (never written to). */
+  #lastKey: string | undefined;
+  #lastSa: Buffer | undefined;
 
   constructor(
     readonly transport: Transport,
@@ -185,10 +188,16 @@ export class LocalSockets {
     if (family === C.AF_INET || family === C.AF_INET6) {
       const v = family === C.AF_INET ? a?.inet : a?.inet6;
       if (!v) throw new TypeError(`${syscall}(): ${family === C.AF_INET ? 'AF_INET' : 'AF_INET6'} address must be tuple, not ${a?.unix ? 'str' : 'NoneType'}`);
-      const { host, scopeId } = await this.#resolve(v.host, family);
-      if (family === C.AF_INET) return encodeSockaddr({ family: 'inet', host, port: v.port });
-      const v6 = a!.inet6!;
-      return encodeSockaddr({ family: 'inet6', host, port: v6.port, flowinfo: v6.flowinfo, scopeId: v6.scopeId || scopeId || 0 });
+      const v6 = a!.inet6;
+      // A loop of sendto to one numeric address encodes it once (inet_pton is an ffi call).
+      const key = `${family} ${v.host} ${v.port} ${v6?.flowinfo} ${v6?.scopeId}`;
+      if (key === this.#lastKey) return this.#lastSa!;
+      const { host, scopeId, numeric } = await this.#resolve(v.host, family);
+      const sa = family === C.AF_INET
+        ? encodeSockaddr({ family: 'inet', host, port: v.port })
+        : encodeSockaddr({ family: 'inet6', host, port: v6!.port, flowinfo: v6!.flowinfo, scopeId: v6!.scopeId || scopeId || 0 });
+      if (numeric) [this.#lastKey, this.#lastSa] = [key, sa];
+      return sa;
     }
     if (family === C.AF_UNIX) {
       if (!a?.unix) throw new TypeError(`${syscall}(): AF_UNIX address must be str or bytes, not tuple`);
@@ -200,13 +209,13 @@ export class LocalSockets {
   }
 
   /** As CPython's setipaddr: '' the wildcard, '<broadcast>', numeric as is, else the broker's getaddrinfo. */
-  async #resolve(host: string, family: number): Promise<{ host: string; scopeId?: number }> {
-    if (host === '') return { host: family === C.AF_INET ? '0.0.0.0' : '::' };
+  async #resolve(host: string, family: number): Promise<{ host: string; scopeId?: number; numeric?: boolean }> {
+    if (host === '') return { host: family === C.AF_INET ? '0.0.0.0' : '::', numeric: true };
     if (host === '<broadcast>') {
       if (family !== C.AF_INET) throw new OSError('address family mismatched');
-      return { host: '255.255.255.255' };
+      return { host: '255.255.255.255', numeric: true };
     }
-    if (!host.includes('\0') && libc.inetPton(family, host)) return { host };
+    if (!host.includes('\0') && libc.inetPton(family, host)) return { host, numeric: true };
     const res = await this.transport.getAddrInfo({ host, port: undefined, family, type: C.SOCK_DGRAM, protocol: 0, flags: 0 } as never);
     const first = res.results[0]?.address;
     if (first?.inet) return { host: first.inet.host };
@@ -317,11 +326,10 @@ export class LocalSockets {
 
   async op_recv(req: Req, signal: AbortSignal): Promise<unknown> {
     const e = this.#entry(req.handle, req.wantAddress ? 'recvfrom' : 'recv');
-    const buf = Buffer.allocUnsafe(req.bufsize);
     const r = await drive(theReactor(), e, 'read', dontWait(req.timeout, req.flags), signal, req.wantAddress ? 'recvfrom' : 'recv', () =>
-      req.wantAddress ? libc.recvfrom(e.fd, buf, req.flags) : { n: libc.recv(e.fd, buf, req.flags), addr: null });
-    const data = buf.subarray(0, Math.min(r.n, req.bufsize));
-    return { data, address: r.addr && r.addr.length > 0 ? fromSockaddr(r.addr, e.info.family) : undefined };
+      req.wantAddress ? libc.recvfromBytes(e.fd, req.bufsize, req.flags) : libc.recvBytes(e.fd, req.bufsize, req.flags));
+    const addr = (r as { addr?: Buffer }).addr;
+    return { data: r.data, address: addr && addr.length > 0 ? fromSockaddr(addr, e.info.family) : undefined };
   }
 
   async op_shutdown(req: Req): Promise<unknown> {

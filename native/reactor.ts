@@ -7,7 +7,7 @@
 // trip through the daemon: a second thread wake-up and an off-thread ffi call). Interest is registered one-shot and level-triggered only while someone waits, so an
 // idle or busy-but-unwaited fd costs no wake-ups and readiness that arrived before the wait was
 // armed is still reported (no lost edges).
-import { close, epollCreate, epollCtl, epollWait, epollWaitNow, eventfd, eventfdRead, eventfdWrite, EPOLL_EVENT_SIZE } from './libc.js';
+import { close, epollCreate, epollCtl, epollWait, epollWaitNow, eventfd, eventfdRead, eventfdWrite, EPOLL_NOW_MAX } from './libc.js';
 import { dupCloexec } from './fd.js';
 import { os } from './constants.js';
 import type { Cancel } from './cancel.js';
@@ -43,7 +43,6 @@ export class Reactor {
   readonly #watches = new Map<number, Watch>();
   /** Fds in the epoll set (one-shot registrations stay after firing, disarmed). */
   readonly #registered = new Set<number>();
-  readonly #events = Buffer.alloc(MAX_EVENTS * EPOLL_EVENT_SIZE);
   #running = true;
   readonly #poller: Poller;
 
@@ -175,7 +174,7 @@ export class Reactor {
   #drain(onReady: (fd: number, events: number) => void): void {
     if (!this.#running) return;
     try {
-      while (epollWaitNow(this.#epfd, this.#events, onReady) === MAX_EVENTS);
+      while (epollWaitNow(this.#epfd, onReady) === EPOLL_NOW_MAX);
     } catch (err) {
       if ((err as { code?: string }).code !== 'EINTR') throw err;
     }

@@ -7,6 +7,7 @@
 import test from 'ava';
 import { once } from 'node:events';
 import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { connect, SessionLostError, timeout as SocketTimeout, type SocketModule } from '../../client/index.js';
 import { startDaemon, withDaemon, publicTempDir, type Daemon } from '../helpers/daemon.js';
 import { startProxy, type Proxy } from '../helpers/proxy.js';
@@ -15,7 +16,8 @@ import { startProxy, type Proxy } from '../helpers/proxy.js';
 async function through<T>(fn: (m: SocketModule, proxy: Proxy, events: string[], d: Daemon) => Promise<T>, graceSeconds = 20): Promise<T> {
   return withDaemon(
     async (d) => {
-      const proxy = await startProxy({ path: d.path }, { path: join(publicTempDir(), 'proxy.sock') });
+      const dir = publicTempDir();
+      const proxy = await startProxy({ path: d.path }, { path: join(dir, 'proxy.sock') });
       const m = await connect(proxy.address);
       const events: string[] = [];
       for (const e of ['reconnecting', 'resumed', 'lost'] as const) m.session.on(e as 'lost', () => events.push(e));
@@ -24,6 +26,7 @@ async function through<T>(fn: (m: SocketModule, proxy: Proxy, events: string[], 
       } finally {
         await m.disconnect().catch(() => undefined);
         await proxy.close();
+        rmSync(dir, { recursive: true, force: true });
       }
     },
     { graceSeconds },

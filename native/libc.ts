@@ -215,13 +215,24 @@ export function shutdown(fd: number, how: number): void {
   check(c.shutdown(fd, how), 'shutdown');
 }
 
+const closing = new Set<(fd: number) => void>();
+
+/** Calls `fn(fd)` before every close through this module (the reactor drops the fd from its
+ * epoll set while the number still names it); returns the unhook. */
+export function onClose(fn: (fd: number) => void): () => void {
+  closing.add(fn);
+  return () => closing.delete(fn);
+}
+
 /** close(2) on the calling thread; can block on a socket with SO_LINGER set. */
 export function close(fd: number): void {
+  for (const fn of closing) fn(fd);
   check(c.close(fd), 'close');
 }
 
 /** close(2) on the libuv threadpool, for closes that may block (SO_LINGER). */
 export async function closeOffThread(fd: number): Promise<void> {
+  for (const fn of closing) fn(fd);
   check(await offThread.close(fd), 'close');
 }
 

@@ -4,10 +4,19 @@
 // ready, a callback on the main loop with no thread hop, and the set is then read with a
 // non-blocking epoll_wait. Fallback (no pipe_wrap binding, or SOCKBROKER_REACTOR=threadpool): a
 // persistent epoll_wait on the libuv threadpool (~45 µs and ~70 µs of CPU more per echo round
-// trip through the daemon: a second thread wake-up and an off-thread ffi call). Interest is registered one-shot and level-triggered only while someone waits, so an
-// idle or busy-but-unwaited fd costs no wake-ups and readiness that arrived before the wait was
-// armed is still reported (no lost edges).
-import { close, epollCreate, epollCtl, epollWait, epollWaitNow, eventfd, eventfdRead, eventfdWrite, EPOLL_NOW_MAX } from './libc.js';
+// trip through the daemon: a second thread wake-up and an off-thread ffi call).
+//
+// Interest is edge-triggered and stays armed between waits, so the wait after a read that
+// emptied the socket (an echo's next round trip) costs no epoll_ctl. That is sound because every
+// wait follows a syscall that found the fd not ready (EAGAIN, or poll/the ring showing nothing):
+// any readiness after it is a new edge, and ADD/MOD report readiness already there. A stale edge
+// (readiness that came before the failing syscall) only wakes a waiter spuriously; it retries.
+// Disarmed when it costs wake-ups: write interest once no writer waits (a socket is almost
+// always writable, and a UDP socket signals each freed send buffer), read interest after
+// UNWANTED edges in a row found no reader (a busy fd read without waiting); removed from the set
+// when nothing is armed, and before any libc close of the fd (a registration of an fd whose file
+// lives on elsewhere, e.g. handed off, could not be removed once its number is gone).
+import { close, epollCreate, onClose, epollCtl, epollWait, epollWaitNow, eventfd, eventfdRead, eventfdWrite, EPOLL_NOW_MAX } from './libc.js';
 import { dupCloexec } from './fd.js';
 import { os } from './constants.js';
 import type { Cancel } from './cancel.js';
@@ -15,6 +24,9 @@ import type { Cancel } from './cancel.js';
 const IN = os.EPOLLIN | os.EPOLLPRI | os.EPOLLRDHUP;
 const OUT = os.EPOLLOUT;
 const ALWAYS = os.EPOLLERR | os.EPOLLHUP;
+const ET = os.EPOLLET;
+/** Read edges in a row with no reader waiting before read interest is dropped. */
+const UNWANTED = 2;
 const WAIT_SLICE_MS = 1000;
 const MAX_EVENTS = 256;
 
@@ -31,6 +43,12 @@ interface Watch {
   waiters: Set<Waiter>;
 }
 
+/** An fd in the epoll set: the directions armed (IN/OUT bits) and read edges nobody wanted. */
+interface Armed {
+  events: number;
+  unwanted: number;
+}
+
 /** Thrown to waiters of an fd that was forgotten (closed) while they waited. */
 export class FdClosedError extends Error {
   constructor() {
@@ -41,8 +59,9 @@ export class FdClosedError extends Error {
 export class Reactor {
   readonly #epfd: number;
   readonly #watches = new Map<number, Watch>();
-  /** Fds in the epoll set (one-shot registrations stay after firing, disarmed). */
-  readonly #registered = new Set<number>();
+  /** Fds in the epoll set, with what is armed. */
+  readonly #armed = new Map<number, Armed>();
+  readonly #unhook: () => void;
   #running = true;
   readonly #poller: Poller;
 
@@ -52,6 +71,7 @@ export class Reactor {
    */
   constructor(opts: { idle?: 'wait' | 'stop' } = {}) {
     this.#epfd = epollCreate();
+    this.#unhook = onClose((fd) => this.#remove(fd));
     const onReady = (fd: number, events: number): void => this.#ready(fd, events);
     this.#poller =
       (process.env.SOCKBROKER_REACTOR !== 'threadpool' && LoopPoller.open(this.#epfd, () => this.#drain(onReady))) ||
@@ -105,9 +125,8 @@ export class Reactor {
 
   /** Removes `fd` from the epoll set and fails its waiters; call before closing the fd. */
   forget(fd: number): void {
+    this.#remove(fd);
     const watch = this.#watches.get(fd);
-    if (!watch) return;
-    if (this.#registered.delete(fd)) this.#ctl(os.EPOLL_CTL_DEL, fd, 0);
     if (!watch) return;
     this.#watches.delete(fd);
     this.#poller.hold(this.#watches.size > 0);
@@ -118,41 +137,60 @@ export class Reactor {
   async stop(): Promise<void> {
     if (!this.#running) return;
     this.#running = false;
+    this.#unhook();
     for (const fd of [...this.#watches.keys()]) this.forget(fd);
     await this.#poller.stop();
     close(this.#epfd);
+  }
+
+  #remove(fd: number): void {
+    if (this.#armed.delete(fd)) this.#ctl(os.EPOLL_CTL_DEL, fd, 0);
   }
 
   #drop(fd: number, waiter: Waiter): void {
     const watch = this.#watches.get(fd);
     if (!watch) return;
     watch.waiters.delete(waiter);
-    // With no waiter left, the armed one-shot registration may still fire once: harmless.
+    // What stays armed for it is dropped by the edges that find no waiter (see the top).
     if (watch.waiters.size === 0) {
       this.#watches.delete(fd);
       this.#poller.hold(this.#watches.size > 0);
-    } else this.#arm(fd, watch);
+    }
   }
 
+  /** Arms what the waiters need, unless it already is. */
   #arm(fd: number, watch: Watch): void {
-    let events = os.EPOLLONESHOT | ALWAYS;
-    for (const w of watch.waiters) events |= w.dir === 'read' ? IN : OUT;
-    // MOD re-arms a known registration; a number reused by a new fd is not in the set (ENOENT)
-    // and a forgotten-but-open one still is (EEXIST): fall back to the other operation.
-    const [first, second] = this.#registered.has(fd)
-      ? [os.EPOLL_CTL_MOD, os.EPOLL_CTL_ADD]
-      : [os.EPOLL_CTL_ADD, os.EPOLL_CTL_MOD];
+    let want = 0;
+    for (const w of watch.waiters) want |= w.dir === 'read' ? IN : OUT;
+    const armed = this.#armed.get(fd);
+    if (armed && (armed.events & want) === want) return;
+    this.#set(fd, watch, (armed?.events ?? 0) | want);
+  }
+
+  /** Registers `fd` with `events` (0: out of the set); failing, its waiters get the error. */
+  #set(fd: number, watch: Watch | undefined, events: number): void {
+    const armed = this.#armed.get(fd);
+    if (events === 0) {
+      this.#remove(fd);
+      return;
+    }
+    // MOD changes a known registration; a number reused by a new fd is not in the set (ENOENT)
+    // and one closed other than through libc may still be (EEXIST): fall back to the other.
+    const [first, second] = armed ? [os.EPOLL_CTL_MOD, os.EPOLL_CTL_ADD] : [os.EPOLL_CTL_ADD, os.EPOLL_CTL_MOD];
+    const mask = events | ALWAYS | ET;
     try {
       try {
-        epollCtl(this.#epfd, first, fd, events);
+        epollCtl(this.#epfd, first, fd, mask);
       } catch (err) {
         const code = (err as { code?: string }).code;
         if (code !== 'ENOENT' && code !== 'EEXIST') throw err;
-        epollCtl(this.#epfd, second, fd, events);
+        epollCtl(this.#epfd, second, fd, mask);
       }
-      this.#registered.add(fd);
+      if (armed) armed.events = events;
+      else this.#armed.set(fd, { events, unwanted: 0 });
     } catch (err) {
-      this.#fail(fd, watch, err);
+      this.#armed.delete(fd);
+      if (watch) this.#fail(fd, watch, err);
     }
   }
 
@@ -181,21 +219,33 @@ export class Reactor {
   }
 
   #ready(fd: number, ev: number): void {
+    const armed = this.#armed.get(fd);
+    if (!armed) return; // stale: forgotten after the kernel reported it
     const watch = this.#watches.get(fd);
-    if (!watch) return; // stale: forgotten after the kernel reported it
     const readable = (ev & (IN | ALWAYS)) !== 0;
     const writable = (ev & (OUT | ALWAYS)) !== 0;
-    for (const w of [...watch.waiters]) {
-      if ((w.dir === 'read' && readable) || (w.dir === 'write' && writable)) {
-        watch.waiters.delete(w);
-        w.resolve();
+    let readers = false;
+    let writers = false;
+    if (watch) {
+      for (const w of [...watch.waiters]) {
+        if ((w.dir === 'read' && readable) || (w.dir === 'write' && writable)) {
+          watch.waiters.delete(w);
+          w.resolve();
+          if (w.dir === 'read') readers = true;
+        } else if (w.dir === 'write') writers = true;
+      }
+      if (watch.waiters.size === 0) {
+        this.#watches.delete(fd);
+        this.#poller.hold(this.#watches.size > 0);
       }
     }
-    if (watch.waiters.size > 0) this.#arm(fd, watch);
-    else {
-      this.#watches.delete(fd); // one-shot: now disarmed, registration stays for reuse
-      this.#poller.hold(this.#watches.size > 0);
+    let events = armed.events;
+    if (!writers) events &= ~OUT;
+    if (readable && (armed.events & IN) !== 0) {
+      armed.unwanted = readers ? 0 : armed.unwanted + 1;
+      if (armed.unwanted >= UNWANTED) events &= ~IN;
     }
+    if (events !== armed.events) this.#set(fd, this.#watches.get(fd), events);
   }
 }
 

@@ -48,7 +48,11 @@ interface Started {
   closed: Promise<void>;
 }
 
+/** BENCH_CPU_PROF=DIR: the node children (daemon, CLI) write V8 CPU profiles there when they exit. */
+const PROF = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+
 function run(cmd: string, args: string[], env: Record<string, string> = {}): Started {
+  if (cmd === process.execPath) args = [...PROF, ...args];
   const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let err = '';
   proc.stderr!.on('data', (d) => (err += d));

@@ -36,6 +36,22 @@ export function linkTypeName(linkType: number): string {
 
 const NS_PER_S = 1_000_000_000n;
 
+/** A little-endian uint32 at `o` (no range checks: the writers size their buffers). */
+function putU32(b: Buffer, o: number, v: number): void {
+  b[o] = v;
+  b[o + 1] = v >>> 8;
+  b[o + 2] = v >>> 16;
+  b[o + 3] = v >>> 24;
+}
+
+/**
+ * The first `n` bytes of `data` to b at `o`. Small packets byte by byte: a subarray per packet
+ * (and set()'s call) costs more than their bytes.
+ */
+function copyData(b: Buffer, o: number, data: Uint8Array, n: number): void {
+  b.set(n === data.length ? data : data.subarray(0, n), o);
+}
+
 function checkSnaplen(snaplen: number): void {
   if (!Number.isInteger(snaplen) || snaplen < 1 || snaplen > 0x7fffffff) throw new RangeError(`snap length must be 1..2147483647, not ${snaplen}`);
 }
@@ -83,11 +99,11 @@ export class PcapWriter {
         sec = Number(s);
         frac = Number(p.timestampNs - s * NS_PER_S);
       }
-      b.writeUInt32LE(sec, o);
-      b.writeUInt32LE(this.nanosecond ? frac : Math.floor(frac / 1000), o + 4);
-      b.writeUInt32LE(caplen, o + 8);
-      b.writeUInt32LE(Math.max(p.originalLength, caplen), o + 12);
-      b.set(p.data.subarray(0, caplen), o + 16);
+      putU32(b, o, sec);
+      putU32(b, o + 4, this.nanosecond ? frac : Math.floor(frac / 1000));
+      putU32(b, o + 8, caplen);
+      putU32(b, o + 12, Math.max(p.originalLength, caplen));
+      copyData(b, o + 16, p.data, caplen);
       o += 16 + caplen;
     }
     return b;
@@ -256,20 +272,20 @@ export class PcapngWriter {
     const caplen = Math.min(p.data.length, snaplen);
     const len = 32 + pad4(caplen) + (p.direction ? 12 : 0);
     let o = start;
-    b.writeUInt32LE(BT_EPB, o);
-    b.writeUInt32LE(len, o + 4);
-    b.writeUInt32LE(id, o + 8);
+    putU32(b, o, BT_EPB);
+    putU32(b, o + 4, len);
+    putU32(b, o + 8, id);
     if (p.seconds !== undefined && p.nanos !== undefined) {
       const [hi, lo] = nsHalves(p.seconds, p.nanos);
-      b.writeUInt32LE(hi, o + 12);
-      b.writeUInt32LE(lo, o + 16);
+      putU32(b, o + 12, hi);
+      putU32(b, o + 16, lo);
     } else {
-      b.writeUInt32LE(Number(p.timestampNs >> 32n), o + 12);
-      b.writeUInt32LE(Number(p.timestampNs & 0xffffffffn), o + 16);
+      putU32(b, o + 12, Number(p.timestampNs >> 32n));
+      putU32(b, o + 16, Number(p.timestampNs & 0xffffffffn));
     }
-    b.writeUInt32LE(caplen, o + 20);
-    b.writeUInt32LE(Math.max(p.originalLength, caplen), o + 24);
-    b.set(p.data.subarray(0, caplen), o + 28);
+    putU32(b, o + 20, caplen);
+    putU32(b, o + 24, Math.max(p.originalLength, caplen));
+    copyData(b, o + 28, p.data, caplen);
     o += 28 + pad4(caplen);
     if (p.direction) {
       // epb_flags bits 0-1: 01 inbound, 10 outbound; then opt_endofopt.

@@ -8,6 +8,11 @@ import { CaptureArmed } from '../gen/sockbroker/v1/capture.js';
 
 /** Bytes a varint of `v` (an integer 0 .. 2^53) takes. */
 export function varintSize(v: number): number {
+  if (v < 0x80) return 1;
+  if (v < 0x4000) return 2;
+  if (v < 0x200000) return 3;
+  if (v < 0x10000000) return 4;
+  if (v < 0x800000000) return 5;
   let n = 1;
   while (v >= 128) {
     v = Math.floor(v / 128);
@@ -18,6 +23,16 @@ export function varintSize(v: number): number {
 
 /** Writes a varint of a non-negative integer < 2^53 at `pos`; returns the new position. */
 export function writeVarint(b: Buffer, pos: number, v: number): number {
+  if (v <= 0xffffffff) {
+    // 32 bits (timestamps, lengths): shifts instead of divisions.
+    let u = v >>> 0;
+    while (u >= 0x80) {
+      b[pos++] = (u & 0x7f) | 0x80;
+      u >>>= 7;
+    }
+    b[pos++] = u;
+    return pos;
+  }
   while (v >= 128) {
     b[pos++] = (v % 128) | 0x80;
     v = Math.floor(v / 128);
@@ -234,24 +249,54 @@ class Packet implements WirePacket {
   }
 }
 
+/** A varint at `pos` in `buf` (exact up to 2^53), read without a Reader: its end is VARINT_END. */
+let VARINT_END = 0;
+function varintAt(buf: Buffer, pos: number, end: number): number {
+  let x = buf[pos++]!;
+  if (x >= 0x80) {
+    x &= 0x7f;
+    let mul = 0x80;
+    for (;;) {
+      const c = buf[pos++];
+      if (c === undefined || pos > end) throw new RangeError('truncated capture message');
+      x += (c & 0x7f) * mul;
+      if (c < 0x80) break;
+      mul *= 0x80;
+    }
+  }
+  VARINT_END = pos;
+  return x;
+}
+
+/** One CapturedPacket in buf[start, end): the hot loop, so no Reader, tuple or closure per packet. */
 function packet(buf: Buffer, start: number, end: number): WirePacket {
-  const r = new Reader(buf, start, end);
   const p = new Packet();
-  while (r.pos < end) {
-    const tag = r.varint();
-    switch (tag) {
-      case 56: p.seconds = r.varint(); break;
-      case 64: p.nanos = r.varint(); break;
-      case 16: p.originalLength = r.varint(); break;
-      case 24: p.interface = r.varint(); break;
-      case 32: p.ifindex = r.varint(); break;
-      case 40: p.direction = r.varint(); break;
-      case 50: {
-        const [s, e] = r.len();
-        p.data = buf.subarray(s, e);
-        break;
+  let pos = start;
+  while (pos < end) {
+    const tag = varintAt(buf, pos, end);
+    pos = VARINT_END;
+    if ((tag & 7) === 0) {
+      const v = varintAt(buf, pos, end);
+      pos = VARINT_END;
+      switch (tag) {
+        case 56: p.seconds = v; break;
+        case 64: p.nanos = v; break;
+        case 16: p.originalLength = v; break;
+        case 24: p.interface = v; break;
+        case 32: p.ifindex = v; break;
+        case 40: p.direction = v; break;
+        default: break;
       }
-      default: r.skip(tag & 7);
+    } else if (tag === 50) {
+      const n = varintAt(buf, pos, end);
+      const s = VARINT_END;
+      pos = s + n;
+      if (pos > end) throw new RangeError('truncated capture message');
+      p.data = buf.subarray(s, pos);
+    } else {
+      const r = new Reader(buf, pos, end);
+      r.skip(tag & 7);
+      pos = r.pos;
     }
   }
   return p;
@@ -278,8 +323,11 @@ function batch(buf: Buffer, start: number, end: number): WireBatch {
   while (r.pos < end) {
     const tag = r.varint();
     if (tag === 10) {
-      const [s, e] = r.len();
-      b.packets.push(packet(buf, s, e));
+      const n = r.varint();
+      const s = r.pos;
+      r.pos += n;
+      if (r.pos > end) throw new RangeError('truncated capture message');
+      b.packets.push(packet(buf, s, r.pos));
     } else if (tag === 18) {
       const [s, e] = r.len();
       b.stats = decodeStats(buf, s, e);

@@ -12,7 +12,7 @@ import { close } from '../native/libc.js';
 import { forEachPacket, type PacketRing } from '../native/packet-ring.js';
 import { SLL2_HDR_LEN } from '../native/bpf.js';
 import { linux } from '../native/constants.js';
-import { encodeBatchResponse, PACKET_OVERHEAD, writePacket, type StatsValues } from '../proto/codec/capture.js';
+import { BATCH_HEAD_ROOM, BATCH_TAIL_ROOM, batchResponseAround, encodeBatchResponse, PACKET_OVERHEAD, writePacket, type StatsValues } from '../proto/codec/capture.js';
 import { CaptureBackpressure, CaptureDirection } from '../proto/gen/sockbroker/v1/capture.js';
 
 const PACKET_OUTGOING = linux.PACKET_OUTGOING ?? 4;
@@ -56,7 +56,9 @@ export interface CaptureSink {
 }
 
 interface Batch {
+  /** Packet entries at [BATCH_HEAD_ROOM, end), room for the rest of the message around them. */
   buf: Buffer;
+  end: number;
   packets: number;
   bytes: number;
   /** Smallest timestamp in the batch, ns (bigint: exact). */
@@ -73,8 +75,11 @@ export class Capture {
   readonly #reactor: Reactor;
   readonly #ac = new AbortController();
   #stopped = false;
-  // The open batch being filled.
-  #open: Buffer;
+  // The open batch being filled: the front of #work, whose back (from #openSize) takes each ring
+  // block, so packets move from block to batch by copyWithin (no allocation per packet or block).
+  readonly #work: Buffer;
+  readonly #openSize: number;
+  readonly #blockArea: Buffer;
   #openPos = 0;
   #openPackets = 0;
   #openBytes = 0;
@@ -104,7 +109,11 @@ export class Capture {
     this.#opts = opts;
     this.#sink = sink;
     this.#reactor = reactor;
-    this.#open = this.#newBuffer(0);
+    const blockMax = Math.max(0, ...socks.map((s) => s.ring.blockSize));
+    // Any packet fits a block, so any packet (with its cooked header) fits an empty batch.
+    this.#openSize = Math.max(opts.batchMaxBytes, blockMax + SLL2_HDR_LEN) + PACKET_OVERHEAD * 2;
+    this.#work = Buffer.allocUnsafe(this.#openSize + blockMax);
+    this.#blockArea = this.#work.subarray(this.#openSize);
     this.#drainedAt = socks.map(() => nowNs());
   }
 
@@ -191,7 +200,7 @@ export class Capture {
   #drain(s: CaptureSocket, max: number): boolean {
     for (let n = 0; n < max; n++) {
       if (this.#opts.backpressure === CaptureBackpressure.CAPTURE_BACKPRESSURE_BLOCK && !this.#room() && !this.#stopped) return true;
-      const block = s.ring.take();
+      const block = s.ring.take(this.#blockArea);
       if (!block) {
         this.#drainedAt[s.slot] = nowNs();
         return false;
@@ -202,10 +211,7 @@ export class Capture {
           this.counters.droppedByBroker++;
           return;
         }
-        if (this.#openPos + PACKET_OVERHEAD + dataLen > this.#open.length) {
-          this.#seal();
-          if (PACKET_OVERHEAD + dataLen > this.#open.length) this.#open = this.#newBuffer(dataLen);
-        }
+        if (this.#openPos + PACKET_OVERHEAD + dataLen > this.#openSize) this.#seal();
         let header: Buffer | null = null;
         if (s.cooked) {
           header = this.#sllHeader;
@@ -219,8 +225,8 @@ export class Capture {
         }
         const dir = p.pkttype === PACKET_OUTGOING ? CaptureDirection.CAPTURE_DIRECTION_OUT : CaptureDirection.CAPTURE_DIRECTION_IN;
         this.#openPos = this.#opts.dataOnly
-          ? writePacket(this.#open, this.#openPos, 0, 0, 0, 0, 0, 0, null, block, p.offset, p.offset + p.caplen)
-          : writePacket(this.#open, this.#openPos, p.sec, p.nsec, p.len + (s.cooked ? SLL2_HDR_LEN : 0), s.slot, p.ifindex, dir, header, block, p.offset, p.offset + p.caplen);
+          ? writePacket(this.#work, this.#openPos, 0, 0, 0, 0, 0, 0, null, block, p.offset, p.offset + p.caplen)
+          : writePacket(this.#work, this.#openPos, p.sec, p.nsec, p.len + (s.cooked ? SLL2_HDR_LEN : 0), s.slot, p.ifindex, dir, header, block, p.offset, p.offset + p.caplen);
         const ts = p.sec * 1e9 + p.nsec; // ordering only: double precision (~256 ns) is enough
         if (this.#openPackets === 0) {
           this.#openMinTs = ts;
@@ -255,17 +261,15 @@ export class Capture {
     return true;
   }
 
-  #newBuffer(atLeast: number): Buffer {
-    return Buffer.allocUnsafe(Math.max(this.#opts.batchMaxBytes, atLeast) + PACKET_OVERHEAD * 2);
-  }
-
   /** Closes the open batch into the queue (or drops it, or old ones, when the queue is full). */
   #seal(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     if (this.#openPackets === 0) return;
-    const batch: Batch = { buf: this.#open.subarray(0, this.#openPos), packets: this.#openPackets, bytes: this.#openBytes, minTs: this.#openMinTs };
-    this.#open = this.#newBuffer(0);
+    // The one copy of a batch: into the buffer its message is finished in (#send).
+    const buf = Buffer.allocUnsafe(BATCH_HEAD_ROOM + this.#openPos + BATCH_TAIL_ROOM);
+    this.#work.copy(buf, BATCH_HEAD_ROOM, 0, this.#openPos);
+    const batch: Batch = { buf, end: BATCH_HEAD_ROOM + this.#openPos, packets: this.#openPackets, bytes: this.#openBytes, minTs: this.#openMinTs };
     this.#openPos = 0;
     this.#openPackets = 0;
     this.#openBytes = 0;
@@ -314,7 +318,7 @@ export class Capture {
     this.#inflight++;
     this.#inflightBytes += b.bytes;
     const [sec, nsec] = this.#watermark();
-    const msg = encodeBatchResponse(b.buf, this.stats(), sec, nsec);
+    const msg = batchResponseAround(b.buf, BATCH_HEAD_ROOM, b.end, this.stats(), sec, nsec);
     this.#sink.write(msg, () => {
       this.#inflight--;
       this.#inflightBytes -= b.bytes;

@@ -65,8 +65,8 @@ export class PacketRing {
   #unmapped = false;
   readonly #status = Buffer.alloc(4);
   readonly #head = Buffer.alloc(24);
-  /** Where take() copies a block: one per ring, so no block costs an allocation (and its page faults). */
-  readonly #scratch: Buffer;
+  /** Where take() copies a block by default: one per ring (allocated on first use), so no block costs an allocation. */
+  #scratch: Buffer | undefined;
   readonly stats: RingStats = { packets: 0, drops: 0, freezes: 0 };
 
   /** Sets TPACKET_V3 on `fd` (an AF_PACKET socket, not yet bound), creates the ring and maps it. */
@@ -74,7 +74,6 @@ export class PacketRing {
     if (process.arch !== 'x64') throw new Error('the TPACKET_V3 ring relies on x86-64 memory ordering');
     this.#fd = fd;
     this.#geo = geo;
-    this.#scratch = Buffer.allocUnsafe(geo.blockSize);
     const v = Buffer.alloc(4);
     v.writeInt32LE(os.TPACKET_V3!);
     setsockopt(fd, os.SOL_PACKET!, os.PACKET_VERSION!, v);
@@ -97,12 +96,17 @@ export class PacketRing {
     return this.#size;
   }
 
+  get blockSize(): number {
+    return this.#geo.blockSize;
+  }
+
   /**
    * The next block the kernel has handed over, copied out (its blk_len bytes), with the block
    * already given back; null when the next block is still the kernel's. Blocks come in ring order.
-   * The copy is the ring's scratch buffer: valid until the next take().
+   * The copy is in `dst` (at least blockSize bytes) or else the ring's scratch buffer: valid
+   * until the next take().
    */
-  take(): Buffer | null {
+  take(dst?: Buffer): Buffer | null {
     if (this.#unmapped) return null;
     const base = this.#addr + this.#next * this.#geo.blockSize;
     copyFrom(this.#status, base + BLOCK_STATUS, 4);
@@ -110,7 +114,8 @@ export class PacketRing {
     const head = this.#head;
     copyFrom(head, base, 24);
     const len = Math.min(head.readUInt32LE(20), this.#geo.blockSize); // blk_len
-    const block = this.#scratch.subarray(0, len);
+    if (dst && dst.length < this.#geo.blockSize) throw new RangeError('take: destination smaller than a block');
+    const block = (dst ?? (this.#scratch ??= Buffer.allocUnsafe(this.#geo.blockSize))).subarray(0, len);
     copyFrom(block, base, len);
     // Last: the block goes back to the kernel only after the copy.
     load({ library: 'libc', funcName: 'memcpy', retType: I64, paramsType: [I64, U8Array, I64], paramsValue: [base + BLOCK_STATUS, KERNEL, 4] });
@@ -157,26 +162,31 @@ export interface RingPacket {
 
 const SLL_OFFSET = 48; // TPACKET_ALIGN(sizeof(struct tpacket3_hdr))
 
+/** Little-endian reads without Buffer#readUInt*'s argument checks (offsets are checked by the walk). */
+const u32 = (b: Buffer, o: number): number => (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
+const u16 = (b: Buffer, o: number): number => b[o]! | (b[o + 1]! << 8);
+
 /** Calls `fn` for each packet of a block copied by take(). */
 export function forEachPacket(block: Buffer, fn: (p: RingPacket) => void): void {
-  const count = block.readUInt32LE(12); // num_pkts
-  let off = block.readUInt32LE(16); // offset_to_first_pkt
+  const count = u32(block, 12); // num_pkts
+  let off = u32(block, 16); // offset_to_first_pkt
   const p: RingPacket = { sec: 0, nsec: 0, caplen: 0, len: 0, offset: 0, ifindex: 0, hatype: 0, pkttype: 0, protocol: 0, halen: 0, addrOffset: 0 };
-  for (let i = 0; i < count && off > 0 && off + SLL_OFFSET + 20 <= block.length; i++) {
-    const next = block.readUInt32LE(off);
-    p.sec = block.readUInt32LE(off + 4);
-    p.nsec = block.readUInt32LE(off + 8);
-    p.caplen = block.readUInt32LE(off + 12);
-    p.len = block.readUInt32LE(off + 16);
-    p.offset = off + block.readUInt16LE(off + 24); // tp_mac
+  const size = block.length;
+  for (let i = 0; i < count && off > 0 && off + SLL_OFFSET + 20 <= size; i++) {
+    const next = u32(block, off);
+    p.sec = u32(block, off + 4);
+    p.nsec = u32(block, off + 8);
+    p.caplen = u32(block, off + 12);
+    p.len = u32(block, off + 16);
+    p.offset = off + u16(block, off + 24); // tp_mac
     const sll = off + SLL_OFFSET;
-    p.protocol = block.readUInt16BE(sll + 2);
-    p.ifindex = block.readInt32LE(sll + 4);
-    p.hatype = block.readUInt16LE(sll + 8);
+    p.protocol = (block[sll + 2]! << 8) | block[sll + 3]!;
+    p.ifindex = u32(block, sll + 4) | 0;
+    p.hatype = u16(block, sll + 8);
     p.pkttype = block[sll + 10]!;
     p.halen = Math.min(block[sll + 11]!, 8);
     p.addrOffset = sll + 12;
-    if (p.offset + p.caplen > block.length) break;
+    if (p.offset + p.caplen > size) break;
     fn(p);
     if (next === 0) break;
     off += next;

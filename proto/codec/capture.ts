@@ -96,17 +96,22 @@ export function writePacket(
 }
 
 /**
- * Copies src[start, end) to b at pos; returns the new position. Small packets byte by byte:
- * Buffer#copy's per-call cost and set()'s subarray allocation outweigh their bytes (a 92-byte
- * packet: ~185 vs ~250 ns for the whole writePacket).
+ * Copies src[start, end) to b at pos; returns the new position. When src is another view of
+ * b's memory (the daemon copies ring blocks next to the batch it fills), one copyWithin: a
+ * memmove without an allocation (~20 ns for 106 bytes, vs ~60 for copy() or set(subarray),
+ * ~170 byte by byte). Else tiny spans byte by byte, the rest by copy().
  */
 function copyInto(b: Buffer, pos: number, src: Buffer, start: number, end: number): number {
-  if (end - start > 128) {
-    b.set(src.subarray(start, end), pos);
-    return pos + end - start;
+  const n = end - start;
+  if (src.buffer === b.buffer) {
+    const delta = src.byteOffset - b.byteOffset;
+    b.copyWithin(pos, delta + start, delta + end);
+  } else if (n <= 24) {
+    for (let i = start; i < end; i++) b[pos + i - start] = src[i]!;
+  } else {
+    src.copy(b, pos, start, end);
   }
-  for (let i = start; i < end; i++) b[pos++] = src[i]!;
-  return pos;
+  return pos + n;
 }
 
 /** CaptureStats fields, all non-negative integers < 2^53. */
@@ -157,6 +162,43 @@ export function encodeBatchResponse(packets: Buffer, stats: StatsValues, wmSec: 
   head[0] = 0x12; // CaptureResponse.batch
   writeVarint(head, 1, batchLen);
   return Buffer.concat([head, packets, statsHead, s, wm.subarray(0, w)]);
+}
+
+/** Bytes to leave before a batch's packet entries for batchResponseAround(). */
+export const BATCH_HEAD_ROOM = 6;
+/** Bytes to leave after them (counters and watermark). */
+export const BATCH_TAIL_ROOM = 2 + 7 * 11 + 2 + 22 + 8;
+
+/**
+ * encodeBatchResponse() in place: `b` holds the packet entries at [start, end), with
+ * BATCH_HEAD_ROOM bytes free before and BATCH_TAIL_ROOM after; the message is a view of `b`.
+ */
+export function batchResponseAround(b: Buffer, start: number, end: number, stats: StatsValues, wmSec: number, wmNsec: number): Buffer {
+  let pos = end + 1 + 1; // counters' tag and length (< 128 bytes: one byte)
+  const s0 = pos;
+  const values = [stats.received, stats.captured, stats.droppedByKernel, stats.droppedByBroker, stats.pending, stats.freezeCount, stats.capturedBytes];
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (!v) continue;
+    b[pos++] = (i + 1) << 3;
+    pos = writeVarint(b, pos, v);
+  }
+  b[end] = 0x12;
+  b[end + 1] = pos - s0;
+  if (wmSec) {
+    b[pos++] = 0x20;
+    pos = writeVarint(b, pos, wmSec);
+  }
+  if (wmNsec) {
+    b[pos++] = 0x28;
+    pos = writeVarint(b, pos, wmNsec);
+  }
+  const batchLen = pos - start;
+  const head = 1 + varintSize(batchLen);
+  if (head > start) throw new RangeError('batchResponseAround: no head room');
+  b[start - head] = 0x12; // CaptureResponse.batch
+  writeVarint(b, start - head + 1, batchLen);
+  return b.subarray(start - head, pos);
 }
 
 /** A packet as it came off the wire. */

@@ -88,6 +88,11 @@ export class Reactor {
     return this.#watches.size;
   }
 
+  /** Number of fds in the epoll set (for tests). */
+  get registered(): number {
+    return this.#armed.size;
+  }
+
   /**
    * Resolves once `fd` is ready in `dir` (or has an error/hangup, which the retried syscall
    * then reports). Rejects with FdClosedError if the fd is forgotten, or with the signal's

@@ -8,6 +8,7 @@ import { FdClosedError, type Direction, type Reactor } from './reactor.js';
 import { Cancellation, type Cancel } from './cancel.js';
 import { errnoException, timeoutException } from './errno.js';
 import { linux } from './constants.js';
+import { AGAIN } from './libc.js';
 
 /** What the driver needs of a socket: its fd, and whether its owner closed it. */
 export interface DrivenFd {
@@ -97,18 +98,23 @@ export async function drive<T>(
   timeout: Timeout,
   signal: Cancel,
   syscall: string,
-  attempt: () => T,
+  attempt: () => T | typeof AGAIN,
   deadline = deadlineFor(timeout),
 ): Promise<T> {
   for (;;) {
     if (entry.closed) throw badFd(syscall);
     if (signal.aborted) throw signal.reason;
+    let r: T | typeof AGAIN;
     try {
-      return attempt();
+      r = attempt();
     } catch (err) {
       if (isIntr(err)) continue;
       if (!isAgain(err) || timeout === 0) throw err;
+      r = AGAIN;
     }
+    if (r !== AGAIN) return r;
+    // An attempt may return AGAIN (libc's recv*Bytes) rather than throw EAGAIN: the same.
+    if (timeout === 0) throw errnoException(linux.EAGAIN!, syscall);
     // No retry loop before waiting: readiness comes from the event loop itself (reactor.ts),
     // and each retry would cost an ffi call (~8-13 µs with EAGAIN) to save none.
     await waitReady(reactor, entry, dir, deadline, signal, syscall);

@@ -13,7 +13,7 @@ import * as grpc from '@grpc/grpc-js';
 import { SessionServiceClient, type GetModuleInfoResponse, type OpenSessionResponse } from '../proto/gen/sockbroker/v1/session.js';
 import { CallResponse, SocketServiceClient, type CallRequest, type DataRequest, type DataResponse } from '../proto/gen/sockbroker/v1/socket.js';
 import { decodeDataResponse, encodeDataRequest } from '../proto/codec/data.js';
-import { encodeCallRequest } from '../proto/codec/call.js';
+import { encodeBatch, encodeCallRequest, MAX_BATCH_BYTES, MAX_BATCH_CALLS } from '../proto/codec/call.js';
 import { NetdbServiceClient, type GetAddrInfoRequest, type GetAddrInfoResponse } from '../proto/gen/sockbroker/v1/netdb.js';
 import { fromServiceError, fromStatus, sessionLost, SessionLostError, timeout as TimeoutExc, type LostReason } from './errors.js';
 
@@ -34,7 +34,7 @@ const BACKOFF_MAX_MS = 2000;
 const ATTEMPT_MS = 3000;
 
 /** Operation names: the fields of the CallRequest/CallResponse oneofs. */
-export type Op = Exclude<keyof CallRequest, 'callId' | 'cancel' | 'ack' | 'ackOnly' | 'ackedSeq' | 'ping'>;
+export type Op = Exclude<keyof CallRequest, 'callId' | 'cancel' | 'ack' | 'ackOnly' | 'ackedSeq' | 'ping' | 'batch'>;
 type Req<K extends Op> = NonNullable<CallRequest[K]>;
 type Res<K extends Op> = NonNullable<CallResponse[K & keyof CallResponse]>;
 
@@ -95,7 +95,14 @@ export class Transport extends EventEmitter {
   /** Open Data streams: cancelled when the transport closes. */
   readonly #data = new Set<grpc.ClientDuplexStream<DataRequest | Buffer, DataResponse>>();
   /** The Call stream; null while reconnecting. */
-  #stream: grpc.ClientDuplexStream<CallRequest, CallResponse> | null = null;
+  #stream: grpc.ClientDuplexStream<CallRequest | Buffer, CallResponse> | null = null;
+  /**
+   * Requests written in this turn of the event loop, encoded: they go at the end of it (a
+   * process.nextTick, before any I/O, so no later than grpc-js would send them), several as one
+   * batch. grpc-js has one message in flight per stream: a request written behind another
+   * would wait for that one's HTTP/2 write to complete. null when nothing waits.
+   */
+  #queue: Buffer[] | null = null;
   #nextId = 1;
   #lost: SessionLostError | undefined;
   #closed = false;
@@ -169,12 +176,18 @@ export class Transport extends EventEmitter {
 
   #openStream(): void {
     // The hot requests (sendall, recv) with the hand-written encoder.
-    const stream = this.#socketClient.makeBidiStreamRequest<CallRequest, CallResponse>('/sockbroker.v1.SocketService/Call', encodeCallRequest, (b: Buffer) => CallResponse.decode(b), this.#metadata);
+    const stream = this.#socketClient.makeBidiStreamRequest<CallRequest | Buffer, CallResponse>(
+      '/sockbroker.v1.SocketService/Call',
+      (m: CallRequest | Buffer) => (Buffer.isBuffer(m) ? m : encodeCallRequest(m)),
+      (b: Buffer) => CallResponse.decode(b),
+      this.#metadata,
+    );
     // Events of a stream given up on (a reconnect replaced it) change nothing.
     stream.on('data', (res: CallResponse) => this.#stream === stream && this.#settle(res));
     stream.on('error', (err: grpc.ServiceError) => this.#stream === stream && this.#broken(err));
     stream.on('end', () => this.#stream === stream && this.#down('the broker ended the Call stream'));
     this.#stream = stream;
+    this.#queue = null;
     this.#lastRx = Date.now();
     this.#pingOut = false;
   }
@@ -212,8 +225,28 @@ export class Transport extends EventEmitter {
     const stream = this.#stream;
     if (!stream) return false;
     msg.ackedSeq = this.#ackTold = this.#rxSeq;
-    stream.write(msg);
+    if (!this.#queue) {
+      this.#queue = [];
+      process.nextTick(() => this.#flush(stream));
+    }
+    this.#queue.push(encodeCallRequest(msg));
     return true;
+  }
+
+  /** Writes what this turn queued: one message, or batches within the bounds. */
+  #flush(stream: grpc.ClientDuplexStream<CallRequest | Buffer, CallResponse>): void {
+    const queue = this.#queue;
+    if (this.#stream !== stream || !queue) return;
+    this.#queue = null;
+    // The envelope and each call's key and length take a few bytes beside the calls' own.
+    for (let from = 0; from < queue.length; ) {
+      let n = 0;
+      let bytes = 8;
+      while (from + n < queue.length && n < MAX_BATCH_CALLS && bytes + queue[from + n]!.length + 8 <= MAX_BATCH_BYTES) bytes += queue[from + n++]!.length + 8;
+      n = Math.max(n, 1);
+      stream.write(n === 1 ? queue[from]! : encodeBatch(queue.slice(from, from + n)));
+      from += n;
+    }
   }
 
   /** The Call stream failed: a status about the session ends it; anything else is the connection. */

@@ -293,6 +293,19 @@ export function callStream(
         stream.emit('error', malformedError('CallRequest', req));
         return;
       }
+      // A batch is how the client's transport wrote them (bounded by the decoder): each call
+      // runs as if it had come alone, in order.
+      if (req.batch) {
+        if (resumable && req.ackedSeq) st.ack(req.ackedSeq);
+        for (const one of req.batch.calls) {
+          if (one.batch) refuse(one.callId, Code.INVALID_ARGUMENT, 'NESTED_BATCH', 'a batch inside a batch');
+          else onCall(one);
+        }
+        return;
+      }
+      onCall(req);
+    });
+    const onCall = (req: CallRequest): void => {
       const callId = req.callId;
       if (resumable && req.ackedSeq) st.ack(req.ackedSeq);
       if (req.cancel) {
@@ -346,7 +359,7 @@ export function callStream(
           deliver(callId, ctx, { error: toStatus(e) }, ackOnly);
         },
       );
-    });
+    };
     onStreamEnd(stream, finish);
   };
 }

@@ -9,6 +9,12 @@
 // against ts-proto's, and that they know every field of the messages they write.
 import { CallRequest, CallResponse, type RecvRequest, type RecvResponse, type SendAllRequest } from '../gen/sockbroker/v1/socket.js';
 
+/** A CallBatch's bounds (CallRequest.batch): calls, and bytes of the encoded CallRequest. */
+export const MAX_BATCH_CALLS = 64;
+export const MAX_BATCH_BYTES = 256 << 10;
+/** The fields of CallBatch (a test compares them with the generated type's). */
+export const BATCH_FIELDS = ['calls'] as const;
+
 /** The fields written here, per message (a test compares them with the generated types'). */
 export const CALL_FIELDS = ['callId', 'ackOnly', 'ackedSeq', 'sendAll', 'recv'] as const;
 export const SEND_ALL_FIELDS = ['handle', 'data', 'flags', 'timeout'] as const;
@@ -20,6 +26,8 @@ const RESPONSE = new Set<string>(RESPONSE_FIELDS);
 const RECV_RESPONSE = new Set<string>(RECV_RESPONSE_FIELDS);
 const SEND_ALL = new Set<string>(SEND_ALL_FIELDS);
 const RECV = new Set<string>(RECV_FIELDS);
+const BATCH = new Set<string>(BATCH_FIELDS);
+const BATCH_ENVELOPE = new Set<string>(['callId', 'ackOnly', 'ackedSeq', 'batch']);
 
 const MAX_UINT32 = 0xffffffff;
 
@@ -111,8 +119,31 @@ function writeRecv(buf: Buffer, at: number, m: RecvRequest): number {
   return at;
 }
 
+/**
+ * A CallRequest carrying only a batch of the already encoded `calls` (field 96, a two-byte key;
+ * CallBatch.calls is field 1): the generated encoder's bytes for it.
+ */
+export function encodeBatch(calls: Buffer[]): Buffer {
+  let body = 0;
+  for (const c of calls) body += 1 + varintSize(c.length) + c.length;
+  const buf = Buffer.allocUnsafe(2 + varintSize(body) + body);
+  buf[0] = 0x82;
+  buf[1] = 0x06;
+  let at = writeVarint(buf, 2, body);
+  for (const c of calls) {
+    buf[at++] = 0x0a;
+    at = writeVarint(buf, at, c.length);
+    buf.set(c, at);
+    at += c.length;
+  }
+  return buf;
+}
+
 /** Encodes a CallRequest (grpc-js's serializer for the Call stream). */
 export function encodeCallRequest(msg: CallRequest): Buffer {
+  if (msg.batch !== undefined && msg.callId === 0 && msg.ackOnly === undefined && msg.ackedSeq === undefined && onlyKnown(msg, BATCH_ENVELOPE) && onlyKnown(msg.batch, BATCH)) {
+    return encodeBatch(msg.batch.calls.map(encodeCallRequest));
+  }
   const op = msg.sendAll ?? msg.recv;
   if (op === undefined || (msg.sendAll !== undefined && msg.recv !== undefined) || !onlyKnown(msg, CALL)) return slow(msg);
   if (!plain(msg.callId) || (msg.ackedSeq !== undefined && !plain(msg.ackedSeq)) || (msg.ackOnly !== undefined && typeof msg.ackOnly !== 'boolean')) return slow(msg);
@@ -250,7 +281,38 @@ function decodeOp(buf: Buffer, at: number, end: number, sendAll: boolean): SendA
  * malformed input.
  */
 export function decodeCallRequest(buf: Buffer): CallRequest {
+  const msg = decodeOne(buf, true);
+  const batch = msg.batch;
+  if (batch !== undefined) {
+    if (batch.calls.length > MAX_BATCH_CALLS || buf.length > MAX_BATCH_BYTES) throw new Error(`a batch of ${batch.calls.length} calls in ${buf.length} bytes (at most ${MAX_BATCH_CALLS} and ${MAX_BATCH_BYTES})`);
+    if (batch.calls.some((c) => c.batch !== undefined)) throw new Error('a batch inside a batch');
+  }
+  return msg;
+}
+
+/** A batch's calls, each decoded like a message of its own; undefined when not exactly a batch. */
+function decodeBatch(buf: Buffer): CallRequest | undefined {
+  const [n, start] = varint(buf, 2, buf.length);
+  if (start + n !== buf.length) return undefined;
+  const calls: CallRequest[] = [];
+  let at = start;
+  while (at < buf.length) {
+    if (buf[at] !== 0x0a) return undefined;
+    const [len, from] = varint(buf, at + 1, buf.length);
+    if (from + len > buf.length) return undefined;
+    calls.push(decodeOne(buf.subarray(from, from + len), false));
+    at = from + len;
+  }
+  return { callId: 0, batch: { calls } } as unknown as CallRequest;
+}
+
+function decodeOne(buf: Buffer, outer: boolean): CallRequest {
   try {
+    if (outer && buf[0] === 0x82 && buf[1] === 0x06) {
+      const msg = decodeBatch(buf);
+      if (msg) return msg;
+      throw GENERATED;
+    }
     const msg: Record<string, unknown> = { callId: 0, ackOnly: undefined, ackedSeq: undefined };
     let seen = 0;
     let at = 0;

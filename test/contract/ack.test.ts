@@ -23,8 +23,9 @@ async function open(address: string) {
     got.push(r);
     waiting.shift()?.();
   });
-  stream.on('error', () => undefined);
+  const ended = new Promise<grpc.ServiceError>((resolve) => stream.on('error', resolve));
   return {
+    ended,
     send: (req: Partial<CallRequest>) => stream.write(req as CallRequest),
     async next(): Promise<CallResponse> {
       if (got.length === 0) await new Promise<void>((resolve) => waiting.push(resolve));
@@ -64,6 +65,41 @@ test('ack_only sendall: no reply on success, the error first on failure, acked o
     const refused = await s.next();
     t.is(Number(refused.callId), 2);
     t.is(refused.error?.code, grpc.status.INVALID_ARGUMENT);
+    s.close();
+  });
+});
+
+test('a batch runs its calls as if they had come one by one; a batch inside one ends the stream', async (t) => {
+  await withDaemon(async (d) => {
+    const s = await open(d.address);
+    s.send({ callId: 1, socketpair: { family: 1, type: 1, protocol: 0 } });
+    const pair = (await s.next()).socketpair!;
+    const [a, b] = [pair.handleA, pair.handleB];
+    s.send({
+      callId: 0,
+      batch: {
+        calls: [
+          { callId: 2, ackOnly: true, sendAll: { handle: a, data: Buffer.from('ping'), flags: 0 } },
+          { callId: 3, ackOnly: true, sendAll: { handle: 999, data: Buffer.from('x'), flags: 0 } },
+          { callId: 4, recv: { handle: b, bufsize: 16, flags: 0, wantAddress: false } },
+        ] as CallRequest[],
+      },
+    });
+    const failed = await s.next();
+    t.is(Number(failed.callId), 3, 'the failing ack_only call is answered');
+    t.truthy(failed.error);
+    const recv = await s.next();
+    t.is(Number(recv.callId), 4);
+    t.is(Buffer.from(recv.recv!.data).toString(), 'ping', 'the batch ran in order');
+    // The recv may finish before the sendall's completion is counted: an AckRequest then tells.
+    if (Number(recv.acked ?? 0) < 3) {
+      s.send({ callId: 0, ack: {} });
+      t.is(Number((await s.next()).acked), 3, 'acked covers both ack_only calls');
+    }
+    s.send({ callId: 0, batch: { calls: [{ callId: 5, batch: { calls: [] } }] as CallRequest[] } });
+    const err = await s.ended;
+    t.is(err.code, grpc.status.INVALID_ARGUMENT);
+    t.regex(err.details, /batch inside a batch/);
     s.close();
   });
 });

@@ -3,8 +3,8 @@
 // to the generated codec (another operation, a field it does not know, a negative int32, malformed
 // input).
 import test from 'ava';
-import { CallRequest, CallResponse, RecvRequest, RecvResponse, SendAllRequest } from '../../proto/gen/sockbroker/v1/socket.js';
-import { CALL_FIELDS, RECV_FIELDS, RECV_RESPONSE_FIELDS, RESPONSE_FIELDS, SEND_ALL_FIELDS, decodeCallRequest, encodeCallRequest, encodeCallResponse } from '../../proto/codec/call.js';
+import { CallBatch, CallRequest, CallResponse, RecvRequest, RecvResponse, SendAllRequest } from '../../proto/gen/sockbroker/v1/socket.js';
+import { BATCH_FIELDS, CALL_FIELDS, MAX_BATCH_BYTES, MAX_BATCH_CALLS, RECV_FIELDS, RECV_RESPONSE_FIELDS, RESPONSE_FIELDS, SEND_ALL_FIELDS, decodeCallRequest, encodeBatch, encodeCallRequest, encodeCallResponse } from '../../proto/codec/call.js';
 
 const generated = (m: CallRequest): Buffer => Buffer.from(CallRequest.encode(m).finish());
 const data = Buffer.from('x'.repeat(64));
@@ -19,6 +19,13 @@ const samples: Array<[string, CallRequest]> = [
   // The generated encoder's cases: other operations, negative ints, fields it does not know.
   ['another operation', { callId: 9, getSockName: { handle: 1 } } as CallRequest],
   ['negative flags', { callId: 10, recv: { handle: 1, bufsize: 1, flags: -1, wantAddress: false } } as CallRequest],
+  // A batch of what a transport writes in one turn: a pipelined sendall, its recv, an acknowledgement, another operation.
+  ['a batch', { callId: 0, batch: { calls: [
+    { callId: 7, ackOnly: true, ackedSeq: 3, sendAll: { handle: 1, data, flags: 0 } },
+    { callId: 8, ackedSeq: 3, recv: { handle: 1, bufsize: 64, flags: 0, wantAddress: false, timeout: undefined } },
+    { callId: 0, ackedSeq: 4 },
+    { callId: 9, ackedSeq: 4, getSockName: { handle: 1 } },
+  ] } } as CallRequest],
   ['a property the type does not have', { callId: 11, recv: { handle: 1, bufsize: 1, flags: 0, wantAddress: false, readAhead: 3 } } as unknown as CallRequest],
 ];
 
@@ -34,8 +41,28 @@ for (const [name, m] of samples) {
 
 /** `m` without its undefined properties (the fast decoder lists only the operation it found). */
 function defined(m: object): object {
-  return Object.fromEntries(Object.entries(m).filter(([, v]) => v !== undefined).map(([k, v]) => [k, v && typeof v === 'object' && !(v instanceof Uint8Array) && !Array.isArray(v) ? defined(v) : v]));
+  const clean = (v: unknown): unknown => (Array.isArray(v) ? v.map(clean) : v && typeof v === 'object' && !(v instanceof Uint8Array) ? defined(v) : v);
+  return Object.fromEntries(Object.entries(m).filter(([, v]) => v !== undefined).map(([k, v]) => [k, clean(v)]));
 }
+
+test('encodeBatch: the generated encoding of a batch of the encoded calls; the decoder refuses one too large or nested', (t) => {
+  const calls = [samples[0]![1], samples[3]![1]];
+  const fast = encodeBatch(calls.map(encodeCallRequest));
+  t.deepEqual(fast, generated({ callId: 0, batch: { calls } } as CallRequest));
+  // Each call decodes as it would alone (a sendall's data still a view of the message).
+  const got = decodeCallRequest(fast);
+  t.deepEqual(got.batch!.calls.map(defined), calls.map((c) => defined(CallRequest.decode(encodeCallRequest(c)))));
+  t.is(got.batch!.calls[0]!.sendAll!.data.buffer, fast.buffer);
+  const recv = encodeCallRequest(samples[3]![1]);
+  t.notThrows(() => decodeCallRequest(encodeBatch(new Array(MAX_BATCH_CALLS).fill(recv))));
+  t.throws(() => decodeCallRequest(encodeBatch(new Array(MAX_BATCH_CALLS + 1).fill(recv))), { message: /batch of 65 calls/ });
+  const large = encodeCallRequest({ callId: 1, sendAll: { handle: 1, data: Buffer.alloc(MAX_BATCH_BYTES), flags: 0 } } as CallRequest);
+  t.throws(() => decodeCallRequest(encodeBatch([recv, large])), { message: /at most/ });
+  // A batch inside a batch, whichever decoder reads it.
+  const nested = encodeBatch([recv, encodeBatch([recv])]);
+  t.throws(() => decodeCallRequest(nested), { message: /batch inside a batch/ });
+  t.throws(() => decodeCallRequest(Buffer.concat([Buffer.from([0x18, 0x01]), nested])), { message: /batch inside a batch/ });
+});
 
 test('decodeCallRequest: what it does not know, or malformed input, goes to the generated decoder', (t) => {
   const recv = generated({ callId: 3, recv: { handle: 1, bufsize: 8, flags: 0, wantAddress: false } } as CallRequest);
@@ -70,12 +97,13 @@ for (const [name, m] of responses) {
   });
 }
 
-test('the codec knows every field of SendAllRequest, RecvRequest and RecvResponse, and the envelope fields it writes exist', (t) => {
+test('the codec knows every field of SendAllRequest, RecvRequest, RecvResponse and CallBatch, and the envelope fields it writes exist', (t) => {
   // A message with a field the encoder does not know takes the generated path (correct, but slow):
   // a field added to these messages shows here, to be added to the encoder.
   t.deepEqual(Object.keys(SendAllRequest.fromPartial({})).sort(), [...SEND_ALL_FIELDS].sort());
   t.deepEqual(Object.keys(RecvRequest.fromPartial({})).sort(), [...RECV_FIELDS].sort());
   t.deepEqual(Object.keys(RecvResponse.fromPartial({})).sort(), [...RECV_RESPONSE_FIELDS].sort());
+  t.deepEqual(Object.keys(CallBatch.fromPartial({})).sort(), [...BATCH_FIELDS].sort());
   const envelope = Object.keys(CallRequest.fromPartial({}));
   for (const k of CALL_FIELDS) t.true(envelope.includes(k), k);
   const responseEnvelope = Object.keys(CallResponse.fromPartial({}));

@@ -767,7 +767,25 @@ export interface CallRequest {
     | PingRequest
     | undefined;
   /** Cancel the pending call with this call_id (gets no response of its own). */
-  cancel?: CancelRequest | undefined;
+  cancel?:
+    | CancelRequest
+    | undefined;
+  /**
+   * Several calls in one message (a transport detail: the broker runs them exactly as if they
+   * had come one by one, in this order). Only the envelope's acked_seq counts beside it
+   * (call_id 0, no ack_only). A client batches what it writes while its previous message is
+   * still being written.
+   */
+  batch?: CallBatch | undefined;
+}
+
+/**
+ * CallBatch carries calls written together. At most 64 calls and 256 KiB in the encoded
+ * CallRequest; a larger batch, or a batch inside a batch, ends the stream with INVALID_ARGUMENT.
+ */
+export interface CallBatch {
+  /** The calls, in the order they are to run; none is itself a batch. */
+  calls: CallRequest[];
 }
 
 /** CallResponse is the result of one operation, matched to its request by call_id. */
@@ -6896,6 +6914,7 @@ function createBaseCallRequest(): CallRequest {
     ack: undefined,
     ping: undefined,
     cancel: undefined,
+    batch: undefined,
   };
 }
 
@@ -6996,6 +7015,9 @@ export const CallRequest: MessageFns<CallRequest> = {
     }
     if (message.cancel !== undefined) {
       CancelRequest.encode(message.cancel, writer.uint32(794).fork()).join();
+    }
+    if (message.batch !== undefined) {
+      CallBatch.encode(message.batch, writer.uint32(770).fork()).join();
     }
     return writer;
   },
@@ -7269,6 +7291,14 @@ export const CallRequest: MessageFns<CallRequest> = {
             message.cancel = CancelRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 96: {
+            if (tag !== 770) {
+              break;
+            }
+
+            message.batch = CallBatch.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7371,6 +7401,7 @@ export const CallRequest: MessageFns<CallRequest> = {
       ack: isSet(object.ack) ? AckRequest.fromJSON(object.ack) : undefined,
       ping: isSet(object.ping) ? PingRequest.fromJSON(object.ping) : undefined,
       cancel: isSet(object.cancel) ? CancelRequest.fromJSON(object.cancel) : undefined,
+      batch: isSet(object.batch) ? CallBatch.fromJSON(object.batch) : undefined,
     };
   },
 
@@ -7472,6 +7503,9 @@ export const CallRequest: MessageFns<CallRequest> = {
     if (message.cancel !== undefined) {
       obj.cancel = CancelRequest.toJSON(message.cancel);
     }
+    if (message.batch !== undefined) {
+      obj.batch = CallBatch.toJSON(message.batch);
+    }
     return obj;
   },
 
@@ -7566,6 +7600,78 @@ export const CallRequest: MessageFns<CallRequest> = {
     message.cancel = (object.cancel !== undefined && object.cancel !== null)
       ? CancelRequest.fromPartial(object.cancel)
       : undefined;
+    message.batch = (object.batch !== undefined && object.batch !== null)
+      ? CallBatch.fromPartial(object.batch)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCallBatch(): CallBatch {
+  return { calls: [] };
+}
+
+export const CallBatch: MessageFns<CallBatch> = {
+  encode(message: CallBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.calls) {
+      CallRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CallBatch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCallBatch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.calls.push(CallRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CallBatch {
+    return {
+      calls: globalThis.Array.isArray(object?.calls) ? object.calls.map((e: any) => CallRequest.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: CallBatch): unknown {
+    const obj: any = {};
+    if (message.calls?.length) {
+      obj.calls = message.calls.map((e) => CallRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CallBatch>, I>>(base?: I): CallBatch {
+    return CallBatch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CallBatch>, I>>(object: I): CallBatch {
+    const message = createBaseCallBatch();
+    message.calls = object.calls?.map((e) => CallRequest.fromPartial(e)) || [];
     return message;
   },
 };

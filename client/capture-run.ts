@@ -4,9 +4,9 @@
 // batch by batch, until a count, a signal, or the end of every stream.
 import { connect, type SocketModule } from './module.js';
 import type { TransportOptions } from './transport.js';
-import type { Capture, CaptureOptions, CaptureStats, CapturedPacket } from './capture.js';
+import type { Capture, CaptureBatch, CaptureOptions, CaptureStats, CapturedPacket } from './capture.js';
 import { CaptureMerge } from './capture-merge.js';
-import { PcapngWriter, PcapWriter } from './pcap.js';
+import { PcapngWriter, PcapWriter, pcapRecordsFromWire } from './pcap.js';
 
 export interface CaptureRunOptions {
   /** Broker addresses (unix:/PATH or tcp:HOST:PORT); [undefined] = the SDK's default broker. */
@@ -113,6 +113,8 @@ async function write(opts: CaptureRunOptions, sources: Source[]): Promise<Captur
   const snaplen = Math.max(...sources.map((s) => s.info.snaplen));
   let encode: (items: readonly Item[]) => Buffer;
   let encodeOne: (s: Source, packets: readonly CapturedPacket[]) => Buffer;
+  /** A whole batch's records straight from its message (pcap), when the format allows. */
+  let encodeWire: ((b: CaptureBatch) => Buffer) | undefined;
   let ng: PcapngWriter | undefined;
   const start = nowNs();
   if (format === 'pcap') {
@@ -122,6 +124,7 @@ async function write(opts: CaptureRunOptions, sources: Source[]): Promise<Captur
     await opts.write(w.header());
     encode = (items) => w.packets(items.map((i) => i.packet));
     encodeOne = (_s, packets) => w.packets(packets);
+    encodeWire = (b) => pcapRecordsFromWire(w, b.wire.buf, b.wire.fields, b.wire.count);
   } else {
     const w = (ng = new PcapngWriter());
     const blocks = [w.header()];
@@ -178,6 +181,10 @@ async function write(opts: CaptureRunOptions, sources: Source[]): Promise<Captur
         s.stats = b.stats;
         if (merge) {
           emit(merge.push(index, b.packets.map((packet) => ({ timestampNs: packet.timestampNs, id: s.id, packet })), b.watermarkNs));
+        } else if (encodeWire && b.wire.count > 0 && b.wire.count <= limit - written) {
+          written += b.wire.count;
+          await out(encodeWire(b));
+          if (written >= limit) stopAll();
         } else if (b.packets.length > 0) {
           let packets = b.packets;
           if (packets.length > limit - written) {

@@ -59,7 +59,10 @@ export interface CapturedPacket extends PacketRecord {
 export type CaptureStats = WireStats;
 
 export interface CaptureBatch {
-  packets: CapturedPacket[];
+  /** The packets (objects made on first use). */
+  readonly packets: CapturedPacket[];
+  /** @internal The packets as numbers (WireBatch.fields) and the message they point into: the CLI's pcap writer reads these. */
+  readonly wire: Pick<WireBatch, 'count' | 'fields' | 'buf'>;
   /** The counters as of this batch. */
   stats: CaptureStats;
   /** No later packet of this capture is older than this (ns since the epoch). */
@@ -191,13 +194,22 @@ export class Capture implements AsyncIterable<CapturedPacket> {
   #accept(b: WireBatch): CaptureBatch {
     if (b.stats) this.#stats = b.stats;
     if (b.watermarkNs > this.#watermarkNs) this.#watermarkNs = b.watermarkNs;
-    const packets = b.packets as unknown as CapturedPacket[];
-    for (const p of b.packets as Array<WireBatchPacket>) {
-      // The wire's direction enum becomes the writers' 'in' / 'out' (in place: no copy per packet).
-      const d = p.direction;
-      (p as unknown as CapturedPacket).direction = d === 1 ? 'in' : d === 2 ? 'out' : undefined;
-    }
-    return { packets, stats: this.#stats, watermarkNs: this.#watermarkNs };
+    let packets: CapturedPacket[] | undefined;
+    return {
+      get packets(): CapturedPacket[] {
+        if (packets) return packets;
+        packets = b.packets as unknown as CapturedPacket[];
+        for (const p of b.packets as Array<WireBatchPacket>) {
+          // The wire's direction enum becomes the writers' 'in' / 'out' (in place: no copy per packet).
+          const d = p.direction;
+          (p as unknown as CapturedPacket).direction = d === 1 ? 'in' : d === 2 ? 'out' : undefined;
+        }
+        return packets;
+      },
+      wire: b,
+      stats: this.#stats,
+      watermarkNs: this.#watermarkNs,
+    };
   }
 
   /** The batches as they come (empty ones included: they carry counters and the watermark). */

@@ -4,6 +4,8 @@
 //   pcap:   https://www.ietf.org/archive/id/draft-ietf-opsawg-pcap-04.html
 //   pcapng: https://www.ietf.org/archive/id/draft-ietf-opsawg-pcapng-02.html
 
+import { F_DATA_END, F_DATA_START, F_NANOS, F_ORIGINAL_LENGTH, F_SECONDS, PACKET_FIELDS } from '../proto/codec/capture.js';
+
 /** One captured packet, as the writers and the merge see it. */
 export interface PacketRecord {
   /** Kernel timestamp: nanoseconds since the Unix epoch. */
@@ -108,6 +110,33 @@ export class PcapWriter {
     }
     return b;
   }
+}
+
+/**
+ * Records for packets [0, count) of a received batch, copied straight from the message `buf`
+ * (fields as in WireBatch.fields): one Buffer, no object per packet.
+ */
+export function pcapRecordsFromWire(w: PcapWriter, buf: Buffer, fields: Float64Array, count: number): Buffer {
+  let size = 0;
+  for (let i = 0, o = 0; i < count; i++, o += PACKET_FIELDS) size += 16 + Math.min(fields[o + F_DATA_END]! - fields[o + F_DATA_START]!, w.snaplen);
+  // The message goes behind the records in one allocation, so each packet's data moves by a
+  // copyWithin (a memmove, no allocation: ~20 vs ~70 ns for copy() of a 106-byte packet).
+  const whole = Buffer.allocUnsafe(size + buf.length);
+  buf.copy(whole, size);
+  const b = whole.subarray(0, size);
+  let at = 0;
+  for (let i = 0, o = 0; i < count; i++, o += PACKET_FIELDS) {
+    const start = fields[o + F_DATA_START]!;
+    const caplen = Math.min(fields[o + F_DATA_END]! - start, w.snaplen);
+    const nanos = fields[o + F_NANOS]!;
+    putU32(b, at, fields[o + F_SECONDS]!);
+    putU32(b, at + 4, w.nanosecond ? nanos : Math.floor(nanos / 1000));
+    putU32(b, at + 8, caplen);
+    putU32(b, at + 12, Math.max(fields[o + F_ORIGINAL_LENGTH]!, caplen));
+    whole.copyWithin(at + 16, size + start, size + start + caplen);
+    at += 16 + caplen;
+  }
+  return b;
 }
 
 /** An interface of a pcapng section (one Interface Description Block). */

@@ -227,10 +227,24 @@ export interface WireStats {
 }
 
 export interface WireBatch {
-  packets: WirePacket[];
+  /** The packets as objects (made on first use from `fields`). */
+  readonly packets: WirePacket[];
   stats: WireStats | undefined;
   watermarkNs: bigint;
+  /** Packets in the batch. */
+  readonly count: number;
+  /**
+   * Packet i's fields at [i * PACKET_FIELDS, (i + 1) * PACKET_FIELDS): seconds, nanos, original
+   * length, interface, ifindex, direction, and its data's [start, end) in `buf` (a writer can copy
+   * records straight from the message, without an object per packet).
+   */
+  readonly fields: Float64Array;
+  readonly buf: Buffer;
 }
+
+/** Numbers per packet in WireBatch.fields, and their offsets. */
+export const PACKET_FIELDS = 8;
+export const F_SECONDS = 0, F_NANOS = 1, F_ORIGINAL_LENGTH = 2, F_INTERFACE = 3, F_IFINDEX = 4, F_DIRECTION = 5, F_DATA_START = 6, F_DATA_END = 7;
 
 export type WireResponse = { armed: CaptureArmed; batch?: undefined } | { armed?: undefined; batch: WireBatch };
 
@@ -310,9 +324,9 @@ function varintAt(buf: Buffer, pos: number, end: number): number {
   return x;
 }
 
-/** One CapturedPacket in buf[start, end): the hot loop, so no Reader, tuple or closure per packet. */
-function packet(buf: Buffer, start: number, end: number): WirePacket {
-  const p = new Packet();
+/** One CapturedPacket in buf[start, end) into f[o, o + PACKET_FIELDS): no Reader, tuple or object per packet. */
+function packetFields(buf: Buffer, start: number, end: number, f: Float64Array, o: number): void {
+  let sec = 0, nanos = 0, originalLength = 0, iface = 0, ifindex = 0, direction = 0, ds = start, de = start;
   let pos = start;
   while (pos < end) {
     const tag = varintAt(buf, pos, end);
@@ -321,12 +335,12 @@ function packet(buf: Buffer, start: number, end: number): WirePacket {
       const v = varintAt(buf, pos, end);
       pos = VARINT_END;
       switch (tag) {
-        case 56: p.seconds = v; break;
-        case 64: p.nanos = v; break;
-        case 16: p.originalLength = v; break;
-        case 24: p.interface = v; break;
-        case 32: p.ifindex = v; break;
-        case 40: p.direction = v; break;
+        case 56: sec = v; break;
+        case 64: nanos = v; break;
+        case 16: originalLength = v; break;
+        case 24: iface = v; break;
+        case 32: ifindex = v; break;
+        case 40: direction = v; break;
         default: break;
       }
     } else if (tag === 50) {
@@ -334,14 +348,50 @@ function packet(buf: Buffer, start: number, end: number): WirePacket {
       const s = VARINT_END;
       pos = s + n;
       if (pos > end) throw new RangeError('truncated capture message');
-      p.data = buf.subarray(s, pos);
+      ds = s;
+      de = pos;
     } else {
       const r = new Reader(buf, pos, end);
       r.skip(tag & 7);
       pos = r.pos;
     }
   }
-  return p;
+  f[o + F_SECONDS] = sec;
+  f[o + F_NANOS] = nanos;
+  f[o + F_ORIGINAL_LENGTH] = originalLength;
+  f[o + F_INTERFACE] = iface;
+  f[o + F_IFINDEX] = ifindex;
+  f[o + F_DIRECTION] = direction;
+  f[o + F_DATA_START] = ds;
+  f[o + F_DATA_END] = de;
+}
+
+class Batch implements WireBatch {
+  stats: WireStats | undefined = undefined;
+  watermarkNs = 0n;
+  count = 0;
+  fields = new Float64Array(PACKET_FIELDS * 256);
+  #packets: WirePacket[] | undefined;
+  constructor(readonly buf: Buffer) {}
+
+  get packets(): WirePacket[] {
+    if (this.#packets) return this.#packets;
+    const f = this.fields;
+    const out: WirePacket[] = new Array(this.count);
+    for (let i = 0; i < this.count; i++) {
+      const o = i * PACKET_FIELDS;
+      const p = new Packet();
+      p.seconds = f[o + F_SECONDS]!;
+      p.nanos = f[o + F_NANOS]!;
+      p.originalLength = f[o + F_ORIGINAL_LENGTH]!;
+      p.interface = f[o + F_INTERFACE]!;
+      p.ifindex = f[o + F_IFINDEX]!;
+      p.direction = f[o + F_DIRECTION]!;
+      p.data = this.buf.subarray(f[o + F_DATA_START], f[o + F_DATA_END]);
+      out[i] = p;
+    }
+    return (this.#packets = out);
+  }
 }
 
 function decodeStats(buf: Buffer, start: number, end: number): WireStats {
@@ -359,7 +409,7 @@ function decodeStats(buf: Buffer, start: number, end: number): WireStats {
 
 function batch(buf: Buffer, start: number, end: number): WireBatch {
   const r = new Reader(buf, start, end);
-  const b: WireBatch = { packets: [], stats: undefined, watermarkNs: 0n };
+  const b = new Batch(buf);
   let sec = 0;
   let nanos = 0;
   while (r.pos < end) {
@@ -369,7 +419,13 @@ function batch(buf: Buffer, start: number, end: number): WireBatch {
       const s = r.pos;
       r.pos += n;
       if (r.pos > end) throw new RangeError('truncated capture message');
-      b.packets.push(packet(buf, s, r.pos));
+      if ((b.count + 1) * PACKET_FIELDS > b.fields.length) {
+        const grown = new Float64Array(b.fields.length * 2);
+        grown.set(b.fields);
+        b.fields = grown;
+      }
+      packetFields(buf, s, r.pos, b.fields, b.count * PACKET_FIELDS);
+      b.count++;
     } else if (tag === 18) {
       const [s, e] = r.len();
       b.stats = decodeStats(buf, s, e);

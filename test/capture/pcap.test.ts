@@ -5,7 +5,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LINKTYPE, nsHalves, PcapngWriter, PcapWriter, type PacketRecord } from '../../client/pcap.js';
+import { LINKTYPE, nsHalves, PcapngWriter, PcapWriter, pcapRecordsFromWire, type PacketRecord } from '../../client/pcap.js';
+import { decodeCaptureResponse, encodeBatchResponse, PACKET_OVERHEAD, writePacket } from '../../proto/codec/capture.js';
 import { udpFrame } from './helpers.js';
 import { readPcapngBlocks } from './pcapng-read.js';
 
@@ -120,4 +121,17 @@ test('seconds + nanos become the exact 64-bit ns halves without bigints; writers
   t.deepEqual(ng.packets(0, [split]), ng.packets(0, [p]));
   const pc = new PcapWriter({ linkType: 1, snaplen: 100 });
   t.deepEqual(pc.packets([split]), pc.packets([p]));
+});
+
+test('pcap records straight from a received batch are the bytes the writer makes from its packets', (t) => {
+  const datas = [Buffer.alloc(0), Buffer.from('x'), Buffer.alloc(106, 7), Buffer.alloc(3000, 9)];
+  const entries = Buffer.alloc(datas.reduce((n, d) => n + PACKET_OVERHEAD + d.length, 0));
+  let pos = 0;
+  datas.forEach((d, i) => (pos = writePacket(entries, pos, 1_700_000_000 + i, i * 333_333_333, d.length + i, 0, 1, 1, null, d, 0, d.length)));
+  const msg = encodeBatchResponse(entries.subarray(0, pos), { received: 4, captured: 4, droppedByKernel: 0, droppedByBroker: 0, pending: 0, freezeCount: 0, capturedBytes: 3107 }, 1, 2);
+  const batch = decodeCaptureResponse(Buffer.concat([Buffer.from('padding'), msg]).subarray(7)).batch!;
+  t.is(batch.count, 4);
+  for (const w of [new PcapWriter({ linkType: 1, snaplen: 262144 }), new PcapWriter({ linkType: 1, snaplen: 100, nanosecond: false })]) {
+    t.deepEqual(pcapRecordsFromWire(w, batch.buf, batch.fields, batch.count), w.packets(batch.packets.map((p) => ({ ...p, timestampNs: p.timestampNs, direction: undefined }))));
+  }
 });

@@ -370,7 +370,7 @@ class Batch implements WireBatch {
   stats: WireStats | undefined = undefined;
   watermarkNs = 0n;
   count = 0;
-  fields = new Float64Array(PACKET_FIELDS * 256);
+  fields = EMPTY_FIELDS;
   #packets: WirePacket[] | undefined;
   constructor(readonly buf: Buffer) {}
 
@@ -407,9 +407,24 @@ function decodeStats(buf: Buffer, start: number, end: number): WireStats {
   return s;
 }
 
+const EMPTY_FIELDS = new Float64Array(0);
+
+/** Packet entries (field 1) in a CaptureBatch at buf[start, end): a cheap pass, to size the fields once. */
+function countEntries(buf: Buffer, start: number, end: number): number {
+  const r = new Reader(buf, start, end);
+  let n = 0;
+  while (r.pos < end) {
+    const tag = r.varint();
+    if (tag === 10) n++;
+    r.skip(tag & 7);
+  }
+  return n;
+}
+
 function batch(buf: Buffer, start: number, end: number): WireBatch {
   const r = new Reader(buf, start, end);
   const b = new Batch(buf);
+  b.fields = new Float64Array(PACKET_FIELDS * countEntries(buf, start, end));
   let sec = 0;
   let nanos = 0;
   while (r.pos < end) {
@@ -419,11 +434,6 @@ function batch(buf: Buffer, start: number, end: number): WireBatch {
       const s = r.pos;
       r.pos += n;
       if (r.pos > end) throw new RangeError('truncated capture message');
-      if ((b.count + 1) * PACKET_FIELDS > b.fields.length) {
-        const grown = new Float64Array(b.fields.length * 2);
-        grown.set(b.fields);
-        b.fields = grown;
-      }
       packetFields(buf, s, r.pos, b.fields, b.count * PACKET_FIELDS);
       b.count++;
     } else if (tag === 18) {

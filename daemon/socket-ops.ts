@@ -463,12 +463,13 @@ export class SocketOps {
         queued = rest.map((d) => ({ data: d.data, address: d.addr.length > 0 ? fromSockaddr(d.addr, entry.info.family, entry.ifs) : undefined }));
         countBytesIn(ctx.session, got.reduce((n, d) => n + d.length, 0));
       } else {
-        const buf = Buffer.allocUnsafe(bufsize);
+        // recv*Bytes: native memory up to 64 KiB and a fresh buffer of what came; AGAIN, not a thrown EAGAIN, when it waits.
         const r = await drive(this.broker.reactor, entry, 'read', timeout, ctx.signal, syscall, () =>
-          req.wantAddress ? libc.recvfrom(entry.fd, buf, flags) : { n: libc.recv(entry.fd, buf, flags), addr: null });
-        data = buf.subarray(0, Math.min(r.n, bufsize));
+          req.wantAddress ? libc.recvfromBytes(entry.fd, bufsize, flags) : libc.recvBytes(entry.fd, bufsize, flags));
+        data = r.data;
         if ((flags & C.MSG_PEEK) === 0) countBytesIn(ctx.session, data.length);
-        if (r.addr && r.addr.length > 0) address = fromSockaddr(r.addr, entry.info.family, entry.ifs);
+        const addr = (r as { addr?: Buffer }).addr;
+        if (addr && addr.length > 0) address = fromSockaddr(addr, entry.info.family, entry.ifs);
         // No address (addrlen 0: a stream socket, an unnamed AF_UNIX peer) is None in Python.
       }
     }

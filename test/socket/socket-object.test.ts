@@ -3,6 +3,7 @@
 // with what python3 does for the same calls.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { OSError, OverflowError, Socket, ValueError } from '../../client/index.js';
 import { useDaemon, listener, portOf, tcpPair } from './helpers/fixture.js';
 import { as34, buffer34, int34, pyRaises, pyRaisesAll, pyValue, raisesLikePython } from './helpers/py.js';
@@ -456,18 +457,22 @@ test('toString() of an IPv6 socket shows the 4-tuple laddr', async (t) => {
   t.is(String(s), `<socket.socket fd=${s.fileno()}, family=AddressFamily.AF_INET6, type=SocketType.SOCK_STREAM, proto=0, laddr=('::1', ${await portOf(s)}, 0, 0)>`);
 });
 
-test('Symbol.asyncDispose: `await using` closes the socket, like `with` in python3', async (t) => {
+// Serial: a closed hand-off fd's number is the next fd's, so no other test may open one before the poll.
+test.serial('Symbol.asyncDispose: `await using` closes the socket, like `with` in python3', async (t) => {
   const socket = fx.socket();
   let outer!: Socket;
   let fd = -1;
+  let handed = false;
   {
     await using s = await socket.socket();
     outer = s;
     fd = s.fileno();
+    handed = s._handedOff;
     await s.bind(['127.0.0.1', 0]);
   }
   t.is(outer.fileno(), -1);
   t.deepEqual(await socket.poll([fd], socket.POLLIN, 0), [[fd, socket.POLLNVAL]]);
+  if (handed) t.false(existsSync(`/proc/self/fd/${fd}`), `fd ${fd} was reused during the check`);
   await t.throwsAsync(() => outer.getsockname(), { instanceOf: OSError, message: '[Errno 9] Bad file descriptor' });
   // Also when the block throws.
   let inner!: Socket;

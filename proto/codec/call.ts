@@ -8,6 +8,7 @@
 // whose every field they know; anything else goes through the generated codec. A test checks them
 // against ts-proto's, and that they know every field of the messages they write.
 import { CallRequest, CallResponse, type RecvRequest, type RecvResponse, type SendAllRequest } from '../gen/sockbroker/v1/socket.js';
+import { varintSize, writeVarint } from './varint.js';
 
 /** A CallBatch's bounds (CallRequest.batch): calls, and bytes of the encoded CallRequest. */
 export const MAX_BATCH_CALLS = 64;
@@ -40,24 +41,6 @@ function onlyKnown(m: object, known: Set<string>): boolean {
 /** A non-negative integer a varint here can carry exactly (int32 < 0 takes the generated path). */
 function plain(n: unknown, max = Number.MAX_SAFE_INTEGER): n is number {
   return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= max;
-}
-
-function varintSize(n: number): number {
-  let size = 1;
-  while (n >= 0x80) {
-    n = Math.floor(n / 128);
-    size++;
-  }
-  return size;
-}
-
-function writeVarint(buf: Buffer, at: number, n: number): number {
-  while (n >= 0x80) {
-    buf[at++] = (n % 128) | 0x80;
-    n = Math.floor(n / 128);
-  }
-  buf[at++] = n;
-  return at;
 }
 
 /** A one-byte key, then a varint value. */

@@ -5,41 +5,7 @@
 // data as views into the message (no copy) and joins seconds + nanos into one exact bigint of ns.
 // Rare messages (armed) go to the generated code.
 import { CaptureArmed } from '../gen/sockbroker/v1/capture.js';
-
-/** Bytes a varint of `v` (an integer 0 .. 2^53) takes. */
-export function varintSize(v: number): number {
-  if (v < 0x80) return 1;
-  if (v < 0x4000) return 2;
-  if (v < 0x200000) return 3;
-  if (v < 0x10000000) return 4;
-  if (v < 0x800000000) return 5;
-  let n = 1;
-  while (v >= 128) {
-    v = Math.floor(v / 128);
-    n++;
-  }
-  return n;
-}
-
-/** Writes a varint of a non-negative integer < 2^53 at `pos`; returns the new position. */
-export function writeVarint(b: Buffer, pos: number, v: number): number {
-  if (v <= 0xffffffff) {
-    // 32 bits (timestamps, lengths): shifts instead of divisions.
-    let u = v >>> 0;
-    while (u >= 0x80) {
-      b[pos++] = (u & 0x7f) | 0x80;
-      u >>>= 7;
-    }
-    b[pos++] = u;
-    return pos;
-  }
-  while (v >= 128) {
-    b[pos++] = (v % 128) | 0x80;
-    v = Math.floor(v / 128);
-  }
-  b[pos++] = v;
-  return pos;
-}
+import { varintSize, writeVarint } from './varint.js';
 
 /** Largest encoded size of a CapturedPacket entry (tag + length + fields) besides its data. */
 export const PACKET_OVERHEAD = 64;

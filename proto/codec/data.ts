@@ -5,6 +5,7 @@
 // grpc-js just allocated). Every other message goes through the generated codec. The wire bytes
 // are ordinary protobuf, so any client can speak the same contract with its own library.
 import { DataRequest, DataResponse, DataWrite } from '../gen/sockbroker/v1/socket.js';
+import { varintSize, writeVarint } from './varint.js';
 
 /** Wire tags: field 2, length-delimited (DataRequest.write, DataResponse.chunk, DataWrite.data). */
 const TAG_2_LEN = 0x12;
@@ -12,24 +13,6 @@ const EMPTY = Buffer.alloc(0);
 
 /** Room a read-ahead chunk needs before its bytes for the tag and the length (a 5-byte varint). */
 export const CHUNK_HEADROOM = 6;
-
-function varintSize(n: number): number {
-  let size = 1;
-  while (n >= 0x80) {
-    n = Math.floor(n / 128);
-    size++;
-  }
-  return size;
-}
-
-function writeVarint(buf: Buffer, at: number, n: number): number {
-  while (n >= 0x80) {
-    buf[at++] = (n % 128) | 0x80;
-    n = Math.floor(n / 128);
-  }
-  buf[at++] = n;
-  return at;
-}
 
 /** Reads a varint at `at`: [value, next offset]; values above 2^53 lose precision (not used here). */
 function readVarint(buf: Uint8Array, at: number): [number, number] {

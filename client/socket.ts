@@ -539,12 +539,6 @@ export class Socket {
     return this.#sniff?.stats ?? { ...ZERO_SNIFF_STATS };
   }
 
-  /**
-   * A sniffer socket's next packet, cut at bufsize as recvfrom cuts a datagram: from the
-   * read-ahead, waiting for it under the socket's timeout (0 or MSG_DONTWAIT: BlockingIOError at
-   * once). One recv opens the socket's Sniff stream; an error that ended it is raised once the
-   * packets before it are read, and the next recv opens a new one.
-   */
   /** A packet already read ahead, for plain flags; null when the slow path must decide. */
   #sniffNow(bufsize: number, flags: number): Buffer | null {
     if (flags !== 0 || this.#closed) return null;
@@ -552,6 +546,12 @@ export class Socket {
     return data ? (data.length > bufsize ? data.subarray(0, bufsize) : data) : null;
   }
 
+  /**
+   * A sniffer socket's next packet, cut at bufsize as recvfrom cuts a datagram: from the
+   * read-ahead, waiting for it under the socket's timeout (0 or MSG_DONTWAIT: BlockingIOError at
+   * once). One recv opens the socket's Sniff stream; an error that ended it is raised once the
+   * packets before it are read, and the next recv opens a new one.
+   */
   async #sniffed(handle: number, bufsize: number, flags: number): Promise<Buffer> {
     if (flags & ~(MSG_PEEK | MSG_DONTWAIT)) throw makeOSError(EOPNOTSUPP, 'Operation not supported (a sniffer socket takes MSG_PEEK and MSG_DONTWAIT only)', 'EOPNOTSUPP');
     const deadline = this.#timeout === null ? null : performance.now() + this.#timeout * 1000;

@@ -314,9 +314,6 @@ export function epollCreate(): number {
 const EV_SIZE = abi.sizeof_epoll_event;
 const EV_DATA = abi.offsetof_epoll_event_data;
 
-/** The size of one struct epoll_event, for epollWaitNow's buffer. */
-export const EPOLL_EVENT_SIZE = EV_SIZE;
-
 /** epoll_ctl(2) with data.fd = fd; events is an EPOLL* mask (EPOLLET is bit 31). */
 export function epollCtl(epfd: number, op: number, fd: number, events: number): void {
   ctlEvent.view.writeUInt32LE(events >>> 0, 0);

@@ -68,7 +68,7 @@ say({ p0: await refusal({ interfaces: ['p0'] }), any: await refusal({ interfaces
       }
       t.regex(r.promisc.message, /promiscuous/);
       t.deepEqual(r.ok, { armed: true });
-      t.true(d.logs.some((l) => l.includes('"event":"policy.deny"') && l.includes('"op":"capture"')));
+      t.true(await d.logged((l) => l.includes('"event":"policy.deny"') && l.includes('"op":"capture"')));
     } finally {
       s.cleanup();
     }

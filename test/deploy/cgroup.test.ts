@@ -195,7 +195,7 @@ test('a pod gets sockets in its own network namespace, is not host root, and get
     made.push([delegated, '/']);
     for (const f of ['', 'cgroup.procs', 'cgroup.threads', 'cgroup.subtree_control']) chownSync(join(deleg, f), 65534, 65534);
     await withDaemon(async (d) => {
-      t.true(d.logs.some((l) => l.includes('"event":"policy.warning"') && l.includes(`rules[2].match.cgroup[0]: \\"*/sb-none-${tag}\\"`)), 'the too-wide glob is warned about');
+      t.true(await d.logged((l) => l.includes('"event":"policy.warning"') && l.includes(`rules[2].match.cgroup[0]: \\"*/sb-none-${tag}\\"`)), 'the too-wide glob is warned about');
       const pod = (p: typeof byCgroup) => {
         const rootfs = publicTempDir('sb-podroot-');
         return run(

@@ -176,7 +176,7 @@ test("run under exactly the unit's bounding set, the daemon serves a nobody clie
       } finally {
         rmSync(file, { force: true });
       }
-      t.true(d.logs.some((l) => l.includes('"event":"policy.allow"') && l.includes('"by":"nobody-ping"') && l.includes('"uid":65534')));
+      t.true(await d.logged((l) => l.includes('"event":"policy.allow"') && l.includes('"by":"nobody-ping"') && l.includes('"uid":65534')));
     }, { netns: nsD, wrap: ['setpriv', `--bounding-set=${bounding}`, '--'], args: ['--config', policy] });
   } finally {
     for (const ns of [nsD, nsC]) ip('netns', 'del', ns);

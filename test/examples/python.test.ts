@@ -55,6 +55,6 @@ test('the Python example pings through the broker as nobody, with a grant only',
     t.regex(r.stdout, /^\d+ bytes from 198\.51\.100\.2: icmp_seq=1 ttl=64 time=[\d.]+ ms$/m);
     t.regex(r.stdout, /^\d+ bytes from 198\.51\.100\.2: icmp_seq=2 ttl=64 time=[\d.]+ ms$/m);
     t.regex(r.stdout, /^2 packets transmitted, 2 received$/m);
-    t.true(d.logs.some((l) => l.includes('"event":"policy.allow"') && l.includes('"by":"nobody-icmp"') && l.includes('"uid":65534')));
+    t.true(await d.logged((l) => l.includes('"event":"policy.allow"') && l.includes('"by":"nobody-icmp"') && l.includes('"uid":65534')));
   }, { netns: net.a, args: ['--config', GRANT] });
 });

@@ -21,7 +21,7 @@ test('share() of a handed-off socket works through the broker; a locally made so
       t.false(s._handedOff);
       await s.sendall(Buffer.from('shared'));
       t.is((await a.recv(100)).toString(), 'shared');
-      t.true(d.logs.some((l) => l.includes('"event":"handoff.sendback"') && l.includes('"op":"share"')));
+      t.true(await d.logged((l) => l.includes('"event":"handoff.sendback"') && l.includes('"op":"share"')));
       const [p] = await socket.socketpair();
       const err = await t.throwsAsync(p.share(process.pid));
       t.true(err instanceof OSError);

@@ -21,6 +21,8 @@ export interface Daemon {
   addresses: string[];
   /** Lines the daemon logged so far (pino JSON). */
   logs: string[];
+  /** Waits up to `ms` for a logged line that `match`es (lines come through a pipe: never read at once). */
+  logged(match: (line: string) => boolean, ms?: number): Promise<boolean>;
   /** Number of open fds of the daemon process. */
   fdCount(): number;
   /** Waits up to `ms` for the daemon to exit by itself (never signals it): its exit code, or 'running'. */
@@ -114,6 +116,7 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<Daemon> {
     pid,
     proc,
     logs,
+    logged: (match, ms = 10_000) => until(() => logs.some(match), ms),
     fdCount: () => readdirSync(`/proc/${pid}/fd`).length,
     async waitExit(ms: number) {
       let timer: NodeJS.Timeout | undefined;

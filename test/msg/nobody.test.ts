@@ -64,7 +64,7 @@ test('as nobody: SCM_CREDENTIALS only with its own ids, attached for it; no raw 
     t.true(rights.length >= 10);
     for (const k of rights) t.is(out[k], 'OSError:9', k);
     t.is(out.nothingArrived, 'BlockingIOError:11');
-    t.true(d.logs.some((l) => l.includes('"event":"policy.deny"') && l.includes('scm_credentials')));
+    t.true(await d.logged((l) => l.includes('"event":"policy.deny"') && l.includes('scm_credentials')));
   });
 });
 

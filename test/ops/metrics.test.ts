@@ -73,7 +73,7 @@ test('a scrape after a workload shows what it moved, in valid exposition format'
   const metricsPath = join(publicTempDir('sb-metrics-'), 'metrics.sock');
   const d = await startDaemon({ args: ['--config', POLICY, '--metrics', `unix:${metricsPath}`] });
   try {
-    t.true(d.logs.some((l) => l.includes(`"metrics":"unix:${metricsPath}"`)));
+    t.true(await d.logged((l) => l.includes(`"metrics":"unix:${metricsPath}"`)));
     const idle = samples(await scrape(metricsPath));
     t.is(idle.get('sockbroker_sessions_opened_total'), 0);
 

@@ -61,7 +61,7 @@ test('status shows a nobody session with its pid and sockets; nobody may not ask
       t.regex(lines[0]!, /: 1 sessions, 4 sockets$/);
       t.regex(lines[1]!, /^SESSION\s+IDENTITY\s+PID\s+NETNS\s+RULE\s+AGE\s+STREAMS\s+SOCKETS\s+CAPTURES\s+RX\s+TX$/);
       t.regex(lines[2]!, new RegExp(`^${s.sessionPrefix}\\s+uid=65534 gid=65534\\s+${holder.pid}\\s+host\\s+default\\s+\\d+s\\s+1\\s+AF_UNIX:2,AF_INET:2\\s+0\\s+0B\\s+7B$`));
-      t.true(d.logs.some((l) => l.includes('"event":"admin.list_sessions"') && l.includes('"hostRoot":true')));
+      t.true(await d.logged((l) => l.includes('"event":"admin.list_sessions"') && l.includes('"hostRoot":true')));
 
       // The same command as nobody: PermissionError, exit 1, and a denial in the audit log.
       const world = worldCopy();

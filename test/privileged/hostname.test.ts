@@ -27,7 +27,7 @@ test('nobody is refused sethostname by default', async (t) => {
     t.like(out.set, { error: 'PermissionError', errno: 1 });
     t.regex(out.set.message, /sethostname needs a grant/);
     t.is(out.after, 'uts-test-box');
-    t.true(d.logs.some((l) => l.includes('"event":"policy.deny"') && l.includes('sethostname')));
+    t.true(await d.logged((l) => l.includes('"event":"policy.deny"') && l.includes('sethostname')));
   }, { hostname: 'uts-test-box' });
 });
 
@@ -40,7 +40,7 @@ test('with the grant, sethostname changes the name in the daemon\'s UTS namespac
     t.deepEqual(out.set, {});
     t.is(out.after, 'renamed-by-nobody');
     t.like(out.tooLong, { error: 'OSError', errno: 22 });
-    t.true(d.logs.some((l) => l.includes('"event":"policy.allow"') && l.includes('"by":"nobody-hostname"')));
+    t.true(await d.logged((l) => l.includes('"event":"policy.allow"') && l.includes('"by":"nobody-hostname"')));
   }, { hostname: 'uts-test-box', args: ['--config', policy] });
   t.is(hostname(), host, "the host's own name is untouched");
 });

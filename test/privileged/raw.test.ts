@@ -56,7 +56,7 @@ test('an ICMP echo built byte by byte: refused without a grant, answered with on
   await withDaemon(async (d) => {
     const out = await nobodyIn(net.a, d.address, ECHO);
     t.deepEqual(out.echo, { ok: { from: ['198.51.100.2', 0], seq: 7, data: 'sockbroker-echo!' } });
-    t.true(d.logs.some((l) => l.includes('"event":"policy.allow"') && l.includes('"by":"nobody-raw"')));
+    t.true(await d.logged((l) => l.includes('"event":"policy.allow"') && l.includes('"by":"nobody-raw"')));
   }, { netns: net.a, args: ['--config', GRANT] });
 });
 

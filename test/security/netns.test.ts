@@ -100,7 +100,7 @@ test("the host's namespace needs a grant", async (t) => {
     // With it: the session's sockets live in the host's namespace, where 198.51.100.1 is no address.
     const out = await inNamespace(d.address, true, true);
     t.is(out.bindNsAddress, 'OSError:99', 'EADDRNOTAVAIL: this socket is in the host namespace');
-    t.true(d.logs.some((l) => l.includes('"event":"policy.allow"') && l.includes('"by":"nobody-host-net"')));
-    t.true(d.logs.some((l) => l.includes('"event":"policy.deny"') && l.includes('host-network')));
+    t.true(await d.logged((l) => l.includes('"event":"policy.allow"') && l.includes('"by":"nobody-host-net"')));
+    t.true(await d.logged((l) => l.includes('"event":"policy.deny"') && l.includes('host-network')));
   }, { args: ['--config', policy] });
 });

@@ -56,7 +56,7 @@ test('the N+1th socket, an oversized send and the N+1th session are refused; oth
     const socks = await Promise.all(Array.from({ length: 10 }, () => root.socket()));
     t.is(socks.length, 10);
     await root.disconnect();
-    t.true(d.logs.some((l) => l.includes('"event":"quota.sessions"')));
+    t.true(await d.logged((l) => l.includes('"event":"quota.sessions"')));
   }, { args: ['--config', policy] });
 });
 

@@ -147,7 +147,7 @@ test('SIGTERM ends 100 in-flight blocking calls with a clear error and the daemo
     t.true(exitMs < 5000, `it exits within a few seconds (${exitMs.toFixed(0)} ms)`);
     const ended = d.logs.filter((l) => l.includes('"event":"session.end"') && l.includes('broker shutting down')).length;
     t.is(ended, CLIENTS, 'every session ended by the drain');
-    t.true(d.logs.some((l) => l.includes('"event":"stopped"')));
+    t.true(await d.logged((l) => l.includes('"event":"stopped"')));
     // A call after the broker is gone fails clearly, without hanging.
     const after = await settle(sockets[0]!.socket(), () => start, 10_000);
     t.is(after.kind, 'error');

@@ -3,7 +3,7 @@
 // only), numeric text is taken as is, anything else goes through getaddrinfo for the socket's
 // family (errors are socket.gaierror).
 import { linux as C } from '../native/constants.js';
-import { decodeSockaddr, encodeSockaddr } from '../native/sockaddr.js';
+import { decodeSockaddr, encodeSockaddr, isIPv4Text } from '../native/sockaddr.js';
 import { inetPton } from '../native/libc.js';
 import { getaddrinfo, GaiError } from '../native/netdb.js';
 import type { Address } from '../proto/gen/sockbroker/v1/address.js';
@@ -33,7 +33,8 @@ export async function resolveHost(host: string, family: number): Promise<{ host:
     }
     return { host: '255.255.255.255' };
   }
-  if (inetPton(family, host)) return { host };
+  // A dotted quad is checked in JS (every UDP sendto names one): no inet_pton call.
+  if ((family === C.AF_INET && isIPv4Text(host)) || inetPton(family, host)) return { host };
   let results;
   try {
     results = await getaddrinfo(host, null, { family, type: C.SOCK_DGRAM, protocol: 0, flags: 0 });

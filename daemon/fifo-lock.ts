@@ -6,6 +6,11 @@ export class FifoLock {
   #held = false;
   readonly #waiters: Array<() => void> = [];
 
+  /** Whether nothing holds or waits for the lock (a caller may then act at once, in order). */
+  get idle(): boolean {
+    return !this.#held;
+  }
+
   async run<T>(fn: () => Promise<T>): Promise<T> {
     if (this.#held) await new Promise<void>((resolve) => this.#waiters.push(resolve));
     this.#held = true;

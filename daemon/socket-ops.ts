@@ -4,6 +4,7 @@
 import type { Logger } from 'pino';
 import { status as Code } from '@grpc/grpc-js';
 import * as libc from '../native/libc.js';
+import { AGAIN } from '../native/libc.js';
 import { linux as C, os } from '../native/constants.js';
 import type * as pb from '../proto/gen/sockbroker/v1/socket.js';
 import { argumentError, BrokerError, osError, osErrorNamed } from './errors.js';
@@ -123,6 +124,21 @@ function sleepUntil(deadline: number, signal: AbortSignal): Promise<void> {
 export function noSignal(entry: SocketEntry): number {
   const f = entry.info.family;
   return f === C.AF_INET || f === C.AF_INET6 || f === C.AF_UNIX ? C.MSG_NOSIGNAL : 0;
+}
+
+/**
+ * One attempt of a write now, outside the socket's write lock (callers check it is idle): its
+ * result, or AGAIN when the driver must take over (it would wait, was interrupted, or the socket
+ * is closing or the call cancelled; the driver then raises what it finds). No promise, no lock.
+ */
+function tryNow(entry: SocketEntry, signal: Cancel, attempt: () => number | typeof AGAIN): number | typeof AGAIN {
+  if (entry.closed || signal.aborted) return AGAIN;
+  try {
+    return attempt();
+  } catch (err) {
+    if (isAgain(err) || (err as { code?: string }).code === 'EINTR') return AGAIN;
+    throw err;
+  }
 }
 
 // ---- the broker-wide pieces every handler uses ----
@@ -406,10 +422,11 @@ export class SocketOps {
     if (unix) this.enforce(ctx, { op: 'unix', path: req.address!.unix!.path, syscall: 'sendto' }, syscall);
     // AF_UNIX: the caller's own credentials travel with the data (daemon/unix-creds.ts).
     const creds = callerCredentials(ctx.session.identity, entry);
-    const sendto = (): number => (creds ? sendmsg(entry.fd, [data], creds, flags | noSignal(entry), sa) : libc.sendto(entry.fd, data, flags | noSignal(entry), sa));
-    const sent = await entry.writes.run(() =>
-      drive(this.broker.reactor, entry, 'write', timeout, ctx.signal, syscall, () => (unix ? this.withCallerIds(ctx, sendto) : sendto())),
-    );
+    const out = flags | noSignal(entry);
+    const sendto = (): number | typeof AGAIN => (creds ? sendmsg(entry.fd, [data], creds, out, sa) : libc.sendtoTry(entry.fd, data, out, sa));
+    const attempt = unix ? () => this.withCallerIds(ctx, sendto) : sendto;
+    let sent = entry.writes.idle ? tryNow(entry, ctx.signal, attempt) : AGAIN;
+    if (sent === AGAIN) sent = await entry.writes.run(() => drive(this.broker.reactor, entry, 'write', timeout, ctx.signal, syscall, attempt));
     countBytesOut(ctx.session, sent);
     return { sent };
   };
@@ -424,14 +441,19 @@ export class SocketOps {
     const creds = callerCredentials(ctx.session.identity, entry);
     // With credentials each attempt copies its data into native memory: at most 256 KiB at a time on a stream.
     const step = creds && entry.info.type === C.SOCK_STREAM ? 256 * 1024 : Infinity;
-    await entry.writes.run(async () => {
-      let offset = 0;
-      do {
-        offset += await drive(this.broker.reactor, entry, 'write', timeout, ctx.signal, 'sendall', () =>
-          creds ? sendmsg(entry.fd, [data.subarray(offset, offset + step)], creds, flags, null) : libc.send(entry.fd, data.subarray(offset), flags), deadline,
-        );
-      } while (offset < data.length);
-    });
+    // The first send at once when nothing else writes here (an echo's whole sendall); the rest,
+    // or all of it when it would wait, in order under the lock. At least one send, as CPython's.
+    const first = entry.writes.idle && !creds ? tryNow(entry, ctx.signal, () => libc.sendTry(entry.fd, data, flags)) : AGAIN;
+    if (first === AGAIN || first < data.length) {
+      await entry.writes.run(async () => {
+        let offset = first === AGAIN ? 0 : first;
+        do {
+          offset += await drive(this.broker.reactor, entry, 'write', timeout, ctx.signal, 'sendall', () =>
+            creds ? sendmsg(entry.fd, [data.subarray(offset, offset + step)], creds, flags, null) : libc.sendTry(entry.fd, data.subarray(offset), flags), deadline,
+          );
+        } while (offset < data.length);
+      });
+    }
     countBytesOut(ctx.session, data.length);
     return {};
   };

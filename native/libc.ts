@@ -184,6 +184,25 @@ export function sendto(fd: number, buf: Buffer, flags: number, sa: Buffer | null
   return check(c.sendtoP(fd, data.ptr, buf.length, flags, name.ptr, sa.length), 'sendto');
 }
 
+/** send(2) that returns AGAIN instead of throwing EAGAIN (the I/O driver waits on it without an error). */
+export function sendTry(fd: number, buf: Buffer, flags: number): number | typeof AGAIN {
+  if (buf.length > SMALL) return checkTry(c.send(fd, buf, buf.length, flags), 'send');
+  buf.copy(data.view);
+  return checkTry(c.sendP(fd, data.ptr, buf.length, flags), 'send');
+}
+
+/** sendto(2) that returns AGAIN instead of throwing EAGAIN; a null address is send(2). */
+export function sendtoTry(fd: number, buf: Buffer, flags: number, sa: Buffer | null): number | typeof AGAIN {
+  if (buf.length > SMALL || (sa !== null && sa.length > SOCKADDR_MAX)) {
+    if (sa === null) return checkTry(c.send(fd, buf, buf.length, flags), 'sendto');
+    return checkTry(c.sendto(fd, buf, buf.length, flags, sa, sa.length), 'sendto');
+  }
+  buf.copy(data.view);
+  if (sa === null) return checkTry(c.sendP(fd, data.ptr, buf.length, flags), 'sendto');
+  sa.copy(name.view);
+  return checkTry(c.sendtoP(fd, data.ptr, buf.length, flags, name.ptr, sa.length), 'sendto');
+}
+
 /** recv(2) into buf: bytes received, 0 at end of stream. */
 export function recv(fd: number, buf: Buffer, flags: number): number {
   return check(c.recv(fd, buf, buf.length, flags), 'recv');

@@ -53,6 +53,11 @@ function validateBytes(value: unknown, name: string): Buffer {
 const IPV4_PART = '(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])';
 const IPV4 = new RegExp(`^${IPV4_PART}\\.${IPV4_PART}\\.${IPV4_PART}\\.${IPV4_PART}$`);
 
+/** Whether `text` is an IPv4 address exactly as glibc's inet_pton(AF_INET) reads one. */
+export function isIPv4Text(text: string): boolean {
+  return IPV4.test(text);
+}
+
 function hostBytes(family: 'inet' | 'inet6', host: unknown): Buffer {
   if (typeof host !== 'string') throw new TypeError(`${family} host must be a string, got ${typeof host}`);
   const v6 = family === 'inet6';

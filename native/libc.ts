@@ -26,11 +26,22 @@ interface Result {
 
 const { I32, I64, U32, U64, U8Array, External } = DataType;
 
+// This thread's errno, read in place after a call. ffi-rs's `errno: true` formats a strerror
+// message and builds an object on every call (~1 µs), success or not; nothing between the C
+// call's return and ffi-rs's sets errno (1M failing calls amid GC: none read differently).
+// Synchronous calls run on the thread that loaded this module, whose errno cell this is.
+const errnoCell = createExternalBuffer(
+  load({ library: 'libc', funcName: '__errno_location', retType: External, paramsType: [], paramsValue: [] }) as unknown as JsExternal,
+  4,
+);
+
 // A function made once. Each call still needs a fresh params object: ffi-rs
 // replaces params.paramsType with one sized to that call's buffers.
 function fn(funcName: string, retType: DataType, paramsType: DataType[]) {
-  return (...paramsValue: unknown[]): Result =>
-    load({ library: 'libc', funcName, retType, paramsType, paramsValue, errno: true }) as unknown as Result;
+  return (...paramsValue: unknown[]): Result => {
+    const value = load({ library: 'libc', funcName, retType, paramsType, paramsValue }) as unknown as number;
+    return { value, errnoCode: errnoCell.readInt32LE(0) };
+  };
 }
 
 // Same, run on the libuv threadpool: for calls that block (epoll_wait, a

@@ -11,9 +11,9 @@
 import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { SessionServiceClient, type GetModuleInfoResponse, type OpenSessionResponse } from '../proto/gen/sockbroker/v1/session.js';
-import { CallResponse, SocketServiceClient, type CallRequest, type DataRequest, type DataResponse } from '../proto/gen/sockbroker/v1/socket.js';
+import { SocketServiceClient, type CallRequest, type CallResponse, type DataRequest, type DataResponse } from '../proto/gen/sockbroker/v1/socket.js';
 import { decodeDataResponse, encodeDataRequest } from '../proto/codec/data.js';
-import { encodeBatch, encodeCallRequest, MAX_BATCH_BYTES, MAX_BATCH_CALLS } from '../proto/codec/call.js';
+import { decodeCallResponse, encodeBatch, encodeCallRequest, MAX_BATCH_BYTES, MAX_BATCH_CALLS } from '../proto/codec/call.js';
 import { NetdbServiceClient, type GetAddrInfoRequest, type GetAddrInfoResponse } from '../proto/gen/sockbroker/v1/netdb.js';
 import { fromServiceError, fromStatus, sessionLost, SessionLostError, timeout as TimeoutExc, type LostReason } from './errors.js';
 
@@ -159,7 +159,7 @@ export class Transport extends EventEmitter {
     const t = new Transport(target, opts);
     try {
       const res = await t.#unary<OpenSessionResponse>((cb) =>
-        t.#sessionClient.openSession({ resumeSessionId: '', hostNetwork: t.#hostNetwork, resumable: true }, t.#metadata, cb),
+        t.#sessionClient.openSession({ resumeSessionId: '', hostNetwork: t.#hostNetwork, resumable: true, batchResponses: true }, t.#metadata, cb),
       );
       t.sessionId = res.sessionId;
       t.#instance = res.brokerInstance;
@@ -175,15 +175,21 @@ export class Transport extends EventEmitter {
   }
 
   #openStream(): void {
-    // The hot requests (sendall, recv) with the hand-written encoder.
+    // The hot messages (sendall, recv and its result) with the hand-written codec.
     const stream = this.#socketClient.makeBidiStreamRequest<CallRequest | Buffer, CallResponse>(
       '/sockbroker.v1.SocketService/Call',
       (m: CallRequest | Buffer) => (Buffer.isBuffer(m) ? m : encodeCallRequest(m)),
-      (b: Buffer) => CallResponse.decode(b),
+      decodeCallResponse,
       this.#metadata,
     );
-    // Events of a stream given up on (a reconnect replaced it) change nothing.
-    stream.on('data', (res: CallResponse) => this.#stream === stream && this.#settle(res));
+    // Events of a stream given up on (a reconnect replaced it) change nothing. A batch's
+    // responses are settled in order, as if each had come alone: the calls they let go on write
+    // in this same turn, so their requests leave together too.
+    stream.on('data', (res: CallResponse) => {
+      if (this.#stream !== stream) return;
+      if (res.batch) for (const one of res.batch.responses) this.#settle(one);
+      else this.#settle(res);
+    });
     stream.on('error', (err: grpc.ServiceError) => this.#stream === stream && this.#broken(err));
     stream.on('end', () => this.#stream === stream && this.#down('the broker ended the Call stream'));
     this.#stream = stream;

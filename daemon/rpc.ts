@@ -14,6 +14,7 @@ import type { CallRequest, CallResponse } from '../proto/gen/sockbroker/v1/socke
 import { countCall, countQuota, outcomeOf } from './metrics.js';
 import { CallState } from './call-state.js';
 import { Cancellation } from '../native/cancel.js';
+import { encodeBatch, encodeCallResponse, MAX_BATCH_BYTES, MAX_BATCH_CALLS } from '../proto/codec/call.js';
 
 export const SESSION_METADATA = 'sockbroker-session';
 /** A resumable session's Call stream silent for two of these is ended (its client pings every 2-3 s). */
@@ -198,6 +199,25 @@ export function unary<Req, Res>(
   };
 }
 
+/**
+ * Writes `responses` as few messages as the batch bounds allow (CallResponse.batch: at most
+ * MAX_BATCH_CALLS and MAX_BATCH_BYTES, the envelope and each response's key and length a few
+ * bytes); a response alone goes as itself.
+ */
+function writeBatched(stream: ServerDuplexStream<CallRequest, CallResponse>, responses: CallResponse[]): void {
+  if (responses.length === 1) return void stream.write(responses[0]!);
+  const encoded = responses.map(encodeCallResponse);
+  for (let from = 0; from < encoded.length; ) {
+    let n = 0;
+    let bytes = 8;
+    while (from + n < encoded.length && n < MAX_BATCH_CALLS && bytes + encoded[from + n]!.length + 8 <= MAX_BATCH_BYTES) bytes += encoded[from + n++]!.length + 8;
+    n = Math.max(n, 1);
+    // Already encoded: the stream's serializer writes a Buffer as it is.
+    stream.write((n === 1 ? encoded[from]! : encodeBatch(encoded.slice(from, from + n))) as unknown as CallResponse);
+    from += n;
+  }
+}
+
 /** The Call stream: envelopes in, results out in completion order, per-call cancellation. */
 export function callStream(
   sessions: Sessions,
@@ -220,14 +240,34 @@ export function callStream(
     st.endStream?.('replaced by a resumed Call stream');
     sessions.attach(session);
     let open = true;
-    const send = (res: CallResponse): void => {
-      if (open && !stream.cancelled && !stream.destroyed) stream.write(res);
+    // A client that reads batches gets what is written in one turn (the reactor's wake-up, a
+    // request's calls) as one message, at its end (process.nextTick: before any I/O): one
+    // message per turn instead of one per response on both sides.
+    let queue: CallResponse[] | null = null;
+    const flush = (): void => {
+      const q = queue;
+      queue = null;
+      if (q && open && !stream.cancelled && !stream.destroyed) writeBatched(stream, q);
+    };
+    const send = session.batchResponses
+      ? (res: CallResponse): void => {
+          if (queue) return void queue.push(res);
+          queue = [res];
+          process.nextTick(flush);
+        }
+      : (res: CallResponse): void => {
+          if (open && !stream.cancelled && !stream.destroyed) stream.write(res);
+        };
+    // Ending the stream: what was written before goes first.
+    const fail = (err: Partial<ServiceError>): void => {
+      flush();
+      stream.emit('error', err);
     };
     // Shutdown: the pending calls end and so does the stream, with the reason as its status (the
     // client fails every call it still waits for with it).
     const shutdown = (reason: BrokerError): void => {
       st.abortAll(reason);
-      if (open) stream.emit('error', toServiceError(reason));
+      if (open) fail(toServiceError(reason));
     };
     live.add(shutdown);
     const finish = (): void => {
@@ -242,7 +282,7 @@ export function callStream(
     };
     st.out = send;
     st.endStream = (why, lost) => {
-      if (open) stream.emit('error', toServiceError(sessionError(why, Code.UNAVAILABLE, lost)));
+      if (open) fail(toServiceError(sessionError(why, Code.UNAVAILABLE, lost)));
     };
     // A resumable session's client speaks at least every few seconds (acknowledgements, pings):
     // a stream silent for two checks is a dead connection, ended so the grace period starts.
@@ -290,7 +330,7 @@ export function callStream(
       heard = true;
       if (isMalformed(req)) {
         // The stream ends here (finish() runs from the 'error' listener): nothing more is written.
-        stream.emit('error', malformedError('CallRequest', req));
+        fail(malformedError('CallRequest', req));
         return;
       }
       // A batch is how the client's transport wrote them (bounded by the decoder): each call

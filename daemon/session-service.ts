@@ -87,6 +87,7 @@ export function sessionService({ sessions, peers, limits, log, netns, policy, li
           }
           session = sessions.open(identity, quotasFor(policy(), identity), ns === null ? null : netns.retain(ns), ruleOf(policy(), identity));
           if (call.request.resumable) session.calls = new CallState(true, limits.maxReplayEntries, limits.maxReplayBytes);
+          session.batchResponses = call.request.batchResponses === true;
         }
         callback(null, { sessionId: session.id, resumed: Boolean(resumeId), graceSeconds: sessions.opts.graceMs / 1000, brokerInstance: sessions.instance });
       } catch (err) {

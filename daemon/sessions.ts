@@ -26,6 +26,8 @@ export class Session {
   bytesOut = 0;
   /** A resumable session's Call stream state (running calls, replay record); null = per stream. */
   calls: CallState | null = null;
+  /** Its client reads batched responses (OpenSessionRequest.batch_responses). */
+  batchResponses = false;
 
   constructor(
     readonly id: string,

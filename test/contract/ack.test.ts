@@ -7,25 +7,30 @@ import { SessionServiceClient } from '../../proto/gen/sockbroker/v1/session.js';
 import { SocketServiceClient, type CallRequest, type CallResponse } from '../../proto/gen/sockbroker/v1/socket.js';
 import { withDaemon } from '../helpers/daemon.js';
 
-/** A session's Call stream with a queue of its responses. */
-async function open(address: string) {
+/** A session's Call stream with a queue of its responses (and of its messages: a batch is one). */
+async function open(address: string, opts: { batchResponses?: boolean } = {}) {
   const sessions = new SessionServiceClient(address, grpc.credentials.createInsecure());
   const { sessionId } = await new Promise<{ sessionId: string }>((resolve, reject) =>
-    sessions.openSession({ resumeSessionId: '', hostNetwork: false }, (err, res) => (err ? reject(err) : resolve(res))),
+    sessions.openSession({ resumeSessionId: '', hostNetwork: false, ...opts }, (err, res) => (err ? reject(err) : resolve(res))),
   );
   const md = new grpc.Metadata();
   md.set('sockbroker-session', sessionId);
   const sockets = new SocketServiceClient(address, grpc.credentials.createInsecure(), { channelOverride: sessions.getChannel() });
   const stream = sockets.call(md);
   const got: CallResponse[] = [];
+  const messages: CallResponse[] = [];
   const waiting: Array<() => void> = [];
   stream.on('data', (r: CallResponse) => {
-    got.push(r);
-    waiting.shift()?.();
+    messages.push(r);
+    for (const one of r.batch ? r.batch.responses : [r]) {
+      got.push(one);
+      waiting.shift()?.();
+    }
   });
   const ended = new Promise<grpc.ServiceError>((resolve) => stream.on('error', resolve));
   return {
     ended,
+    messages,
     send: (req: Partial<CallRequest>) => stream.write(req as CallRequest),
     async next(): Promise<CallResponse> {
       if (got.length === 0) await new Promise<void>((resolve) => waiting.push(resolve));
@@ -101,5 +106,42 @@ test('a batch runs its calls as if they had come one by one; a batch inside one 
     t.is(err.code, grpc.status.INVALID_ARGUMENT);
     t.regex(err.details, /batch inside a batch/);
     s.close();
+  });
+});
+
+test('a session opened with batch_responses gets what the broker writes in one turn as one message; others never a batch', async (t) => {
+  await withDaemon(async (d) => {
+    for (const batchResponses of [true, false]) {
+      const s = await open(d.address, { batchResponses });
+      s.send({ callId: 1, socketpair: { family: 1, type: 1, protocol: 0 } });
+      const pair = (await s.next()).socketpair!;
+      const first = s.messages.length;
+      // Three calls that complete at once, in one request: their results are written in one turn.
+      s.send({
+        callId: 0,
+        batch: {
+          calls: [
+            { callId: 2, getSockName: { handle: pair.handleA } },
+            { callId: 3, getSockName: { handle: 999 } },
+            { callId: 4, getSockName: { handle: pair.handleB } },
+          ] as CallRequest[],
+        },
+      });
+      const results = [await s.next(), await s.next(), await s.next()];
+      t.deepEqual(results.map((r) => Number(r.callId)), [2, 3, 4], 'in order');
+      t.truthy(results[0]!.getSockName && results[2]!.getSockName);
+      t.truthy(results[1]!.error, 'the bad handle fails alone');
+      const messages = s.messages.slice(first);
+      if (batchResponses) {
+        t.is(messages.length, 1, 'one message');
+        t.is(messages[0]!.batch?.responses.length, 3);
+        t.is(Number(messages[0]!.callId), 0);
+        t.is(messages[0]!.seq, undefined);
+      } else {
+        t.is(messages.length, 3);
+        t.true(messages.every((m) => m.batch === undefined));
+      }
+      s.close();
+    }
   });
 });

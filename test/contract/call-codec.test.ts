@@ -3,8 +3,8 @@
 // to the generated codec (another operation, a field it does not know, a negative int32, malformed
 // input).
 import test from 'ava';
-import { CallBatch, CallRequest, CallResponse, RecvRequest, RecvResponse, SendAllRequest } from '../../proto/gen/sockbroker/v1/socket.js';
-import { BATCH_FIELDS, CALL_FIELDS, MAX_BATCH_BYTES, MAX_BATCH_CALLS, RECV_FIELDS, RECV_RESPONSE_FIELDS, RESPONSE_FIELDS, SEND_ALL_FIELDS, decodeCallRequest, encodeBatch, encodeCallRequest, encodeCallResponse } from '../../proto/codec/call.js';
+import { CallBatch, CallRequest, CallResponse, CallResponseBatch, RecvRequest, RecvResponse, SendAllRequest } from '../../proto/gen/sockbroker/v1/socket.js';
+import { BATCH_FIELDS, CALL_FIELDS, MAX_BATCH_BYTES, MAX_BATCH_CALLS, RECV_FIELDS, RECV_RESPONSE_FIELDS, RESPONSE_BATCH_FIELDS, RESPONSE_FIELDS, SEND_ALL_FIELDS, decodeCallRequest, decodeCallResponse, encodeBatch, encodeCallRequest, encodeCallResponse } from '../../proto/codec/call.js';
 
 const generated = (m: CallRequest): Buffer => Buffer.from(CallRequest.encode(m).finish());
 const data = Buffer.from('x'.repeat(64));
@@ -89,21 +89,58 @@ const responses: Array<[string, CallResponse]> = [
   ['an error (generated)', { callId: 11, error: { code: 14, message: 'x', details: [] } } as CallResponse],
 ];
 
+// A batch of what the daemon writes in one turn: results, an acknowledgement, an error, a pong.
+responses.push(['a batch', { callId: 0, batch: { responses: [...responses.map(([, r]) => r), { callId: 0, pong: { nonce: 5 } } as CallResponse] } } as CallResponse]);
+
 for (const [name, m] of responses) {
-  test(`encodeCallResponse: ${name} — the generated encoder's bytes`, (t) => {
+  test(`encodeCallResponse: ${name} — the generated encoder's bytes, decoded alike`, (t) => {
     const fast = encodeCallResponse(m);
     t.deepEqual(fast, Buffer.from(CallResponse.encode(m).finish()));
     t.deepEqual(CallResponse.decode(fast), CallResponse.decode(Buffer.from(CallResponse.encode(m).finish())));
+    // The fast decoder leaves out the results that are not set (undefined in the generated one's).
+    t.deepEqual(defined(decodeCallResponse(fast)), defined(CallResponse.decode(fast)));
   });
 }
 
-test('the codec knows every field of SendAllRequest, RecvRequest, RecvResponse and CallBatch, and the envelope fields it writes exist', (t) => {
+test('encodeCallResponse writes an encoded response as it is; decodeCallResponse gives views, refuses a batch too large or nested', (t) => {
+  const one = encodeCallResponse(responses[0]![1]);
+  t.is(encodeCallResponse(one), one);
+  const got = decodeCallResponse(one);
+  t.is(got.recv!.data.buffer, one.buffer, 'a recv result is a view of the message, not a copy');
+  t.is(got.recv!.data.toString(), data.toString());
+  const batch = encodeBatch([one, encodeCallResponse(responses[2]![1])]);
+  const parts = decodeCallResponse(batch).batch!.responses;
+  t.is(parts.length, 2);
+  t.is(parts[0]!.recv!.data.buffer, batch.buffer);
+  t.notThrows(() => decodeCallResponse(encodeBatch(new Array(MAX_BATCH_CALLS).fill(one))));
+  t.throws(() => decodeCallResponse(encodeBatch(new Array(MAX_BATCH_CALLS + 1).fill(one))), { message: /batch of 65 responses/ });
+  const large = encodeCallResponse({ callId: 1, recv: { data: Buffer.alloc(MAX_BATCH_BYTES), queued: [] } } as unknown as CallResponse);
+  t.throws(() => decodeCallResponse(encodeBatch([one, large])), { message: /at most/ });
+  t.throws(() => decodeCallResponse(encodeBatch([one, encodeBatch([one])])), { message: /batch inside a batch/ });
+});
+
+test('decodeCallResponse: what it does not know, or malformed input, goes to the generated decoder', (t) => {
+  const recv = encodeCallResponse(responses[0]![1]);
+  // A field repeated (last one wins), an unknown field, fields after the result, a recv result with an address.
+  const odd = [
+    Buffer.concat([Buffer.from([0x08, 0x05]), recv]),
+    Buffer.concat([recv, Buffer.from([0x08, 0x09])]),
+    Buffer.concat([Buffer.from([0xa0, 0x06, 0x01]), recv]),
+    Buffer.from(CallResponse.encode(responses[3]![1]).finish()),
+  ];
+  for (const buf of odd) t.deepEqual(defined(decodeCallResponse(buf)), defined(CallResponse.decode(buf)));
+  t.throws(() => decodeCallResponse(recv.subarray(0, recv.length - 1)));
+  t.throws(() => CallResponse.decode(recv.subarray(0, recv.length - 1)));
+});
+
+test('the codec knows every field of SendAllRequest, RecvRequest, RecvResponse, CallBatch and CallResponseBatch, and the envelope fields it writes exist', (t) => {
   // A message with a field the encoder does not know takes the generated path (correct, but slow):
   // a field added to these messages shows here, to be added to the encoder.
   t.deepEqual(Object.keys(SendAllRequest.fromPartial({})).sort(), [...SEND_ALL_FIELDS].sort());
   t.deepEqual(Object.keys(RecvRequest.fromPartial({})).sort(), [...RECV_FIELDS].sort());
   t.deepEqual(Object.keys(RecvResponse.fromPartial({})).sort(), [...RECV_RESPONSE_FIELDS].sort());
   t.deepEqual(Object.keys(CallBatch.fromPartial({})).sort(), [...BATCH_FIELDS].sort());
+  t.deepEqual(Object.keys(CallResponseBatch.fromPartial({})).sort(), [...RESPONSE_BATCH_FIELDS].sort());
   const envelope = Object.keys(CallRequest.fromPartial({}));
   for (const k of CALL_FIELDS) t.true(envelope.includes(k), k);
   const responseEnvelope = Object.keys(CallResponse.fromPartial({}));

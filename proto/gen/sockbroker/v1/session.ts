@@ -55,7 +55,15 @@ export interface OpenSessionRequest {
    * On resume: the broker_instance the session was opened on. A different instance means the
    * broker restarted: the resume is refused with reason BROKER_RESTARTED, not SESSION_EXPIRED.
    */
-  brokerInstance?: string | undefined;
+  brokerInstance?:
+    | string
+    | undefined;
+  /**
+   * The client reads CallResponse.batch: the broker may then send the responses it writes in one
+   * turn of its event loop as one message. Set on open; a resume keeps what the session was
+   * opened with.
+   */
+  batchResponses?: boolean | undefined;
 }
 
 /** OpenSessionResponse names the session. */
@@ -133,6 +141,7 @@ function createBaseOpenSessionRequest(): OpenSessionRequest {
     resumable: undefined,
     receivedSeq: undefined,
     brokerInstance: undefined,
+    batchResponses: undefined,
   };
 }
 
@@ -152,6 +161,9 @@ export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
     }
     if (message.brokerInstance !== undefined) {
       writer.uint32(42).string(message.brokerInstance);
+    }
+    if (message.batchResponses !== undefined) {
+      writer.uint32(48).bool(message.batchResponses);
     }
     return writer;
   },
@@ -209,6 +221,14 @@ export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
             message.brokerInstance = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.batchResponses = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -244,6 +264,11 @@ export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
         : isSet(object.broker_instance)
         ? globalThis.String(object.broker_instance)
         : undefined,
+      batchResponses: isSet(object.batchResponses)
+        ? globalThis.Boolean(object.batchResponses)
+        : isSet(object.batch_responses)
+        ? globalThis.Boolean(object.batch_responses)
+        : undefined,
     };
   },
 
@@ -264,6 +289,9 @@ export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
     if (message.brokerInstance !== undefined) {
       obj.brokerInstance = message.brokerInstance;
     }
+    if (message.batchResponses !== undefined) {
+      obj.batchResponses = message.batchResponses;
+    }
     return obj;
   },
 
@@ -277,6 +305,7 @@ export const OpenSessionRequest: MessageFns<OpenSessionRequest> = {
     message.resumable = object.resumable ?? undefined;
     message.receivedSeq = object.receivedSeq ?? undefined;
     message.brokerInstance = object.brokerInstance ?? undefined;
+    message.batchResponses = object.batchResponses ?? undefined;
     return message;
   },
 };

@@ -788,6 +788,15 @@ export interface CallBatch {
   calls: CallRequest[];
 }
 
+/**
+ * CallResponseBatch carries responses written together: at most 64 and 256 KiB in the encoded
+ * CallResponse; none is itself a batch.
+ */
+export interface CallResponseBatch {
+  /** The responses, in the order they were written. */
+  responses: CallResponse[];
+}
+
 /** CallResponse is the result of one operation, matched to its request by call_id. */
 export interface CallResponse {
   /** The call_id of the request; 0 for a response that only carries `acked` or a pong. */
@@ -916,6 +925,15 @@ export interface CallResponse {
   /** Answer to `ping`. */
   pong?:
     | PongResponse
+    | undefined;
+  /**
+   * Several responses in one message (a transport detail: each is handled exactly as if it had
+   * come alone, in this order). Only on a session opened with batch_responses; the envelope
+   * carries nothing else (call_id 0, no acked, no seq). The broker batches what it writes in
+   * one turn of its event loop.
+   */
+  batch?:
+    | CallResponseBatch
     | undefined;
   /** The error, as a unary call would carry it: gRPC code, message, google.rpc.ErrorInfo detail. */
   error?: Status | undefined;
@@ -7676,6 +7694,77 @@ export const CallBatch: MessageFns<CallBatch> = {
   },
 };
 
+function createBaseCallResponseBatch(): CallResponseBatch {
+  return { responses: [] };
+}
+
+export const CallResponseBatch: MessageFns<CallResponseBatch> = {
+  encode(message: CallResponseBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.responses) {
+      CallResponse.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CallResponseBatch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCallResponseBatch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.responses.push(CallResponse.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CallResponseBatch {
+    return {
+      responses: globalThis.Array.isArray(object?.responses)
+        ? object.responses.map((e: any) => CallResponse.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: CallResponseBatch): unknown {
+    const obj: any = {};
+    if (message.responses?.length) {
+      obj.responses = message.responses.map((e) => CallResponse.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CallResponseBatch>, I>>(base?: I): CallResponseBatch {
+    return CallResponseBatch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CallResponseBatch>, I>>(object: I): CallResponseBatch {
+    const message = createBaseCallResponseBatch();
+    message.responses = object.responses?.map((e) => CallResponse.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseCallResponse(): CallResponse {
   return {
     callId: 0,
@@ -7708,6 +7797,7 @@ function createBaseCallResponse(): CallResponse {
     fromShare: undefined,
     ioctl: undefined,
     pong: undefined,
+    batch: undefined,
     error: undefined,
   };
 }
@@ -7803,6 +7893,9 @@ export const CallResponse: MessageFns<CallResponse> = {
     }
     if (message.pong !== undefined) {
       PongResponse.encode(message.pong, writer.uint32(778).fork()).join();
+    }
+    if (message.batch !== undefined) {
+      CallResponseBatch.encode(message.batch, writer.uint32(770).fork()).join();
     }
     if (message.error !== undefined) {
       Status.encode(message.error, writer.uint32(802).fork()).join();
@@ -8063,6 +8156,14 @@ export const CallResponse: MessageFns<CallResponse> = {
             message.pong = PongResponse.decode(reader, reader.uint32());
             continue;
           }
+          case 96: {
+            if (tag !== 770) {
+              break;
+            }
+
+            message.batch = CallResponseBatch.decode(reader, reader.uint32());
+            continue;
+          }
           case 100: {
             if (tag !== 802) {
               break;
@@ -8163,6 +8264,7 @@ export const CallResponse: MessageFns<CallResponse> = {
         : undefined,
       ioctl: isSet(object.ioctl) ? IoctlResponse.fromJSON(object.ioctl) : undefined,
       pong: isSet(object.pong) ? PongResponse.fromJSON(object.pong) : undefined,
+      batch: isSet(object.batch) ? CallResponseBatch.fromJSON(object.batch) : undefined,
       error: isSet(object.error) ? Status.fromJSON(object.error) : undefined,
     };
   },
@@ -8259,6 +8361,9 @@ export const CallResponse: MessageFns<CallResponse> = {
     if (message.pong !== undefined) {
       obj.pong = PongResponse.toJSON(message.pong);
     }
+    if (message.batch !== undefined) {
+      obj.batch = CallResponseBatch.toJSON(message.batch);
+    }
     if (message.error !== undefined) {
       obj.error = Status.toJSON(message.error);
     }
@@ -8351,6 +8456,9 @@ export const CallResponse: MessageFns<CallResponse> = {
       : undefined;
     message.pong = (object.pong !== undefined && object.pong !== null)
       ? PongResponse.fromPartial(object.pong)
+      : undefined;
+    message.batch = (object.batch !== undefined && object.batch !== null)
+      ? CallResponseBatch.fromPartial(object.batch)
       : undefined;
     message.error = (object.error !== undefined && object.error !== null)
       ? Status.fromPartial(object.error)

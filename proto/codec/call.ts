@@ -8,7 +8,8 @@
 // decode to what the generated decoder returns (its `data` a view, not a copy), only for messages
 // whose every field they know; anything else goes through the generated codec. A test checks them
 // against ts-proto's, and that they know every field of the messages they write.
-import { CallRequest, CallResponse, type RecvRequest, type RecvResponse, type SendAllRequest } from '../gen/sockbroker/v1/socket.js';
+import { CallRequest, CallResponse, type QueuedDatagram, type RecvRequest, type RecvResponse, type SendAllRequest, type SendRequest, type SendResponse } from '../gen/sockbroker/v1/socket.js';
+import type { Address } from '../gen/sockbroker/v1/address.js';
 import { varintSize, writeVarint } from './varint.js';
 
 /** A CallBatch's bounds (CallRequest.batch): calls, and bytes of the encoded CallRequest. */
@@ -21,10 +22,21 @@ export const BATCH_FIELDS = ['calls'] as const;
 export const CALL_FIELDS = ['callId', 'ackOnly', 'ackedSeq', 'sendAll', 'recv'] as const;
 export const SEND_ALL_FIELDS = ['handle', 'data', 'flags', 'timeout'] as const;
 export const RECV_FIELDS = ['handle', 'bufsize', 'flags', 'wantAddress', 'timeout', 'batch'] as const;
-export const RESPONSE_FIELDS = ['callId', 'acked', 'seq', 'recv'] as const;
+export const RESPONSE_FIELDS = ['callId', 'acked', 'seq', 'recv', 'send'] as const;
 /** The fields of CallResponseBatch (a test compares them with the generated type's). */
 export const RESPONSE_BATCH_FIELDS = ['responses'] as const;
 export const RECV_RESPONSE_FIELDS = ['data', 'address', 'queued'] as const;
+export const QUEUED_FIELDS = ['data', 'address'] as const;
+export const SEND_FIELDS = ['handle', 'data', 'flags', 'address', 'timeout'] as const;
+export const SEND_RESPONSE_FIELDS = ['sent'] as const;
+export const INET_FIELDS = ['host', 'port'] as const;
+export const INET6_FIELDS = ['host', 'port', 'flowinfo', 'scopeId'] as const;
+const QUEUED = new Set<string>(QUEUED_FIELDS);
+const SEND_RESPONSE = new Set<string>(SEND_RESPONSE_FIELDS);
+const INET = new Set<string>(INET_FIELDS);
+const INET6 = new Set<string>(INET6_FIELDS);
+/** The Address kinds written here (datagram senders and destinations); others are generated. */
+const ADDRESS_KINDS = new Set<string>(['inet', 'inet6']);
 const CALL = new Set<string>(CALL_FIELDS);
 const RESPONSE = new Set<string>(RESPONSE_FIELDS);
 const RECV_RESPONSE = new Set<string>(RECV_RESPONSE_FIELDS);
@@ -164,38 +176,145 @@ function slow(msg: CallRequest): Buffer {
   return Buffer.from(CallRequest.encode(msg).finish());
 }
 
+/**
+ * Lengths of the nested messages of a response, in the order the writer needs them (filled by the
+ * sizing pass, read by the writing pass of the same call: each is computed once).
+ */
+const nested: number[] = [];
+let nestedAt = 0;
+
+function ascii(text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+/** Size of an Address (inet or inet6, an ASCII host) with its key and length; -1 when generated. */
+function addressSize(a: Address): number {
+  if (!onlyKnown(a, ADDRESS_KINDS)) return -1;
+  const v4 = a.inet;
+  const v6 = a.inet6;
+  if ((v4 === undefined) === (v6 === undefined)) return -1;
+  const m = (v4 ?? v6)!;
+  if (!onlyKnown(m, v4 ? INET : INET6) || typeof m.host !== 'string' || !ascii(m.host) || !plain(m.port, MAX_UINT32)) return -1;
+  let inner = (m.host.length ? 1 + varintSize(m.host.length) + m.host.length : 0) + (m.port ? 1 + varintSize(m.port) : 0);
+  if (v6) {
+    if (!plain(v6.flowinfo, MAX_UINT32) || !plain(v6.scopeId, MAX_UINT32)) return -1;
+    inner += (v6.flowinfo ? 1 + varintSize(v6.flowinfo) : 0) + (v6.scopeId ? 1 + varintSize(v6.scopeId) : 0);
+  }
+  nested.push(inner);
+  return 1 + varintSize(inner) + inner;
+}
+
+function writeAddress(buf: Buffer, at: number, a: Address): number {
+  const inner = nested[nestedAt++]!;
+  const m = (a.inet ?? a.inet6)!;
+  buf[at++] = a.inet ? 0x0a : 0x12;
+  at = writeVarint(buf, at, inner);
+  if (m.host.length) {
+    buf[at++] = 0x0a;
+    at = writeVarint(buf, at, m.host.length);
+    at += buf.write(m.host, at, 'latin1');
+  }
+  if (m.port) at = varintField(buf, at, 0x10, m.port);
+  const v6 = a.inet6;
+  if (v6) {
+    if (v6.flowinfo) at = varintField(buf, at, 0x18, v6.flowinfo);
+    if (v6.scopeId) at = varintField(buf, at, 0x20, v6.scopeId);
+  }
+  return at;
+}
+
+/** Size of `data` (field 1) and `address` (field 2): a RecvResponse's first fields, all of a QueuedDatagram. */
+function datagramSize(data: unknown, address: Address | undefined): number {
+  if (!(data instanceof Uint8Array)) return -1;
+  let n = data.length ? 1 + varintSize(data.length) + data.length : 0;
+  if (address !== undefined) {
+    const a = addressSize(address);
+    if (a < 0) return -1;
+    n += 1 + varintSize(a) + a;
+  }
+  return n;
+}
+
+function writeDatagram(buf: Buffer, at: number, data: Uint8Array, address: Address | undefined): number {
+  if (data.length) {
+    buf[at++] = 0x0a;
+    at = writeVarint(buf, at, data.length);
+    buf.set(data, at);
+    at += data.length;
+  }
+  if (address !== undefined) {
+    buf[at++] = 0x12;
+    const inner = nested[nestedAt]!;
+    at = writeVarint(buf, at, 1 + varintSize(inner) + inner);
+    at = writeAddress(buf, at, address);
+  }
+  return at;
+}
+
+/** Size of a RecvResponse's fields; -1 when generated. Queued datagrams push their sizes too. */
+function recvResponseSize(r: RecvResponse): number {
+  if (!onlyKnown(r, RECV_RESPONSE)) return -1;
+  let n = datagramSize(r.data, r.address);
+  if (n < 0) return -1;
+  for (const q of r.queued ?? []) {
+    if (q === null || typeof q !== 'object' || !onlyKnown(q, QUEUED)) return -1;
+    const at = nested.length;
+    nested.push(0);
+    const s = datagramSize(q.data, q.address);
+    if (s < 0) return -1;
+    nested[at] = s;
+    n += 1 + varintSize(s) + s;
+  }
+  return n;
+}
+
+function writeRecvResponse(buf: Buffer, at: number, r: RecvResponse): number {
+  at = writeDatagram(buf, at, r.data, r.address);
+  for (const q of (r.queued ?? []) as QueuedDatagram[]) {
+    buf[at++] = 0x22;
+    at = writeVarint(buf, at, nested[nestedAt++]!);
+    at = writeDatagram(buf, at, q.data, q.address);
+  }
+  return at;
+}
+
+function sendResponseSize(r: SendResponse): number {
+  if (!onlyKnown(r, SEND_RESPONSE) || !plain(r.sent)) return -1;
+  return r.sent ? 1 + varintSize(r.sent) : 0;
+}
+
 /** Encodes a CallResponse (the daemon's serializer for the Call stream); one already encoded is written as it is. */
 export function encodeCallResponse(msg: CallResponse | Buffer): Buffer {
   if (Buffer.isBuffer(msg)) return msg;
   if (msg.batch !== undefined && msg.callId === 0 && msg.acked === undefined && msg.seq === undefined && onlyKnown(msg, RESPONSE_BATCH_ENVELOPE)) {
     return encodeBatch(msg.batch.responses.map(encodeCallResponse));
   }
-  const r = msg.recv;
   if (!onlyKnown(msg, RESPONSE) || !plain(msg.callId) || (msg.acked !== undefined && !plain(msg.acked)) || (msg.seq !== undefined && !plain(msg.seq))) return slowResponse(msg);
-  if (r !== undefined && (!onlyKnown(r, RECV_RESPONSE) || r.address !== undefined || (r.queued !== undefined && r.queued.length > 0) || !(r.data instanceof Uint8Array))) return slowResponse(msg);
-  const n = r ? r.data.length : 0;
-  const body = n ? 1 + varintSize(n) + n : 0;
+  const r = msg.recv;
+  const sr = msg.send;
+  if (r !== undefined && sr !== undefined) return slowResponse(msg);
+  nested.length = 0;
+  nestedAt = 0;
+  const body = r !== undefined ? recvResponseSize(r) : sr !== undefined ? sendResponseSize(sr) : 0;
+  if (body < 0) return slowResponse(msg);
   const size =
     (msg.callId ? 1 + varintSize(msg.callId) : 0) +
     (msg.acked !== undefined ? 1 + varintSize(msg.acked) : 0) +
     (msg.seq !== undefined ? 1 + varintSize(msg.seq) : 0) +
-    (r ? 2 + varintSize(body) + body : 0);
+    (r !== undefined || sr !== undefined ? 2 + varintSize(body) + body : 0);
   const buf = Buffer.allocUnsafe(size);
   let at = 0;
   if (msg.callId) at = varintField(buf, at, 0x08, msg.callId);
   if (msg.acked !== undefined) at = varintField(buf, at, 0x10, msg.acked);
   if (msg.seq !== undefined) at = varintField(buf, at, 0x18, msg.seq);
-  if (r) {
-    // Field 18 (recv), length-delimited; its field 1 (data).
-    buf[at++] = 0x92;
+  if (r !== undefined || sr !== undefined) {
+    // Field 18 (recv) or 16 (send), length-delimited: a two-byte key.
+    buf[at++] = r !== undefined ? 0x92 : 0x82;
     buf[at++] = 0x01;
     at = writeVarint(buf, at, body);
-    if (n) {
-      buf[at++] = 0x0a;
-      at = writeVarint(buf, at, n);
-      buf.set(r.data, at);
-      at += n;
-    }
+    if (r !== undefined) at = writeRecvResponse(buf, at, r);
+    else if (sr!.sent) at = varintField(buf, at, 0x08, sr!.sent);
   }
   if (at !== size) throw new Error(`encodeCallResponse: wrote ${at} of ${size} bytes`);
   return buf;
@@ -266,6 +385,78 @@ function decodeOp(buf: Buffer, at: number, end: number, sendAll: boolean): SendA
   return m as unknown as SendAllRequest | RecvRequest;
 }
 
+/** An ASCII string field's text (anything else: the generated decoder, for its UTF-8 rules). */
+function asciiText(buf: Buffer, start: number, end: number): string {
+  for (let i = start; i < end; i++) if (buf[i]! > 0x7f) throw GENERATED;
+  return buf.toString('latin1', start, end);
+}
+
+/** An Address in buf[at, end) naming an inet or inet6 sender or destination, as the generated decoder reads it. */
+function decodeAddress(buf: Buffer, at: number, end: number): Address {
+  const kind = buf[at];
+  if (kind !== 0x0a && kind !== 0x12) throw GENERATED;
+  const [n, start] = varint(buf, at + 1, end);
+  if (start + n !== end) throw GENERATED;
+  const v6 = kind === 0x12;
+  const m: Record<string, unknown> = v6 ? { host: '', port: 0, flowinfo: 0, scopeId: 0 } : { host: '', port: 0 };
+  let seen = 0;
+  at = start;
+  while (at < end) {
+    const key = buf[at++]!;
+    if (key >= 0x80 || seen & (1 << (key >> 3))) throw GENERATED;
+    seen |= 1 << (key >> 3);
+    if (key === 0x0a) {
+      const [len, from] = varint(buf, at, end);
+      if (from + len > end) throw GENERATED;
+      m.host = asciiText(buf, from, from + len);
+      at = from + len;
+      continue;
+    }
+    if ((key & 7) !== 0) throw GENERATED;
+    const field = key >> 3;
+    const [v, next] = varint(buf, at, end);
+    at = next;
+    if (v > MAX_UINT32) throw GENERATED;
+    if (field === 2) m.port = v;
+    else if (v6 && field === 3) m.flowinfo = v;
+    else if (v6 && field === 4) m.scopeId = v;
+    else throw GENERATED;
+  }
+  return (v6 ? { inet6: m } : { inet: m }) as unknown as Address;
+}
+
+/** The fields of a SendRequest in buf[at, end), as the generated decoder makes them. */
+function decodeSend(buf: Buffer, at: number, end: number): SendRequest {
+  const m: Record<string, unknown> = { handle: 0, data: Buffer.alloc(0), flags: 0, address: undefined, timeout: undefined };
+  let seen = 0;
+  while (at < end) {
+    const key = buf[at++]!;
+    if (key >= 0x80 || seen & (1 << (key >> 3))) throw GENERATED;
+    seen |= 1 << (key >> 3);
+    if (key === 0x29) {
+      if (at + 8 > end) throw GENERATED;
+      m.timeout = buf.readDoubleLE(at);
+      at += 8;
+      continue;
+    }
+    if (key === 0x12 || key === 0x22) {
+      const [n, start] = varint(buf, at, end);
+      if (start + n > end) throw GENERATED;
+      if (key === 0x12) m.data = buf.subarray(start, start + n);
+      else m.address = decodeAddress(buf, start, start + n);
+      at = start + n;
+      continue;
+    }
+    if (key !== 0x08 && key !== 0x18) throw GENERATED;
+    const [v, next] = varint(buf, at, end);
+    if (v > 0x7fffffff) throw GENERATED;
+    at = next;
+    m[key === 0x08 ? 'handle' : 'flags'] = v;
+  }
+  if (at !== end) throw GENERATED;
+  return m as unknown as SendRequest;
+}
+
 /**
  * Decodes a CallRequest (the daemon's deserializer for the Call stream): a sendall or a recv here,
  * with only the fields that are set or have a default (the generated decoder also lists every
@@ -311,13 +502,14 @@ function decodeOne(buf: Buffer, outer: boolean): CallRequest {
     let op = false;
     while (at < buf.length) {
       const key = buf[at]!;
-      if (key === 0x8a || key === 0x92) {
-        // Field 17 (send_all) or 18 (recv): the last field the generated encoder writes here.
+      if (key === 0x82 || key === 0x8a || key === 0x92) {
+        // Field 16 (send), 17 (send_all) or 18 (recv): the last field the generated encoder writes here.
         if (op || buf[at + 1] !== 0x01) throw GENERATED;
         op = true;
         const [n, start] = varint(buf, at + 2, buf.length);
         if (start + n !== buf.length) throw GENERATED;
-        msg[key === 0x8a ? 'sendAll' : 'recv'] = decodeOp(buf, start, start + n, key === 0x8a);
+        if (key === 0x82) msg.send = decodeSend(buf, start, start + n);
+        else msg[key === 0x8a ? 'sendAll' : 'recv'] = decodeOp(buf, start, start + n, key === 0x8a);
         at = start + n;
         continue;
       }

@@ -3,8 +3,9 @@
 // to the generated codec (another operation, a field it does not know, a negative int32, malformed
 // input).
 import test from 'ava';
-import { CallBatch, CallRequest, CallResponse, CallResponseBatch, RecvRequest, RecvResponse, SendAllRequest } from '../../proto/gen/sockbroker/v1/socket.js';
-import { BATCH_FIELDS, CALL_FIELDS, MAX_BATCH_BYTES, MAX_BATCH_CALLS, RECV_FIELDS, RECV_RESPONSE_FIELDS, RESPONSE_BATCH_FIELDS, RESPONSE_FIELDS, SEND_ALL_FIELDS, decodeCallRequest, decodeCallResponse, encodeBatch, encodeCallRequest, encodeCallResponse } from '../../proto/codec/call.js';
+import { CallBatch, CallRequest, CallResponse, CallResponseBatch, QueuedDatagram, RecvRequest, RecvResponse, SendAllRequest, SendRequest, SendResponse } from '../../proto/gen/sockbroker/v1/socket.js';
+import { InetAddress, Inet6Address } from '../../proto/gen/sockbroker/v1/address.js';
+import { BATCH_FIELDS, CALL_FIELDS, INET6_FIELDS, INET_FIELDS, MAX_BATCH_BYTES, MAX_BATCH_CALLS, QUEUED_FIELDS, RECV_FIELDS, RECV_RESPONSE_FIELDS, RESPONSE_BATCH_FIELDS, RESPONSE_FIELDS, SEND_ALL_FIELDS, SEND_FIELDS, SEND_RESPONSE_FIELDS, decodeCallRequest, decodeCallResponse, encodeBatch, encodeCallRequest, encodeCallResponse } from '../../proto/codec/call.js';
 
 const generated = (m: CallRequest): Buffer => Buffer.from(CallRequest.encode(m).finish());
 const data = Buffer.from('x'.repeat(64));
@@ -16,6 +17,13 @@ const samples: Array<[string, CallRequest]> = [
   ['sendall, defaults', { callId: 0, sendAll: { handle: 0, data: Buffer.alloc(0), flags: 0 } } as CallRequest],
   ['recv', { callId: 8, ackedSeq: 200, recv: { handle: 1, bufsize: 64, flags: 0, wantAddress: false, timeout: undefined } } as CallRequest],
   ['recvfrom, every field', { callId: 1 << 30, recv: { handle: 5, bufsize: 0xffffffff, flags: 2, wantAddress: true, timeout: 0, batch: 63 } } as CallRequest],
+  ['sendto', { callId: 12, send: { handle: 3, data, flags: 0, address: { inet: { host: '127.0.0.1', port: 9 } }, timeout: undefined } } as CallRequest],
+  ['sendto, every field, inet6', { callId: 13, ackOnly: false, ackedSeq: 2, send: { handle: 2 ** 31 - 1, data: Buffer.alloc(300, 1), flags: 0x40, address: { inet6: { host: 'fe80::1', port: 65535, flowinfo: 0xfffff, scopeId: 3 } }, timeout: 1.5 } } as CallRequest],
+  ['send, defaults', { callId: 0, send: { handle: 0, data: Buffer.alloc(0), flags: 0 } } as CallRequest],
+  ['sendto, an empty address', { callId: 14, send: { handle: 1, data, flags: 0, address: { inet: { host: '', port: 0 } } } } as CallRequest],
+  // The generated decoder's: a unix path, a host that is not ASCII.
+  ['sendto a unix path', { callId: 15, send: { handle: 1, data, flags: 0, address: { unix: { path: Buffer.from('/tmp/x') } } } } as CallRequest],
+  ['sendto a host that is not ASCII', { callId: 16, send: { handle: 1, data, flags: 0, address: { inet: { host: 'h\u00f4te', port: 1 } } } } as CallRequest],
   // The generated encoder's cases: other operations, negative ints, fields it does not know.
   ['another operation', { callId: 9, getSockName: { handle: 1 } } as CallRequest],
   ['negative flags', { callId: 10, recv: { handle: 1, bufsize: 1, flags: -1, wantAddress: false } } as CallRequest],
@@ -84,7 +92,17 @@ const responses: Array<[string, CallResponse]> = [
   ['recv result', { callId: 8, acked: 7, seq: 99, recv: { data, address: undefined, queued: [] } } as CallResponse],
   ['end of stream, big ids', { callId: big, acked: big, seq: big, recv: { data: Buffer.alloc(0), queued: [] } } as unknown as CallResponse],
   ['only the acknowledgement', { callId: 0, acked: 12 } as CallResponse],
-  ['recvfrom with an address (generated)', { callId: 9, recv: { data, address: { inet: { host: '127.0.0.1', port: 80 } }, queued: [] } } as CallResponse],
+  ['recvfrom with an address', { callId: 9, recv: { data, address: { inet: { host: '127.0.0.1', port: 80 } }, queued: [] } } as CallResponse],
+  ['sendto result', { callId: 12, acked: 3, send: { sent: 64 } } as CallResponse],
+  ['a send of nothing', { callId: 14, send: { sent: 0 } } as CallResponse],
+  ['recvfrom with datagrams read ahead, inet6 and inet', { callId: 15, seq: 4, recv: { data, address: { inet6: { host: '::1', port: 5, flowinfo: 0, scopeId: 0 } }, queued: [
+    { data, address: { inet: { host: '10.0.0.1', port: 53 } } },
+    { data: Buffer.alloc(0), address: undefined },
+    { data: Buffer.alloc(200, 2), address: { inet6: { host: 'fe80::2', port: 1, flowinfo: 7, scopeId: 2 } } },
+  ] } } as CallResponse],
+  ['recv with datagrams read ahead, no addresses', { callId: 16, recv: { data, queued: [{ data }, { data: Buffer.alloc(130, 3) }] } } as unknown as CallResponse],
+  ['recvfrom a unix path (generated)', { callId: 17, recv: { data, address: { unix: { path: Buffer.from('/tmp/x') } }, queued: [] } } as CallResponse],
+  ['a queued datagram from a host that is not ASCII (generated)', { callId: 18, recv: { data, queued: [{ data, address: { inet: { host: 'h\u00f4te', port: 1 } } }] } } as unknown as CallResponse],
   ['another result (generated)', { callId: 10, seq: 3, getSockName: { address: { inet: { host: '::1', port: 1 } } } } as CallResponse],
   ['an error (generated)', { callId: 11, error: { code: 14, message: 'x', details: [] } } as CallResponse],
 ];
@@ -133,7 +151,7 @@ test('decodeCallResponse: what it does not know, or malformed input, goes to the
   t.throws(() => CallResponse.decode(recv.subarray(0, recv.length - 1)));
 });
 
-test('the codec knows every field of SendAllRequest, RecvRequest, RecvResponse, CallBatch and CallResponseBatch, and the envelope fields it writes exist', (t) => {
+test('the codec knows every field of SendAllRequest, RecvRequest, RecvResponse, CallBatch, CallResponseBatch, SendRequest, SendResponse, QueuedDatagram and the inet addresses, and the envelope fields it writes exist', (t) => {
   // A message with a field the encoder does not know takes the generated path (correct, but slow):
   // a field added to these messages shows here, to be added to the encoder.
   t.deepEqual(Object.keys(SendAllRequest.fromPartial({})).sort(), [...SEND_ALL_FIELDS].sort());
@@ -141,8 +159,35 @@ test('the codec knows every field of SendAllRequest, RecvRequest, RecvResponse, 
   t.deepEqual(Object.keys(RecvResponse.fromPartial({})).sort(), [...RECV_RESPONSE_FIELDS].sort());
   t.deepEqual(Object.keys(CallBatch.fromPartial({})).sort(), [...BATCH_FIELDS].sort());
   t.deepEqual(Object.keys(CallResponseBatch.fromPartial({})).sort(), [...RESPONSE_BATCH_FIELDS].sort());
+  t.deepEqual(Object.keys(SendRequest.fromPartial({})).sort(), [...SEND_FIELDS].sort());
+  t.deepEqual(Object.keys(SendResponse.fromPartial({})).sort(), [...SEND_RESPONSE_FIELDS].sort());
+  t.deepEqual(Object.keys(QueuedDatagram.fromPartial({})).sort(), [...QUEUED_FIELDS].sort());
+  t.deepEqual(Object.keys(InetAddress.fromPartial({})).sort(), [...INET_FIELDS].sort());
+  t.deepEqual(Object.keys(Inet6Address.fromPartial({})).sort(), [...INET6_FIELDS].sort());
   const envelope = Object.keys(CallRequest.fromPartial({}));
   for (const k of CALL_FIELDS) t.true(envelope.includes(k), k);
   const responseEnvelope = Object.keys(CallResponse.fromPartial({}));
   for (const k of RESPONSE_FIELDS) t.true(responseEnvelope.includes(k), k);
+});
+
+test.serial('the datagram messages (sendto, its result, recvfrom with senders and read-ahead) take the hand-written path, not the generated one', (t) => {
+  const fastRequests = samples.filter(([name]) => /^send(to)?(,|$)/.test(name) && !/unix|ASCII/.test(name)).map(([, m]) => m);
+  const fastResponses = responses.filter(([name]) => /^(sendto result|a send of nothing|recvfrom with|recv with)/.test(name)).map(([, m]) => m);
+  t.true(fastRequests.length >= 4 && fastResponses.length >= 5);
+  const encode = CallResponse.encode;
+  const decode = CallRequest.decode;
+  const bytes = fastRequests.map(generated);
+  CallResponse.encode = () => {
+    throw new Error('generated encoder used');
+  };
+  CallRequest.decode = () => {
+    throw new Error('generated decoder used');
+  };
+  try {
+    for (const m of fastResponses) t.notThrows(() => encodeCallResponse(m));
+    for (const b of bytes) t.notThrows(() => decodeCallRequest(b));
+  } finally {
+    CallResponse.encode = encode;
+    CallRequest.decode = decode;
+  }
 });

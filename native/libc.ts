@@ -35,6 +35,11 @@ const errnoCell = createExternalBuffer(
   4,
 );
 
+/** errno as the last synchronous call through ffi-rs on this thread left it (for calls made with `errno: false`). */
+export function lastErrno(): number {
+  return errnoCell.readInt32LE(0);
+}
+
 // A function made once. Each call still needs a fresh params object: ffi-rs
 // replaces params.paramsType with one sized to that call's buffers.
 function fn(funcName: string, retType: DataType, paramsType: DataType[]) {

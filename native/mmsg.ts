@@ -1,15 +1,18 @@
 // recvmmsg(2) into one C arena (malloc'd once, never freed: the daemon's main thread is its only
 // user, and a call copies out before returning), so a batch of datagrams costs one syscall plus
-// one copy each instead of a recvfrom each (~0.6 vs ~10 us per datagram through ffi-rs).
+// one copy each instead of a recvfrom each. The arena is read and reset through a view of its
+// memory, so the batch is one ffi call, and each datagram costs a copy of the bytes it holds.
 // Layout: COUNT struct mmsghdr (64 bytes each, the array the kernel walks), COUNT pairs of
-// struct iovec (32), COUNT sockaddr slots (40), then COUNT small data slots (SMALL bytes, copied
-// out together in one call) and COUNT overflow slots for the rest of a large datagram.
-import { DataType, load, open } from 'ffi-rs';
+// struct iovec (32), COUNT sockaddr slots (40), then COUNT small data slots (SMALL bytes) and
+// COUNT overflow slots for the rest of a large datagram.
+import { createExternalBuffer, DataType, isNullPointer, load, open, type JsExternal } from 'ffi-rs';
 import { errnoException } from './errno.js';
+import { AGAIN, lastErrno } from './libc.js';
+import { linux } from './constants.js';
 
 open({ library: 'libc', path: '' });
 
-const { I32, I64, U8Array } = DataType;
+const { I32, I64, U32, U64, External } = DataType;
 
 /** Most datagrams one call returns. */
 export const MMSG_COUNT = 64;
@@ -23,30 +26,34 @@ const IOV_AT = MMSG_COUNT * MSG;
 const NAME_AT = IOV_AT + MMSG_COUNT * 32;
 const DATA_AT = NAME_AT + MMSG_COUNT * NAME_LEN;
 const BIG_AT = DATA_AT + MMSG_COUNT * SMALL;
+const SIZE = BIG_AT + MMSG_COUNT * BIG;
 
-let arena = 0;
-let headers: Buffer;
+/** The arena's address (for the kernel's pointers) and a view of it; the headers as written fresh. */
+let arena: { at: number; view: Buffer; headers: Buffer } | undefined;
 
-function setup(): void {
-  const size = BIG_AT + MMSG_COUNT * BIG;
-  arena = Number(load({ library: 'libc', funcName: 'malloc', retType: I64, paramsType: [I64], paramsValue: [size] }));
-  if (!arena) throw errnoException(12, 'malloc');
-  headers = Buffer.alloc(DATA_AT);
-  for (let i = 0; i < MMSG_COUNT; i++) writeHeader(i);
-  load({ library: 'libc', funcName: 'memcpy', retType: I64, paramsType: [I64, U8Array, I64], paramsValue: [arena, headers, DATA_AT] });
+function setup(): NonNullable<typeof arena> {
+  const ptr = load({ library: 'libc', funcName: 'malloc', retType: External, paramsType: [U64], paramsValue: [SIZE] }) as unknown as JsExternal;
+  if (isNullPointer(ptr)) throw errnoException(12 /* ENOMEM */, 'malloc');
+  // memset(p, 0, 0) returns p: the address as a number, for the pointers in the headers.
+  const at = load({ library: 'libc', funcName: 'memset', retType: I64, paramsType: [External, I32, U64], paramsValue: [ptr, 0, 0] }) as unknown as number;
+  const headers = Buffer.alloc(DATA_AT);
+  for (let i = 0; i < MMSG_COUNT; i++) writeHeader(headers, at, i);
+  const view = createExternalBuffer(ptr, SIZE);
+  headers.copy(view);
+  return { at, view, headers };
 }
 
 /** struct mmsghdr { struct msghdr { name, namelen, iov, iovlen, control, controllen, flags }; unsigned len; } */
-function writeHeader(i: number): void {
+function writeHeader(headers: Buffer, base: number, i: number): void {
   const h = i * MSG;
-  headers.writeBigUInt64LE(BigInt(arena + NAME_AT + i * NAME_LEN), h); // msg_name
+  headers.writeBigUInt64LE(BigInt(base + NAME_AT + i * NAME_LEN), h); // msg_name
   headers.writeUInt32LE(NAME_LEN, h + 8); // msg_namelen
-  headers.writeBigUInt64LE(BigInt(arena + IOV_AT + i * 32), h + 16); // msg_iov
+  headers.writeBigUInt64LE(BigInt(base + IOV_AT + i * 32), h + 16); // msg_iov
   headers.writeBigUInt64LE(2n, h + 24); // msg_iovlen
   const iov = IOV_AT + i * 32;
-  headers.writeBigUInt64LE(BigInt(arena + DATA_AT + i * SMALL), iov);
+  headers.writeBigUInt64LE(BigInt(base + DATA_AT + i * SMALL), iov);
   headers.writeBigUInt64LE(BigInt(SMALL), iov + 8);
-  headers.writeBigUInt64LE(BigInt(arena + BIG_AT + i * BIG), iov + 16);
+  headers.writeBigUInt64LE(BigInt(base + BIG_AT + i * BIG), iov + 16);
   headers.writeBigUInt64LE(BigInt(BIG), iov + 24);
 }
 
@@ -58,39 +65,42 @@ export interface Datagram {
 }
 
 /**
- * Up to `max` datagrams waiting on `fd`, without blocking (MSG_DONTWAIT); throws EAGAIN when
- * none is waiting. Each datagram's data is copied out, at most `keep` bytes of it.
+ * Up to `max` datagrams waiting on `fd`, without blocking (MSG_DONTWAIT); AGAIN when none is
+ * waiting. Each datagram's data is copied out, at most `keep` bytes of it; all of a batch's data
+ * and addresses share one new buffer of just their size.
  */
-export function recvmmsg(fd: number, max: number, keep: number): Datagram[] {
-  if (!arena) setup();
+export function recvmmsg(fd: number, max: number, keep: number): Datagram[] | typeof AGAIN {
+  const a = (arena ??= setup());
   const n = Math.max(1, Math.min(MMSG_COUNT, max));
   // Reset the in/out fields the kernel wrote last time (namelen, msg_len, flags).
-  load({ library: 'libc', funcName: 'memcpy', retType: I64, paramsType: [I64, U8Array, I64], paramsValue: [arena, headers, n * MSG] });
-  const r = load({
-    library: 'libc', funcName: 'recvmmsg', retType: I32, paramsType: [I32, I64, DataType.U32, I32, I64],
-    paramsValue: [fd, arena, n, 0x40 /* MSG_DONTWAIT */, 0], errno: true,
-  }) as unknown as { value: number; errnoCode: number };
-  if (r.value === -1) throw errnoException(r.errnoCode, 'recvmmsg');
-  // Headers, names and the small slots of the datagrams received: one copy.
-  const got = Buffer.allocUnsafe(DATA_AT + r.value * SMALL);
-  load({ library: 'libc', funcName: 'memcpy', retType: I64, paramsType: [U8Array, I64, I64], paramsValue: [got, arena, got.length] });
-  const out: Datagram[] = [];
-  for (let i = 0; i < r.value; i++) {
-    const h = i * MSG;
-    const length = got.readUInt32LE(h + 56); // msg_len
-    const namelen = Math.min(got.readUInt32LE(h + 8), NAME_LEN);
-    const take = Math.min(length, keep, MMSG_SLOT);
-    let data: Buffer;
-    if (take <= SMALL) {
-      data = got.subarray(DATA_AT + i * SMALL, DATA_AT + i * SMALL + take);
-    } else {
-      data = Buffer.allocUnsafe(take);
-      got.copy(data, 0, DATA_AT + i * SMALL, DATA_AT + (i + 1) * SMALL);
-      const part = data.subarray(SMALL);
-      load({ library: 'libc', funcName: 'memcpy', retType: I64, paramsType: [U8Array, I64, I64], paramsValue: [part, arena + BIG_AT + i * BIG, take - SMALL] });
-    }
-    const name = NAME_AT + i * NAME_LEN;
-    out.push({ data, length, addr: got.subarray(name, name + namelen) });
+  a.headers.copy(a.view, 0, 0, n * MSG);
+  const got = load({
+    library: 'libc', funcName: 'recvmmsg', retType: I32, paramsType: [I32, I64, U32, I32, I64],
+    paramsValue: [fd, a.at, n, linux.MSG_DONTWAIT!, 0],
+  }) as unknown as number;
+  if (got === -1) {
+    const errno = lastErrno();
+    if (errno === linux.EAGAIN) return AGAIN;
+    throw errnoException(errno, 'recvmmsg');
   }
-  return out;
+  const v = a.view;
+  let total = 0;
+  for (let i = 0; i < got; i++) total += Math.min(v.readUInt32LE(i * MSG + 56), keep, MMSG_SLOT) + Math.min(v.readUInt32LE(i * MSG + 8), NAME_LEN);
+  const out = Buffer.allocUnsafe(total);
+  const list: Datagram[] = [];
+  let at = 0;
+  for (let i = 0; i < got; i++) {
+    const h = i * MSG;
+    const length = v.readUInt32LE(h + 56); // msg_len
+    const namelen = Math.min(v.readUInt32LE(h + 8), NAME_LEN);
+    const take = Math.min(length, keep, MMSG_SLOT);
+    const start = at;
+    at += v.copy(out, at, DATA_AT + i * SMALL, DATA_AT + i * SMALL + Math.min(take, SMALL));
+    if (take > SMALL) at += v.copy(out, at, BIG_AT + i * BIG, BIG_AT + i * BIG + take - SMALL);
+    const data = out.subarray(start, at);
+    const name = at;
+    at += v.copy(out, at, NAME_AT + i * NAME_LEN, NAME_AT + i * NAME_LEN + namelen);
+    list.push({ data, length, addr: out.subarray(name, at) });
+  }
+  return list;
 }

@@ -1,8 +1,10 @@
 // Readiness reactor: one epoll set whose readiness reaches the event loop. Preferred: libuv's own
 // loop polls the set (an epoll fd is pollable) through a pipe handle of Node's pipe_wrap binding
-// opened on a dup of it; the handle's read of it fails (EINVAL) the moment a registered fd is
-// ready, a callback on the main loop with no thread hop, and the set is then read with a
-// non-blocking epoll_wait. Fallback (no pipe_wrap binding, or SOCKBROKER_REACTOR=threadpool): a
+// opened on a dup of it. The handle reads into a zero-length buffer, so libuv never calls read(2)
+// on it: it reports UV_ENOBUFS and keeps polling (a read that failed would stop the handle and
+// cost a re-open, ~6 syscalls, per wake-up). That is a callback on the main loop with no thread
+// hop, and the set is then read with a non-blocking epoll_wait, which leaves the set unreadable
+// again (every registration is edge-triggered). Fallback (no pipe_wrap binding, or SOCKBROKER_REACTOR=threadpool): a
 // persistent epoll_wait on the libuv threadpool (~45 µs and ~70 µs of CPU more per echo round
 // trip through the daemon: a second thread wake-up and an off-thread ffi call).
 //
@@ -277,12 +279,8 @@ interface PipeHandle {
 class LoopPoller implements Poller {
   readonly mode = 'loop';
   #held = false;
-  #stopped = false;
 
-  private constructor(
-    readonly handle: PipeHandle,
-    readonly fd: number,
-  ) {}
+  private constructor(readonly handle: PipeHandle) {}
 
   /** The poller, or null where Node offers no pipe_wrap binding (the caller falls back). */
   static open(epfd: number, onWake: () => void): LoopPoller | null {
@@ -301,30 +299,17 @@ class LoopPoller implements Poller {
     // The handle owns (and closes) its own fd: a dup, so the set outlives it.
     const fd = dupCloexec(epfd);
     const handle = new Pipe(SOCKET);
-    const poller = new LoopPoller(handle, fd);
-    handle.useUserBuffer(Buffer.alloc(16)); // the read only ever fails: no 64 KiB buffer per wake
-    handle.onread = () => {
-      // The failed read stops the handle once this callback returns; opening the same fd again
-      // then makes it readable again (in the check phase right after this poll phase: readiness
-      // meanwhile is level-triggered, so nothing is lost).
-      setImmediate(poller.#rearm);
-      onWake();
-    };
-    if (!poller.#arm()) {
+    const poller = new LoopPoller(handle);
+    // No buffer: libuv reports UV_ENOBUFS without reading and leaves the handle polling (see the top).
+    handle.useUserBuffer(Buffer.alloc(0));
+    handle.onread = onWake;
+    if (handle.open(fd) !== 0 || handle.readStart() !== 0) {
       handle.close();
       return null;
     }
     handle.unref();
     return poller;
   }
-
-  #arm(): boolean {
-    return this.handle.open(this.fd) === 0 && this.handle.readStart() === 0;
-  }
-
-  readonly #rearm = (): void => {
-    if (!this.#stopped && !this.#arm()) throw new Error('reactor: cannot re-arm the epoll set on the event loop');
-  };
 
   hold(waiting: boolean): void {
     if (waiting === this.#held) return;
@@ -334,7 +319,6 @@ class LoopPoller implements Poller {
   }
 
   stop(): Promise<void> {
-    this.#stopped = true;
     this.handle.readStop();
     return new Promise((resolve) => this.handle.close(resolve));
   }

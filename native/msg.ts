@@ -8,6 +8,7 @@ import { endianness } from 'node:os';
 import { createExternalBuffer, DataType, load, open, type JsExternal } from 'ffi-rs';
 import { abi } from './constants.js';
 import { errnoException } from './errno.js';
+import { lastErrno } from './libc.js';
 
 if (endianness() !== 'LE' || abi.sizeof_long !== 8) throw new Error('native/msg: LP64 little-endian hosts only');
 
@@ -123,11 +124,6 @@ export function layoutMsg(
   return layout;
 }
 
-interface Result {
-  value: number;
-  errnoCode: number;
-}
-
 /** A block of native memory: its address and a Buffer over it (no copy). */
 interface Block {
   ptr: JsExternal;
@@ -166,11 +162,12 @@ function withBlock<T>(size: number, fn: (b: Block) => T): T {
   return fn(shared);
 }
 
+// errno is read as libc.ts reads it (lastErrno, only on -1).
 const sys = {
   sendmsg: (fd: number, msg: bigint, flags: number) =>
-    load({ library: 'libc', funcName: 'sendmsg', retType: I64, paramsType: [I32, I64, I32], paramsValue: [fd, Number(msg), flags], errno: true }) as unknown as Result,
+    load({ library: 'libc', funcName: 'sendmsg', retType: I64, paramsType: [I32, I64, I32], paramsValue: [fd, Number(msg), flags] }) as unknown as number,
   recvmsg: (fd: number, msg: bigint, flags: number) =>
-    load({ library: 'libc', funcName: 'recvmsg', retType: I64, paramsType: [I32, I64, I32], paramsValue: [fd, Number(msg), flags], errno: true }) as unknown as Result,
+    load({ library: 'libc', funcName: 'recvmsg', retType: I64, paramsType: [I32, I64, I32], paramsValue: [fd, Number(msg), flags] }) as unknown as number,
 };
 
 /**
@@ -187,8 +184,8 @@ export function sendmsg(fd: number, buffers: Buffer[], control: Buffer, flags: n
     control.copy(b.buf, l.control);
     buffers.forEach((d, i) => d.copy(b.buf, l.data[i]!));
     const r = sys.sendmsg(fd, b.addr, flags);
-    if (r.value === -1) throw errnoException(r.errnoCode, 'sendmsg');
-    return r.value;
+    if (r === -1) throw errnoException(lastErrno(), 'sendmsg');
+    return r;
   });
 }
 
@@ -212,12 +209,12 @@ export function recvmsg(fd: number, bufsize: number, ancbufsize: number, flags: 
   return withBlock(plan.size, (b) => {
     const l = layoutMsg(b.addr, lens, SOCKADDR_MAX, ancbufsize, b.buf);
     const r = sys.recvmsg(fd, b.addr, flags);
-    if (r.value === -1) throw errnoException(r.errnoCode, 'recvmsg');
+    if (r === -1) throw errnoException(lastErrno(), 'recvmsg');
     const namelen = Math.min(b.buf.readUInt32LE(MSGHDR.namelen), SOCKADDR_MAX);
     const controllen = Math.min(Number(b.buf.readBigUInt64LE(MSGHDR.controllen)), ancbufsize);
     return {
-      n: r.value,
-      data: Buffer.from(b.buf.subarray(l.data[0]!, l.data[0]! + Math.min(r.value, bufsize))),
+      n: r,
+      data: Buffer.from(b.buf.subarray(l.data[0]!, l.data[0]! + Math.min(r, bufsize))),
       control: Buffer.from(b.buf.subarray(l.control, l.control + controllen)),
       msgFlags: b.buf.readInt32LE(MSGHDR.flags),
       addr: Buffer.from(b.buf.subarray(l.name, l.name + namelen)),

@@ -14,7 +14,8 @@ import { cmsgSpace, decodeCmsgs, encodeCmsgs, recvmsg, sendmsg } from '../native
 import { dupCloexec } from '../native/fd.js';
 import { ErrnoError, isTimeout, strerror } from '../native/errno.js';
 import { Reactor } from '../native/reactor.js';
-import { deadlineFor, drive, isAgain, waitReady, type DrivenFd, type Timeout } from '../native/io-driver.js';
+import { attemptNow, deadlineFor, drive, isAgain, waitReady, type DrivenFd, type Timeout } from '../native/io-driver.js';
+import type { Direction } from '../native/reactor.js';
 import type { Address } from '../proto/gen/sockbroker/v1/address.js';
 import { addressOf } from '../proto/codec/address.js';
 import type { ControlMessage, SocketInfo } from '../proto/gen/sockbroker/v1/socket.js';
@@ -68,12 +69,38 @@ function dontWait(timeout: Timeout, flags: number): Timeout {
   return timeout === undefined && (flags & C.MSG_DONTWAIT) !== 0 ? 0 : timeout;
 }
 
+/** Rethrows a native error as Python's (for promise rejections). */
+function rethrowPy(err: unknown): never {
+  throw pyError(err);
+}
+
+/** `f` of a value, now or once it resolves. */
+function then<T, U>(v: T | Promise<T>, f: (v: T) => U): U | Promise<U> {
+  return v instanceof Promise ? v.then(f) : f(v);
+}
+
+/**
+ * One I/O call under the socket's mode: the syscall made now, and only if the socket is not
+ * ready a wait on the reactor (drive). A ready socket's result comes back with no promise.
+ */
+function io<T>(e: LocalEntry, dir: Direction, timeout: Timeout, signal: AbortSignal, syscall: string, attempt: () => T | typeof libc.AGAIN): T | Promise<T> {
+  const r = attemptNow(e, timeout, signal, syscall, attempt);
+  return r === libc.AGAIN ? drive(theReactor(), e, dir, timeout, signal, syscall, attempt) : r;
+}
+
 function fromSockaddr(buf: Buffer, family: number): Address | undefined {
   if (buf.length === 0) return family === C.AF_UNIX ? { unix: { path: Buffer.alloc(0) } } : undefined;
   return addressOf(decodeSockaddr(buf));
 }
 
 type Req = Record<string, any>;
+
+/** A host as the kernel takes it; `numeric` when it was already an address (its sockaddr is kept). */
+interface Resolved {
+  host: string;
+  scopeId?: number;
+  numeric?: boolean;
+}
 
 /** Side-channel requests in flight at once per module (the broker caps connections per identity). */
 const SIDE_CONCURRENCY = 4;
@@ -183,8 +210,8 @@ export class LocalSockets {
     return e;
   }
 
-  /** The kernel sockaddr for a proto address; host names resolve on the broker (getaddrinfo). */
-  async #sockaddr(a: Address | undefined, family: number, syscall: string): Promise<Buffer> {
+  /** The kernel sockaddr for a proto address; host names resolve on the broker (getaddrinfo), the rest now. */
+  #sockaddr(a: Address | undefined, family: number, syscall: string): Buffer | Promise<Buffer> {
     if (family === C.AF_INET || family === C.AF_INET6) {
       const v = family === C.AF_INET ? a?.inet : a?.inet6;
       if (!v) throw new TypeError(`${syscall}(): ${family === C.AF_INET ? 'AF_INET' : 'AF_INET6'} address must be tuple, not ${a?.unix ? 'str' : 'NoneType'}`);
@@ -192,12 +219,13 @@ export class LocalSockets {
       // A loop of sendto to one numeric address encodes it once (inet_pton is an ffi call).
       const key = `${family} ${v.host} ${v.port} ${v6?.flowinfo} ${v6?.scopeId}`;
       if (key === this.#lastKey) return this.#lastSa!;
-      const { host, scopeId, numeric } = await this.#resolve(v.host, family);
-      const sa = family === C.AF_INET
-        ? encodeSockaddr({ family: 'inet', host, port: v.port })
-        : encodeSockaddr({ family: 'inet6', host, port: v6!.port, flowinfo: v6!.flowinfo, scopeId: v6!.scopeId || scopeId || 0 });
-      if (numeric) [this.#lastKey, this.#lastSa] = [key, sa];
-      return sa;
+      return then(this.#resolve(v.host, family), ({ host, scopeId, numeric }) => {
+        const sa = family === C.AF_INET
+          ? encodeSockaddr({ family: 'inet', host, port: v.port })
+          : encodeSockaddr({ family: 'inet6', host, port: v6!.port, flowinfo: v6!.flowinfo, scopeId: v6!.scopeId || scopeId || 0 });
+        if (numeric) [this.#lastKey, this.#lastSa] = [key, sa];
+        return sa;
+      });
     }
     if (family === C.AF_UNIX) {
       if (!a?.unix) throw new TypeError(`${syscall}(): AF_UNIX address must be str or bytes, not tuple`);
@@ -209,13 +237,17 @@ export class LocalSockets {
   }
 
   /** As CPython's setipaddr: '' the wildcard, '<broadcast>', numeric as is, else the broker's getaddrinfo. */
-  async #resolve(host: string, family: number): Promise<{ host: string; scopeId?: number; numeric?: boolean }> {
+  #resolve(host: string, family: number): Resolved | Promise<Resolved> {
     if (host === '') return { host: family === C.AF_INET ? '0.0.0.0' : '::', numeric: true };
     if (host === '<broadcast>') {
       if (family !== C.AF_INET) throw new OSError('address family mismatched');
       return { host: '255.255.255.255', numeric: true };
     }
     if (!host.includes('\0') && libc.inetPton(family, host)) return { host, numeric: true };
+    return this.#lookup(host, family);
+  }
+
+  async #lookup(host: string, family: number): Promise<Resolved> {
     const res = await this.transport.getAddrInfo({ host, port: undefined, family, type: C.SOCK_DGRAM, protocol: 0, flags: 0 } as never);
     const first = res.results[0]?.address;
     if (first?.inet) return { host: first.inet.host };
@@ -231,14 +263,16 @@ export class LocalSockets {
     }
   }
 
-  /** Runs one operation, as Transport.call does on the broker. */
-  async call(op: string, req: Req, _timeoutS?: number | null, signal?: AbortSignal): Promise<any> {
-    const fn = (this as unknown as Record<string, (req: Req, signal: AbortSignal) => Promise<unknown>>)[`op_${op}`];
-    if (!fn) throw new OSError(`sockbroker: ${op} is not available on a handed-off socket`);
+  /** Runs one operation, as Transport.call does on the broker: one promise, settled at once
+   * when the operation did not have to wait. */
+  call(op: string, req: Req, _timeoutS?: number | null, signal?: AbortSignal): Promise<any> {
+    const fn = (this as unknown as Record<string, (req: Req, signal: AbortSignal) => unknown>)[`op_${op}`];
+    if (!fn) return Promise.reject(new OSError(`sockbroker: ${op} is not available on a handed-off socket`));
     try {
-      return await fn.call(this, req, signal ?? never);
+      const r = fn.call(this, req, signal ?? never);
+      return r instanceof Promise ? r.catch(rethrowPy) : Promise.resolve(r);
     } catch (err) {
-      throw pyError(err);
+      return Promise.reject(pyError(err));
     }
   }
 
@@ -303,33 +337,40 @@ export class LocalSockets {
     return ends();
   }
 
-  async op_send(req: Req, signal: AbortSignal): Promise<unknown> {
+  op_send(req: Req, signal: AbortSignal): unknown {
     const e = this.#entry(req.handle, 'send');
     const flags = req.flags | C.MSG_NOSIGNAL;
-    const sa = req.address ? await this.#sockaddr(req.address, e.info.family, 'sendto') : null;
-    const sent = await drive(theReactor(), e, 'write', dontWait(req.timeout, req.flags), signal, sa ? 'sendto' : 'send', () => libc.sendto(e.fd, req.data, flags, sa));
-    return { sent };
+    const send = (sa: Buffer | null) =>
+      then(io(e, 'write', dontWait(req.timeout, req.flags), signal, sa ? 'sendto' : 'send', () => libc.sendto(e.fd, req.data, flags, sa)), (sent) => ({ sent }));
+    return req.address ? then(this.#sockaddr(req.address, e.info.family, 'sendto'), send) : send(null);
   }
 
-  async op_sendAll(req: Req, signal: AbortSignal): Promise<unknown> {
+  op_sendAll(req: Req, signal: AbortSignal): unknown {
     const e = this.#entry(req.handle, 'sendall');
     const data: Buffer = req.data;
     const flags = req.flags | C.MSG_NOSIGNAL;
     const timeout = dontWait(req.timeout, req.flags);
     const deadline = deadlineFor(timeout);
-    let offset = 0;
-    do {
-      offset += await drive(theReactor(), e, 'write', timeout, signal, 'sendall', () => libc.send(e.fd, data.subarray(offset), flags), deadline);
-    } while (offset < data.length);
-    return {};
+    // Most sendall calls go out whole in the first send: no promise for those.
+    const first = attemptNow(e, timeout, signal, 'sendall', () => libc.send(e.fd, data, flags));
+    if (first !== libc.AGAIN && first >= data.length) return {};
+    return (async () => {
+      let offset = first === libc.AGAIN ? 0 : first;
+      do {
+        offset += await drive(theReactor(), e, 'write', timeout, signal, 'sendall', () => libc.send(e.fd, data.subarray(offset), flags), deadline);
+      } while (offset < data.length);
+      return {};
+    })();
   }
 
-  async op_recv(req: Req, signal: AbortSignal): Promise<unknown> {
+  op_recv(req: Req, signal: AbortSignal): unknown {
     const e = this.#entry(req.handle, req.wantAddress ? 'recvfrom' : 'recv');
-    const r = await drive(theReactor(), e, 'read', dontWait(req.timeout, req.flags), signal, req.wantAddress ? 'recvfrom' : 'recv', () =>
-      req.wantAddress ? libc.recvfromBytes(e.fd, req.bufsize, req.flags) : libc.recvBytes(e.fd, req.bufsize, req.flags));
-    const addr = (r as { addr?: Buffer }).addr;
-    return { data: r.data, address: addr && addr.length > 0 ? fromSockaddr(addr, e.info.family) : undefined };
+    const timeout = dontWait(req.timeout, req.flags);
+    if (!req.wantAddress) return then(io(e, 'read', timeout, signal, 'recv', () => libc.recvBytes(e.fd, req.bufsize, req.flags)), (r) => ({ data: r.data }));
+    return then(io(e, 'read', timeout, signal, 'recvfrom', () => libc.recvfromBytes(e.fd, req.bufsize, req.flags)), (r) => ({
+      data: r.data,
+      address: r.addr.length > 0 ? fromSockaddr(r.addr, e.info.family) : undefined,
+    }));
   }
 
   async op_shutdown(req: Req): Promise<unknown> {

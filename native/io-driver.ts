@@ -89,6 +89,29 @@ export function deadlineFor(timeout: Timeout): number {
   return timeout === undefined ? Infinity : performance.now() + timeout * 1000;
 }
 
+/**
+ * The syscall made now, as drive's first attempt: its result, or AGAIN when the caller must wait
+ * (then drive() it, which tries again first). Lets a caller whose socket is ready return without
+ * a promise of its own; errors are drive's (EINTR is retried, EAGAIN raised in non-blocking mode).
+ */
+export function attemptNow<T>(entry: DrivenFd, timeout: Timeout, signal: Cancel, syscall: string, attempt: () => T | typeof AGAIN): T | typeof AGAIN {
+  for (;;) {
+    if (entry.closed) throw badFd(syscall);
+    if (signal.aborted) throw signal.reason;
+    let r: T | typeof AGAIN;
+    try {
+      r = attempt();
+    } catch (err) {
+      if (isIntr(err)) continue;
+      if (!isAgain(err) || timeout === 0) throw err;
+      return AGAIN;
+    }
+    // An attempt may return AGAIN (libc's recv*Bytes) rather than throw EAGAIN: the same.
+    if (r === AGAIN && timeout === 0) throw errnoException(linux.EAGAIN!, syscall);
+    return r;
+  }
+}
+
 /** Runs `attempt` under the socket's mode (see the contract at the top of this file); a call
  * made of several syscalls (sendall) passes one deadline for all of them. */
 export async function drive<T>(
@@ -102,21 +125,10 @@ export async function drive<T>(
   deadline = deadlineFor(timeout),
 ): Promise<T> {
   for (;;) {
-    if (entry.closed) throw badFd(syscall);
-    if (signal.aborted) throw signal.reason;
-    let r: T | typeof AGAIN;
-    try {
-      r = attempt();
-    } catch (err) {
-      if (isIntr(err)) continue;
-      if (!isAgain(err) || timeout === 0) throw err;
-      r = AGAIN;
-    }
+    const r = attemptNow(entry, timeout, signal, syscall, attempt);
     if (r !== AGAIN) return r;
-    // An attempt may return AGAIN (libc's recv*Bytes) rather than throw EAGAIN: the same.
-    if (timeout === 0) throw errnoException(linux.EAGAIN!, syscall);
     // No retry loop before waiting: readiness comes from the event loop itself (reactor.ts),
-    // and each retry would cost an ffi call (~8-13 µs with EAGAIN) to save none.
+    // and each retry would cost an ffi call (~3-4 µs with EAGAIN) to save none.
     await waitReady(reactor, entry, dir, deadline, signal, syscall);
   }
 }

@@ -226,8 +226,10 @@ export class Socket {
 
   /** After a call that may bind an unbound inet socket to a port (listen, sendto), learn the
    * address, so repr shows it as Python's (which asks getsockname) does. */
-  async #autobound(): Promise<void> {
-    if (Array.isArray(this.#laddr) && this.#laddr[1] === 0) await this.getsockname().catch(() => undefined);
+  #autobound(): Promise<unknown> | undefined {
+    // Not async: a sendto loop's later calls have nothing to wait for (no promise each).
+    if (Array.isArray(this.#laddr) && this.#laddr[1] === 0) return this.getsockname().catch(() => undefined);
+    return undefined;
   }
 
   /** Resolves to [connection, address]; the new socket's mode follows the seed's accept rules. */
@@ -332,7 +334,8 @@ export class Socket {
       this.#inflight.add(tracked);
       return;
     }
-    await this.#settled();
+    if (this.#inflight.size > 0) await this.#settled();
+    else this.#check();
     if (buf.length > PIPELINE_MAX && this.#connected && this.#timeout !== 0 && this.#tcp()) {
       const ch = await this.#channel();
       if (ch && !ch.broken) {
@@ -377,8 +380,8 @@ export class Socket {
   }
 
   /** A send on the Call stream could overtake a pipelined sendall on the Data stream: it waits. */
-  async #afterBulkSends(): Promise<void> {
-    if (this.#bulkSending > 0) await this.#settled();
+  #afterBulkSends(): Promise<void> | undefined {
+    return this.#bulkSending > 0 ? this.#settled() : undefined;
   }
 
   /** Waits for pipelined sends, then raises the error one of them left, if any. */
@@ -408,8 +411,8 @@ export class Socket {
   }
 
   /** Before any read that is not the read-ahead's: it stops, and gives back what it holds. */
-  async #quiesce(): Promise<void> {
-    if (this.#bulk?.active) await this.#bulk.quiesce();
+  #quiesce(): Promise<void> | undefined {
+    return this.#bulk?.active ? this.#bulk.quiesce() : undefined;
   }
 
   /**
@@ -448,7 +451,8 @@ export class Socket {
     if (this.#sniffer) return this.#sniffNow(n, f) ?? this.#sniffed(handle, n, f);
     const d = this.#queueing && (await this.#datagram(handle, n, f));
     if (d) return d.data;
-    const bulk = await this.#bulkRecv(n, f);
+    // A handed-off socket is native here: no Data stream to read through.
+    const bulk = this._handedOff ? null : await this.#bulkRecv(n, f);
     if (bulk) return bulk;
     const res = await this.#io.call('recv', { handle, bufsize: n, flags: f, wantAddress: false, timeout: this.#mode }, this.#deadline, this.#reads.signal);
     return res.data;

@@ -341,7 +341,7 @@ export class LocalSockets {
     const e = this.#entry(req.handle, 'send');
     const flags = req.flags | C.MSG_NOSIGNAL;
     const send = (sa: Buffer | null) =>
-      then(io(e, 'write', dontWait(req.timeout, req.flags), signal, sa ? 'sendto' : 'send', () => libc.sendto(e.fd, req.data, flags, sa)), (sent) => ({ sent }));
+      then(io(e, 'write', dontWait(req.timeout, req.flags), signal, sa ? 'sendto' : 'send', () => libc.sendtoTry(e.fd, req.data, flags, sa)), (sent) => ({ sent }));
     return req.address ? then(this.#sockaddr(req.address, e.info.family, 'sendto'), send) : send(null);
   }
 
@@ -352,12 +352,12 @@ export class LocalSockets {
     const timeout = dontWait(req.timeout, req.flags);
     const deadline = deadlineFor(timeout);
     // Most sendall calls go out whole in the first send: no promise for those.
-    const first = attemptNow(e, timeout, signal, 'sendall', () => libc.send(e.fd, data, flags));
+    const first = attemptNow(e, timeout, signal, 'sendall', () => libc.sendTry(e.fd, data, flags));
     if (first !== libc.AGAIN && first >= data.length) return {};
     return (async () => {
       let offset = first === libc.AGAIN ? 0 : first;
       do {
-        offset += await drive(theReactor(), e, 'write', timeout, signal, 'sendall', () => libc.send(e.fd, data.subarray(offset), flags), deadline);
+        offset += await drive(theReactor(), e, 'write', timeout, signal, 'sendall', () => libc.sendTry(e.fd, data.subarray(offset), flags), deadline);
       } while (offset < data.length);
       return {};
     })();

@@ -417,18 +417,23 @@ export class Socket {
 
   /**
    * recv(n) through the read-ahead, once the socket shows a pattern of large reads (or makefile
-   * reads it); null = use the Call stream. Flags, non-blocking mode or recv(0) never read ahead.
+   * reads it); null (or a promise of it) = use the Call stream. Flags, non-blocking mode or
+   * recv(0) never read ahead. A plain null when nothing needs waiting for: a small read then
+   * goes on without an await.
    */
-  async #bulkRecv(n: number, flags: number): Promise<Buffer | null> {
+  #bulkRecv(n: number, flags: number): Promise<Buffer | null> | null {
     if (flags !== 0 || n === 0 || this.#timeout === 0 || !this.#everConnected || !this.#tcp()) {
-      await this.#quiesce();
-      return null;
+      return this.#bulk?.active ? this.#bulk.quiesce().then(() => null) : null;
     }
     if (!this.#bulk?.active && !this.#preferBulk) {
       if (n < BULK_READ_MIN) this.#largeReads = 0;
       else this.#largeReads++;
       if (this.#largeReads < BULK_READ_AFTER || this.#bulk?.finished) return null;
     }
+    return this.#bulkRead(n);
+  }
+
+  async #bulkRead(n: number): Promise<Buffer | null> {
     const ch = await this.#channel();
     if (!ch) return null;
     return ch.recv(n, this.#timeout, this.#reads.signal);
@@ -452,7 +457,8 @@ export class Socket {
     const d = this.#queueing && (await this.#datagram(handle, n, f));
     if (d) return d.data;
     // A handed-off socket is native here: no Data stream to read through.
-    const bulk = this._handedOff ? null : await this.#bulkRecv(n, f);
+    const ahead = this._handedOff ? null : this.#bulkRecv(n, f);
+    const bulk = ahead && (await ahead);
     if (bulk) return bulk;
     const res = await this.#io.call('recv', { handle, bufsize: n, flags: f, wantAddress: false, timeout: this.#mode }, this.#deadline, this.#reads.signal);
     return res.data;
@@ -605,7 +611,8 @@ export class Socket {
       return [d.data.length, wantAddress ? fromAddress(d.address) : null];
     }
     if (!wantAddress) {
-      const bulk = await this.#bulkRecv(n, f);
+      const ahead = this.#bulkRecv(n, f);
+      const bulk = ahead && (await ahead);
       if (bulk) {
         bulk.copy(target, 0);
         return [bulk.length, null];

@@ -77,8 +77,8 @@ interface Pending {
   timer?: NodeJS.Timeout;
   /** Set when the caller aborted: the reason to reject with once the broker confirms. */
   cancelReason?: Error;
-  /** Removes the abort listener (a socket's signal outlives its calls). */
-  unlisten?: () => void;
+  /** The calls its abort signal cancels, this one among them until it settles (see #watch). */
+  watched?: Set<number>;
 }
 
 export class Transport extends EventEmitter {
@@ -90,6 +90,11 @@ export class Transport extends EventEmitter {
   readonly #newChannel: () => void;
   readonly #metadata = new grpc.Metadata();
   readonly #pending = new Map<number, Pending>();
+  /**
+   * The pending calls of each abort signal: one listener per signal, not one added and removed
+   * per call (a socket's signal serves every read it makes).
+   */
+  readonly #bySignal = new WeakMap<AbortSignal, Set<number>>();
   /** ack_only calls not yet acknowledged, in increasing call_id order. */
   readonly #ackOnly: number[] = [];
   /** Open Data streams: cancelled when the transport closes. */
@@ -211,7 +216,7 @@ export class Transport extends EventEmitter {
     if (p) {
       this.#pending.delete(res.callId);
       clearTimeout(p.timer);
-      p.unlisten?.();
+      p.watched?.delete(res.callId);
       if (res.error) p.reject(p.cancelReason && res.error.code === grpc.status.CANCELLED ? p.cancelReason : fromStatus(res.error));
       else p.resolve((res as any)[p.op]);
     }
@@ -357,7 +362,7 @@ export class Transport extends EventEmitter {
     for (const call of this.#data) call.cancel();
     for (const p of this.#pending.values()) {
       clearTimeout(p.timer);
-      p.unlisten?.();
+      p.watched?.delete(p.msg.callId);
       p.reject(lost);
     }
     this.#pending.clear();
@@ -398,9 +403,7 @@ export class Transport extends EventEmitter {
         if (signal.aborted) return reject(signal.reason);
         // Cancellation is a request: the broker answers either CANCELLED or, if the call had
         // already completed, its result, which is then delivered (nothing read is lost).
-        const onAbort = (): void => this.#requestCancel(callId, signal.reason);
-        signal.addEventListener('abort', onAbort, { once: true });
-        p.unlisten = () => signal.removeEventListener('abort', onAbort);
+        p.watched = this.#watch(signal, callId);
       }
       this.#pending.set(callId, p);
       this.#write(msg);
@@ -430,6 +433,25 @@ export class Transport extends EventEmitter {
     if (this.#ackOnly.length > 0 && !this.#lost && !this.#closed) this.#write({ callId: 0, ack: {} } as CallRequest);
   }
 
+  /** Adds `callId` to the calls `signal` cancels when it aborts. */
+  #watch(signal: AbortSignal, callId: number): Set<number> {
+    let ids = this.#bySignal.get(signal);
+    if (!ids) {
+      const calls = (ids = new Set<number>());
+      this.#bySignal.set(signal, calls);
+      signal.addEventListener(
+        'abort',
+        () => {
+          for (const id of calls) this.#requestCancel(id, signal.reason);
+          calls.clear();
+        },
+        { once: true },
+      );
+    }
+    ids.add(callId);
+    return ids;
+  }
+
   #requestCancel(callId: number, reason: Error): void {
     const p = this.#pending.get(callId);
     if (!p) return;
@@ -444,7 +466,7 @@ export class Transport extends EventEmitter {
     if (!p) return;
     this.#pending.delete(callId);
     clearTimeout(p.timer);
-    p.unlisten?.();
+    p.watched?.delete(callId);
     if (p.sent && !this.#lost && !this.#closed) this.#write({ callId, cancel: {} } as CallRequest);
     p.reject(reason);
   }
@@ -525,7 +547,7 @@ export class Transport extends EventEmitter {
     this.#data.clear();
     for (const p of this.#pending.values()) {
       clearTimeout(p.timer);
-      p.unlisten?.();
+      p.watched?.delete(p.msg.callId);
       p.reject(sessionLost('closed', 'sockbroker: connection closed'));
     }
     this.#pending.clear();

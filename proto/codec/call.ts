@@ -552,13 +552,14 @@ export function decodeCallResponse(buf: Buffer): CallResponse {
 /** A batch's responses, each decoded like a message of its own; undefined when not exactly a batch. */
 function decodeResponseBatch(buf: Buffer): CallResponse | undefined {
   try {
-    const [n, start] = varint(buf, 2, buf.length);
-    if (start + n !== buf.length) return undefined;
+    const n = varintAt(buf, 2, buf.length);
+    if (next + n !== buf.length) return undefined;
     const responses: CallResponse[] = [];
-    let at = start;
+    let at = next;
     while (at < buf.length) {
       if (buf[at] !== 0x0a) return undefined;
-      const [len, from] = varint(buf, at + 1, buf.length);
+      const len = varintAt(buf, at + 1, buf.length);
+      const from = next;
       if (from + len > buf.length) return undefined;
       responses.push(decodeResponse(buf.subarray(from, from + len)));
       at = from + len;
@@ -568,6 +569,27 @@ function decodeResponseBatch(buf: Buffer): CallResponse | undefined {
     if (err !== GENERATED) throw err;
     return undefined;
   }
+}
+
+/** Where varintAt stopped (no tuple per varint on the SDK's hot path). */
+let next = 0;
+
+/** A varint at `at` below 2^53 (else the generated decoder serves); its end is in `next`. */
+function varintAt(buf: Uint8Array, at: number, end: number): number {
+  let value = 0;
+  let scale = 1;
+  for (let i = 0; i < 8; i++) {
+    if (at >= end) throw GENERATED;
+    const b = buf[at++]!;
+    value += (b & 0x7f) * scale;
+    if (b < 0x80) {
+      if (value > Number.MAX_SAFE_INTEGER) throw GENERATED;
+      next = at;
+      return value;
+    }
+    scale *= 128;
+  }
+  throw GENERATED;
 }
 
 function decodeResponse(buf: Buffer): CallResponse {
@@ -580,21 +602,22 @@ function decodeResponse(buf: Buffer): CallResponse {
       if (key === 0x92) {
         // Field 18 (recv), the last field the generated encoder writes here: only its data (field 1).
         if (buf[at + 1] !== 0x01) throw GENERATED;
-        const [n, start] = varint(buf, at + 2, buf.length);
+        const n = varintAt(buf, at + 2, buf.length);
+        const start = next;
         if (start + n !== buf.length) throw GENERATED;
         let data = buf.subarray(start, start);
         if (n > 0) {
           if (buf[start] !== 0x0a) throw GENERATED;
-          const [len, from] = varint(buf, start + 1, buf.length);
-          if (from + len !== buf.length) throw GENERATED;
-          data = buf.subarray(from, from + len);
+          const len = varintAt(buf, start + 1, buf.length);
+          if (next + len !== buf.length) throw GENERATED;
+          data = buf.subarray(next, next + len);
         }
         msg.recv = { data, address: undefined, queued: [] };
         return msg as unknown as CallResponse;
       }
       if ((key !== 0x08 && key !== 0x10 && key !== 0x18) || seen & (1 << (key >> 3))) throw GENERATED;
       seen |= 1 << (key >> 3);
-      const [v, next] = varint(buf, at + 1, buf.length);
+      const v = varintAt(buf, at + 1, buf.length);
       at = next;
       if (key === 0x08) msg.callId = v;
       else if (key === 0x10) msg.acked = v;

@@ -237,6 +237,26 @@ test('shutdown(SHUT_WR): the peer gets EOF; sending after it is EPIPE (BrokenPip
   for (const s of [c, a, l]) await s.close();
 });
 
+test('a pipelined sendall that fails in the broker fails the reads waiting on that socket with its error, and the next call', async (t) => {
+  const socket = fx.socket();
+  const [a, b] = await socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM);
+  const [c, d] = await socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM);
+  // Two reads wait on a (one abort signal serves both), one on c (another socket: untouched).
+  const reads = [a.recv(10), a.recv(10)];
+  const other = c.recv(10);
+  await b.shutdown(socket.SHUT_RD);
+  // Pipelined: it resolves once on its way; the broker's send then fails with EPIPE.
+  await a.sendall(Buffer.from('x'));
+  for (const r of reads) await t.throwsAsync(r, { instanceOf: BrokenPipeError });
+  await d.sendall(Buffer.from('still'));
+  t.is((await other).toString(), 'still');
+  // The next call raises it too, once; then the socket's reads work again (a fresh signal).
+  await t.throwsAsync(a.recv(10), { instanceOf: BrokenPipeError });
+  await b.sendall(Buffer.from('late'));
+  t.is((await a.recv(10)).toString(), 'late');
+  for (const s of [a, b, c, d]) await s.close();
+});
+
 test('shutdown(): errors as python3 (not connected, bad how)', async (t) => {
   const socket = fx.socket();
   await using s = await socket.socket();

@@ -7,7 +7,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { DataRequest, DataResponse } from '../proto/gen/sockbroker/v1/socket.js';
 import { fromStatus, streamError, timeout as TimeoutExc } from './errors.js';
-import { encodeDataRequest } from '../proto/codec/data.js';
+import { encodeDataRequest, WRITE_OVERHEAD } from '../proto/codec/data.js';
 
 /** Bytes per sendall chunk (one message). */
 const SEND_CHUNK = 1 << 20;
@@ -35,6 +35,20 @@ export class BulkChannel {
 
   // ---- sendall ----
   #sendOutstanding = 0;
+  /**
+   * Encode buffers (WRITE_OVERHEAD + maxChunk each, at most sendWindow / maxChunk of them, kept
+   * while the stream lives): a full chunk is encoded into a free one instead of a fresh 1 MiB
+   * allocation (each costs page faults, and V8 runs a major GC per few MiB of them). One is
+   * free again once the broker gave back the credit of its chunk: the broker has received the
+   * chunk, so grpc-js (which copies each message into its own frame) is done with it.
+   */
+  readonly #encodeFree: Buffer[] = [];
+  /** Encode buffers in flight, oldest first, with the byte count (#sent) at which each is credited. */
+  readonly #encodeBusy: Array<{ buf: Buffer; until: number }> = [];
+  #encodeCount = 0;
+  /** Bytes sent as chunks, and credited back, since the stream opened. */
+  #sent = 0;
+  #credited = 0;
   #nextSendall = 0;
   #sendLock: Promise<unknown> = Promise.resolve();
   readonly #results = new Map<number, { resolve: () => void; reject: (err: Error) => void; failed?: Error }>();
@@ -105,6 +119,9 @@ export class BulkChannel {
       this.#wake();
     } else if (res.credit) {
       this.#sendOutstanding -= res.credit.bytes;
+      this.#credited += res.credit.bytes;
+      const busy = this.#encodeBusy;
+      while (busy.length > 0 && busy[0]!.until <= this.#credited) this.#encodeFree.push(busy.shift()!.buf);
       this.#wake();
     } else if (res.sent) {
       const r = this.#results.get(res.sent.sendallId);
@@ -135,6 +152,8 @@ export class BulkChannel {
   #onBroken(err: Error): void {
     if (this.#broken) return;
     this.#broken = err;
+    this.#encodeFree.length = 0;
+    this.#encodeBusy.length = 0;
     // A read-ahead running when the stream broke may have had bytes on the way that are lost:
     // the next read raises the error (after the bytes that did arrive), never a silent gap.
     if (this.#running && !this.#end && !this.#closed) this.#end = { error: err };
@@ -221,10 +240,23 @@ export class BulkChannel {
         off += chunk.length;
         this.#sendOutstanding += chunk.length;
         // Encoded now (the one copy): the caller may reuse `data` once `queued` resolved.
-        this.#write(encodeDataRequest({ write: { sendallId: id, data: chunk, last: off >= data.length, flags, timeout: timeoutS ?? undefined } }));
+        const into = this.#encodeBuffer(chunk.length);
+        this.#write(encodeDataRequest({ write: { sendallId: id, data: chunk, last: off >= data.length, flags, timeout: timeoutS ?? undefined } }, into));
+        this.#sent += chunk.length;
+        if (into) this.#encodeBusy.push({ buf: into, until: this.#sent });
       }
     })();
     return this.#handedOver.then(() => result, () => result);
+  }
+
+  /** A free encode buffer for a full chunk of `n` bytes; undefined (encode allocates) otherwise. */
+  #encodeBuffer(n: number): Buffer | undefined {
+    if (n < this.#maxChunk || this.#broken) return undefined;
+    const free = this.#encodeFree.pop();
+    if (free) return free;
+    if (this.#encodeCount >= Math.floor(this.#sendWindow / this.#maxChunk)) return undefined;
+    this.#encodeCount++;
+    return Buffer.allocUnsafeSlow(WRITE_OVERHEAD + this.#maxChunk);
   }
 
   // ---- read-ahead ----

@@ -313,6 +313,7 @@ export class Socket {
     const handle = this.#check();
     const buf = toBytes(data);
     const f = toCInt(flags);
+    if (buf.length > PIPELINE_MAX && this.#connected && this.#timeout !== 0 && this.#tcp() && (await this.#bulkSendall(buf, f))) return;
     await this.#afterBulkSends();
     if (this.#pipelinable(buf.length)) {
       while (this.#inflightBytes + buf.length > PIPELINE_WINDOW) {
@@ -336,26 +337,6 @@ export class Socket {
     }
     if (this.#inflight.size > 0) await this.#settled();
     else this.#check();
-    if (buf.length > PIPELINE_MAX && this.#connected && this.#timeout !== 0 && this.#tcp()) {
-      const ch = await this.#channel();
-      if (ch && !ch.broken) {
-        const { queued, done } = ch.sendall(buf, f, this.#timeout);
-        // A timeout must be raised by this call itself: wait for the broker.
-        if (this.#timeout !== null) return done;
-        // Blocking mode pipelines as the small sendall does (see above), within the stream's window.
-        await queued;
-        this.#bulkSending++;
-        const tracked: Promise<unknown> = done.then(
-          () => undefined,
-          (err: Error) => this.#failLate(err),
-        ).finally(() => {
-          this.#inflight.delete(tracked);
-          this.#bulkSending--;
-        });
-        this.#inflight.add(tracked);
-        return;
-      }
-    }
     const step = this.#m.maxSendBytes;
     let offset = 0;
     do {
@@ -363,6 +344,40 @@ export class Socket {
       await this.#io.call('sendAll', { handle, data: chunk, flags: f, timeout: this.#mode }, this.#deadline);
       offset += chunk.length;
     } while (offset < buf.length);
+  }
+
+  /**
+   * A large sendall through the Data stream; false when the socket has none (the caller then
+   * uses the Call stream). It waits for the Call stream's pipelined sends (another stream, so
+   * they must reach the broker first) but not for earlier large ones: the Data stream keeps
+   * those in order, so consecutive sendall calls stream back to back within its window.
+   */
+  async #bulkSendall(buf: Buffer, f: number): Promise<boolean> {
+    while (this.#inflightBytes > 0) {
+      this.#m.transport.requestAck();
+      await Promise.race(this.#inflight);
+    }
+    this.#check();
+    const ch = await this.#channel();
+    if (!ch || ch.broken) return false;
+    const { queued, done } = ch.sendall(buf, f, this.#timeout);
+    // A timeout must be raised by this call itself: wait for the broker.
+    if (this.#timeout !== null) {
+      await done;
+      return true;
+    }
+    // Blocking mode pipelines as the small sendall does (see above), within the stream's window.
+    await queued;
+    this.#bulkSending++;
+    const tracked: Promise<unknown> = done.then(
+      () => undefined,
+      (err: Error) => this.#failLate(err),
+    ).finally(() => {
+      this.#inflight.delete(tracked);
+      this.#bulkSending--;
+    });
+    this.#inflight.add(tracked);
+    return true;
   }
 
   /** A pipelined sendall failed: the next call raises its error. */

@@ -28,18 +28,23 @@ function readVarint(buf: Uint8Array, at: number): [number, number] {
   throw new RangeError('varint too long');
 }
 
+/** Bytes an encoded DataRequest.write needs beyond its data, at most. */
+export const WRITE_OVERHEAD = 64;
+
 /**
- * Encodes a DataRequest; a `write` copies its data once, into the one buffer returned. A Buffer
- * passes through as already encoded.
+ * Encodes a DataRequest; a `write` copies its data once, into the one buffer returned: a view of
+ * `into` when it is large enough (WRITE_OVERHEAD + the data), else a new one. A Buffer passes
+ * through as already encoded.
  */
-export function encodeDataRequest(req: DataRequest | Buffer): Buffer {
+export function encodeDataRequest(req: DataRequest | Buffer, into?: Buffer): Buffer {
   if (Buffer.isBuffer(req)) return req;
   const w = req.write;
   if (!w) return Buffer.from(DataRequest.encode(req).finish());
   const head = DataWrite.encode({ ...w, data: EMPTY }).finish();
   const n = w.data.length;
   const sub = head.length + (n > 0 ? 1 + varintSize(n) + n : 0);
-  const out = Buffer.allocUnsafe(1 + varintSize(sub) + sub);
+  const size = 1 + varintSize(sub) + sub;
+  const out = into && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size);
   let at = 0;
   out[at++] = TAG_2_LEN;
   at = writeVarint(out, at, sub);

@@ -34,6 +34,23 @@ for (const size of [64 * 1024 + 1, MiB - 1, MiB, MiB + 1, 4 * MiB - 7, 4 * MiB +
   });
 }
 
+test('consecutive 1 MiB sendall calls that reuse one buffer stream byte-exact (each copies what it was given)', async (t) => {
+  const socket = fx.socket();
+  const [c, a, l] = await tcpPair(socket);
+  const calls = 24;
+  const buf = Buffer.alloc(MiB);
+  const sent: Buffer[] = [];
+  const receiving = recvAll(a, calls * MiB);
+  for (let i = 0; i < calls; i++) {
+    randomBytes(MiB).copy(buf);
+    sent.push(Buffer.from(buf));
+    // Blocking mode: it resolves while its bytes are still on the way; the caller overwrites them next.
+    await c.sendall(buf);
+  }
+  t.true((await receiving).equals(Buffer.concat(sent)));
+  for (const s of [c, a, l]) await s.close();
+});
+
 test('recv returns at most n bytes and never more than arrived, through the read-ahead', async (t) => {
   const socket = fx.socket();
   const [c, a, l] = await tcpPair(socket);

@@ -28,6 +28,8 @@ const PING_AFTER_MS = 2000;
 const DEAD_AFTER_MS = 6000;
 /** Acknowledge at least every this many responses (else with the next request or tick). */
 const ACK_EVERY = 64;
+/** What an ack_only call resolves to (its result has no fields): one shared, frozen object. */
+const DONE = Object.freeze({});
 /** Reconnect backoff: jittered exponential from the first to the last delay; each attempt's deadline. */
 const BACKOFF_FIRST_MS = 50;
 const BACKOFF_MAX_MS = 2000;
@@ -227,7 +229,7 @@ export class Transport extends EventEmitter {
       const q = this.#pending.get(id);
       if (!q) continue;
       this.#pending.delete(id);
-      q.resolve({});
+      q.resolve(DONE);
     }
   }
 

@@ -172,6 +172,33 @@ test('a client that stops reading: the daemon buffers at most its windows while 
   for (const s of [a, l]) await s.close();
 });
 
+test('a peer that does not read: back-to-back blocking sendall calls stop within the window, the daemon buffering at most its windows', async (t) => {
+  const socket = await session(t);
+  const [c, a, l] = await tcpPair(socket);
+  const chunk = Buffer.alloc(MiB, 3);
+  // Each resolves once its bytes are on the way (pipelined); the next follows at once. With the
+  // peer not reading, the kernel's buffers fill and the calls stop resolving.
+  let accepted = 0;
+  let pending: Promise<unknown> | undefined;
+  while (!pending) {
+    const call = c.sendall(chunk).then(() => true);
+    const r = await Promise.race([call, new Promise<false>((res) => setTimeout(() => res(false), 2000))]);
+    if (r) accepted += chunk.length;
+    else pending = call.catch(() => undefined); // the close below fails it (EBADF)
+    t.true(accepted < 64 * MiB, 'sendall calls stop resolving');
+  }
+  const h = c.fileno();
+  await a.close();
+  await c.close().catch(() => undefined);
+  await pending;
+  t.true(await until(() => events(socket, 'data.end', h).length === 1, 10_000), 'the Data stream ended with the socket');
+  const [end] = events(socket, 'data.end', h);
+  t.log(`${(accepted / MiB).toFixed(0)} MiB of sendall calls resolved; the daemon buffered at most ${end!.maxBuffered} bytes (bound ${end!.bound})`);
+  t.true(end!.maxBuffered <= end!.bound, `buffered ${end!.maxBuffered} > bound ${end!.bound}`);
+  t.true(accepted >= 4 * MiB, 'the calls did run ahead of the peer');
+  await l.close();
+});
+
 test('close during a transfer: a waiting read-ahead recv and a stalled sendall raise EBADF', async (t) => {
   const socket = await session(t);
   const [c, a, l] = await tcpPair(socket);

@@ -13,7 +13,7 @@ import * as grpc from '@grpc/grpc-js';
 import { SessionServiceClient, type GetModuleInfoResponse, type OpenSessionResponse } from '../proto/gen/sockbroker/v1/session.js';
 import { SocketServiceClient, type CallRequest, type CallResponse, type DataRequest, type DataResponse } from '../proto/gen/sockbroker/v1/socket.js';
 import { decodeDataResponse, encodeDataRequest } from '../proto/codec/data.js';
-import { decodeCallResponse, encodeBatch, encodeCallRequest, MAX_BATCH_BYTES, MAX_BATCH_CALLS } from '../proto/codec/call.js';
+import { decodeCallResponse, encodeCallRequest, encodeCalls } from '../proto/codec/call.js';
 import { NetdbServiceClient, type GetAddrInfoRequest, type GetAddrInfoResponse } from '../proto/gen/sockbroker/v1/netdb.js';
 import { fromServiceError, fromStatus, sessionLost, SessionLostError, timeout as TimeoutExc, type LostReason } from './errors.js';
 
@@ -104,12 +104,14 @@ export class Transport extends EventEmitter {
   /** The Call stream; null while reconnecting. */
   #stream: grpc.ClientDuplexStream<CallRequest | Buffer, CallResponse> | null = null;
   /**
-   * Requests written in this turn of the event loop, encoded: they go at the end of it (a
+   * Requests written in this turn of the event loop: they go at the end of it (a
    * process.nextTick, before any I/O, so no later than grpc-js would send them), several as one
-   * batch. grpc-js has one message in flight per stream: a request written behind another
-   * would wait for that one's HTTP/2 write to complete. null when nothing waits.
+   * batch encoded in one buffer. grpc-js has one message in flight per stream: a request
+   * written behind another would wait for that one's HTTP/2 write to complete. null when
+   * nothing waits. A recv or an ack_only call (whose data its caller copied, see callAckOnly)
+   * is encoded then, every other request at once: its bytes may be the caller's.
    */
-  #queue: Buffer[] | null = null;
+  #queue: Array<CallRequest | Buffer> | null = null;
   #nextId = 1;
   #lost: SessionLostError | undefined;
   #closed = false;
@@ -242,7 +244,7 @@ export class Transport extends EventEmitter {
       this.#queue = [];
       process.nextTick(() => this.#flush(stream));
     }
-    this.#queue.push(encodeCallRequest(msg));
+    this.#queue.push(msg.recv !== undefined || msg.ackOnly ? msg : encodeCallRequest(msg));
     return true;
   }
 
@@ -251,15 +253,7 @@ export class Transport extends EventEmitter {
     const queue = this.#queue;
     if (this.#stream !== stream || !queue) return;
     this.#queue = null;
-    // The envelope and each call's key and length take a few bytes beside the calls' own.
-    for (let from = 0; from < queue.length; ) {
-      let n = 0;
-      let bytes = 8;
-      while (from + n < queue.length && n < MAX_BATCH_CALLS && bytes + queue[from + n]!.length + 8 <= MAX_BATCH_BYTES) bytes += queue[from + n++]!.length + 8;
-      n = Math.max(n, 1);
-      stream.write(n === 1 ? queue[from]! : encodeBatch(queue.slice(from, from + n)));
-      from += n;
-    }
+    for (const m of encodeCalls(queue)) stream.write(m);
   }
 
   /** The Call stream failed: a status about the session ends it; anything else is the connection. */
@@ -414,7 +408,9 @@ export class Transport extends EventEmitter {
 
   /**
    * An operation answered only by the stream's cumulative acknowledgement if it succeeds (its
-   * own response if it fails): one message less per call. No timeout or cancellation.
+   * own response if it fails): one message less per call. No timeout or cancellation. `req`
+   * (its bytes too) must not change afterwards: it is encoded at the end of the turn, and kept
+   * for a resend.
    */
   callAckOnly<K extends Op>(op: K, req: Req<K>): Promise<Res<K>> {
     if (this.#lost) return Promise.reject(this.#lost);

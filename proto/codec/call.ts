@@ -144,19 +144,36 @@ export function encodeCallRequest(msg: CallRequest): Buffer {
   if (msg.batch !== undefined && msg.callId === 0 && msg.ackOnly === undefined && msg.ackedSeq === undefined && onlyKnown(msg, BATCH_ENVELOPE) && onlyKnown(msg.batch, BATCH)) {
     return encodeBatch(msg.batch.calls.map(encodeCallRequest));
   }
+  const size = fastSize(msg);
+  if (size < 0) return slow(msg);
+  const buf = Buffer.allocUnsafe(size);
+  fastWrite(buf, 0, msg, bodySize, size);
+  return buf;
+}
+
+/** The body size fastSize found (its operation's message), for the fastWrite after it. */
+let bodySize = 0;
+
+/** The bytes of `msg` by the fast encoder (its body's in bodySize), or -1 when the generated one must serve. */
+function fastSize(msg: CallRequest): number {
   const op = msg.sendAll ?? msg.recv;
-  if (op === undefined || (msg.sendAll !== undefined && msg.recv !== undefined) || !onlyKnown(msg, CALL)) return slow(msg);
-  if (!plain(msg.callId) || (msg.ackedSeq !== undefined && !plain(msg.ackedSeq)) || (msg.ackOnly !== undefined && typeof msg.ackOnly !== 'boolean')) return slow(msg);
-  const sendAll = msg.sendAll !== undefined;
-  const body = sendAll ? sendAllSize(msg.sendAll!) : recvSize(msg.recv!);
-  if (body < 0) return slow(msg);
-  const size =
+  if (op === undefined || (msg.sendAll !== undefined && msg.recv !== undefined) || !onlyKnown(msg, CALL)) return -1;
+  if (!plain(msg.callId) || (msg.ackedSeq !== undefined && !plain(msg.ackedSeq)) || (msg.ackOnly !== undefined && typeof msg.ackOnly !== 'boolean')) return -1;
+  const body = msg.sendAll !== undefined ? sendAllSize(msg.sendAll) : recvSize(msg.recv!);
+  if (body < 0) return -1;
+  bodySize = body;
+  return (
     (msg.callId ? 1 + varintSize(msg.callId) : 0) +
     (msg.ackOnly !== undefined ? 2 : 0) +
     (msg.ackedSeq !== undefined ? 1 + varintSize(msg.ackedSeq) : 0) +
-    2 + varintSize(body) + body;
-  const buf = Buffer.allocUnsafe(size);
-  let at = 0;
+    2 + varintSize(body) + body
+  );
+}
+
+/** Writes `msg` (fastSize's `size` bytes, its body `body`) at `at`; returns the end. */
+function fastWrite(buf: Buffer, at: number, msg: CallRequest, body: number, size: number): number {
+  const from = at;
+  const sendAll = msg.sendAll !== undefined;
   if (msg.callId) at = varintField(buf, at, 0x08, msg.callId);
   if (msg.ackOnly !== undefined) {
     buf[at++] = 0x10;
@@ -168,8 +185,61 @@ export function encodeCallRequest(msg: CallRequest): Buffer {
   buf[at++] = 0x01;
   at = writeVarint(buf, at, body);
   at = sendAll ? writeSendAll(buf, at, msg.sendAll!) : writeRecv(buf, at, msg.recv!);
-  if (at !== size) throw new Error(`encodeCallRequest: wrote ${at} of ${size} bytes`);
-  return buf;
+  if (at - from !== size) throw new Error(`encodeCallRequest: wrote ${at - from} of ${size} bytes`);
+  return at;
+}
+
+/**
+ * The calls a transport writes together (each a request, or one already encoded), as few
+ * messages as the batch bounds allow: each one a batch (encodeBatch's bytes) written in one
+ * buffer, a call alone as itself.
+ */
+export function encodeCalls(calls: Array<CallRequest | Buffer>): Buffer[] {
+  if (calls.length === 1) {
+    const c = calls[0]!;
+    return [Buffer.isBuffer(c) ? c : encodeCallRequest(c)];
+  }
+  // Each call's bytes and body size (-1: already encoded, or by the generated encoder, in `slowBufs`).
+  const sizes: number[] = [];
+  const bodies: number[] = [];
+  const slowBufs: Array<Buffer | undefined> = [];
+  for (const c of calls) {
+    const size = Buffer.isBuffer(c) || c.batch !== undefined ? -1 : fastSize(c);
+    const b = Buffer.isBuffer(c) ? c : size < 0 ? encodeCallRequest(c) : undefined;
+    sizes.push(size < 0 ? b!.length : size);
+    bodies.push(size < 0 ? -1 : bodySize);
+    slowBufs.push(b);
+  }
+  const out: Buffer[] = [];
+  for (let from = 0; from < calls.length; ) {
+    // The envelope and each call's key and length take a few bytes beside the calls' own.
+    let n = 0;
+    let bytes = 8;
+    while (from + n < calls.length && n < MAX_BATCH_CALLS && bytes + sizes[from + n]! + 8 <= MAX_BATCH_BYTES) bytes += sizes[from + n++]! + 8;
+    n = Math.max(n, 1);
+    if (n === 1) out.push(slowBufs[from] ?? encodeCallRequest(calls[from] as CallRequest));
+    else {
+      let body = 0;
+      for (let i = from; i < from + n; i++) body += 1 + varintSize(sizes[i]!) + sizes[i]!;
+      const buf = Buffer.allocUnsafe(2 + varintSize(body) + body);
+      buf[0] = 0x82;
+      buf[1] = 0x06;
+      let at = writeVarint(buf, 2, body);
+      for (let i = from; i < from + n; i++) {
+        buf[at++] = 0x0a;
+        at = writeVarint(buf, at, sizes[i]!);
+        const b = slowBufs[i];
+        if (b) {
+          buf.set(b, at);
+          at += b.length;
+        } else at = fastWrite(buf, at, calls[i] as CallRequest, bodies[i]!, sizes[i]!);
+      }
+      if (at !== buf.length) throw new Error(`encodeCalls: wrote ${at} of ${buf.length} bytes`);
+      out.push(buf);
+    }
+    from += n;
+  }
+  return out;
 }
 
 function slow(msg: CallRequest): Buffer {

@@ -5,7 +5,7 @@
 import test from 'ava';
 import { CallBatch, CallRequest, CallResponse, CallResponseBatch, QueuedDatagram, RecvRequest, RecvResponse, SendAllRequest, SendRequest, SendResponse } from '../../proto/gen/sockbroker/v1/socket.js';
 import { InetAddress, Inet6Address } from '../../proto/gen/sockbroker/v1/address.js';
-import { BATCH_FIELDS, CALL_FIELDS, INET6_FIELDS, INET_FIELDS, MAX_BATCH_BYTES, MAX_BATCH_CALLS, QUEUED_FIELDS, RECV_FIELDS, RECV_RESPONSE_FIELDS, RESPONSE_BATCH_FIELDS, RESPONSE_FIELDS, SEND_ALL_FIELDS, SEND_FIELDS, SEND_RESPONSE_FIELDS, decodeCallRequest, decodeCallResponse, encodeBatch, encodeCallRequest, encodeCallResponse } from '../../proto/codec/call.js';
+import { BATCH_FIELDS, CALL_FIELDS, INET6_FIELDS, INET_FIELDS, MAX_BATCH_BYTES, MAX_BATCH_CALLS, QUEUED_FIELDS, RECV_FIELDS, RECV_RESPONSE_FIELDS, RESPONSE_BATCH_FIELDS, RESPONSE_FIELDS, SEND_ALL_FIELDS, SEND_FIELDS, SEND_RESPONSE_FIELDS, decodeCallRequest, decodeCallResponse, encodeBatch, encodeCallRequest, encodeCallResponse, encodeCalls } from '../../proto/codec/call.js';
 
 const generated = (m: CallRequest): Buffer => Buffer.from(CallRequest.encode(m).finish());
 const data = Buffer.from('x'.repeat(64));
@@ -70,6 +70,21 @@ test('encodeBatch: the generated encoding of a batch of the encoded calls; the d
   const nested = encodeBatch([recv, encodeBatch([recv])]);
   t.throws(() => decodeCallRequest(nested), { message: /batch inside a batch/ });
   t.throws(() => decodeCallRequest(Buffer.concat([Buffer.from([0x18, 0x01]), nested])), { message: /batch inside a batch/ });
+});
+
+test('encodeCalls: a batch of the calls written in one buffer is encodeBatch of their encodings; one call alone is itself; the bounds split it', (t) => {
+  // Fast ones, generated ones, one already encoded.
+  const calls: Array<CallRequest | Buffer> = [samples[0]![1], samples[3]![1], samples[5]![1], encodeCallRequest(samples[4]![1]), samples[6]![1], samples[1]![1]];
+  const encoded = calls.map((c) => (Buffer.isBuffer(c) ? c : encodeCallRequest(c)));
+  t.deepEqual(encodeCalls(calls), [encodeBatch(encoded)]);
+  t.deepEqual(encodeCalls([samples[3]![1]]), [encodeCallRequest(samples[3]![1])]);
+  t.deepEqual(encodeCalls([encoded[2]!]), [encoded[2]]);
+  const many = new Array<CallRequest>(MAX_BATCH_CALLS + 2).fill(samples[3]![1]);
+  const one = encodeCallRequest(samples[3]![1]);
+  t.deepEqual(encodeCalls(many), [encodeBatch(new Array(MAX_BATCH_CALLS).fill(one)), encodeBatch([one, one])]);
+  const large = { callId: 1, sendAll: { handle: 1, data: Buffer.alloc(MAX_BATCH_BYTES - 10), flags: 0 } } as CallRequest;
+  t.deepEqual(encodeCalls([samples[3]![1], large, samples[3]![1]]), [one, encodeCallRequest(large), one]);
+  for (const m of encodeCalls(many)) t.notThrows(() => decodeCallRequest(m));
 });
 
 test('decodeCallRequest: what it does not know, or malformed input, goes to the generated decoder', (t) => {

@@ -173,6 +173,12 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   const ioctlOps = new IoctlOps(ops);
   const live = new Set<(reason: BrokerError) => void>();
 
+  // The HTTP/2 receive windows stay at node:http2's 64 KiB (grpc-js has no option for them). Do
+  // not raise them through node:http2: it stops reading a connection while a write of its own is
+  // pending, so once both directions can have more in flight than the socket buffers hold (the
+  // SDK's 4 MiB window one way, a raised window the other), a large sendall running beside a
+  // read-ahead on one connection deadlocks both ends (test/bulk's makefile test stalls). It bought
+  // nothing measurable either: the streamed bulk path is CPU-bound (copies and V8 GC), not window-bound.
   const server = new grpc.Server({
     'grpc.max_concurrent_streams': 256,
     'grpc.max_receive_message_length': limits.maxMessageBytes,

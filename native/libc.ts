@@ -84,8 +84,6 @@ const c = {
   listen: fn('listen', I32, [I32, I32]),
   accept4: fn('accept4', I32, [I32, U8Array, U8Array, I32]),
   send: fn('send', I64, [I32, U8Array, U64, I32]),
-  sendP: fn('send', I64, [I32, External, U64, I32]),
-  recvP: fn('recv', I64, [I32, External, U64, I32]),
   sendmsgP: fn('sendmsg', I64, [I32, External, I32]),
   recvmsgP: fn('recvmsg', I64, [I32, External, I32]),
   epollCtlP: fn('epoll_ctl', I32, [I32, I32, I32, External]),
@@ -138,10 +136,11 @@ const SMALL = 64 * 1024;
 const data = block(SMALL);
 const name = block(SOCKADDR_MAX);
 
-// A small sendto or recvfrom is a sendmsg/recvmsg of one struct msghdr kept in native memory
-// (LP64 layout, as msg.ts's MSGHDR) that names the data and name blocks: 3 arguments instead of
-// 6 (ffi-rs charges ~0.4 µs per argument, so ~1.5 µs a call), and the same kernel path
-// (sock_sendmsg/sock_recvmsg) underneath. Each call sets only msg_namelen and the iovec's length.
+// A small send, sendto, recv or recvfrom is a sendmsg/recvmsg of one struct msghdr kept in native
+// memory (LP64 layout, as msg.ts's MSGHDR) that names the data and name blocks: 3 arguments
+// instead of 4 or 6 (ffi-rs charges ~0.4 µs per argument: ~0.4 or ~1.5 µs a call), and the same
+// kernel path (sock_sendmsg/sock_recvmsg) underneath. Each call sets only msg_namelen (0: no
+// address) and the iovec's length.
 const HDR_NAMELEN = 8;
 const IOV_LEN = 56 + 8;
 const msgHdr = block(56 + 16);
@@ -210,7 +209,7 @@ export function accept4(fd: number, flags: number): { fd: number; addr: Buffer }
 export function send(fd: number, buf: Buffer, flags: number): number {
   if (buf.length > SMALL) return check(c.send(fd, buf, buf.length, flags), 'send');
   buf.copy(data.view);
-  return check(c.sendP(fd, data.ptr, buf.length, flags), 'send');
+  return check(sendSmall(fd, buf.length, 0, flags), 'send');
 }
 
 /** sendto(2): bytes sent; a null address is send(2), since ffi-rs cannot pass NULL for a buffer. */
@@ -220,7 +219,7 @@ export function sendto(fd: number, buf: Buffer, flags: number, sa: Buffer | null
     return check(c.sendto(fd, buf, buf.length, flags, sa, sa.length), 'sendto');
   }
   buf.copy(data.view);
-  if (sa === null) return check(c.sendP(fd, data.ptr, buf.length, flags), 'sendto');
+  if (sa === null) return check(sendSmall(fd, buf.length, 0, flags), 'sendto');
   return check(sendSmall(fd, buf.length, sa.copy(name.view), flags), 'sendto');
 }
 
@@ -228,7 +227,7 @@ export function sendto(fd: number, buf: Buffer, flags: number, sa: Buffer | null
 export function sendTry(fd: number, buf: Buffer, flags: number): number | typeof AGAIN {
   if (buf.length > SMALL) return checkTry(c.send(fd, buf, buf.length, flags), 'send');
   buf.copy(data.view);
-  return checkTry(c.sendP(fd, data.ptr, buf.length, flags), 'send');
+  return checkTry(sendSmall(fd, buf.length, 0, flags), 'send');
 }
 
 /** sendto(2) that returns AGAIN instead of throwing EAGAIN; a null address is send(2). */
@@ -238,7 +237,7 @@ export function sendtoTry(fd: number, buf: Buffer, flags: number, sa: Buffer | n
     return checkTry(c.sendto(fd, buf, buf.length, flags, sa, sa.length), 'sendto');
   }
   buf.copy(data.view);
-  if (sa === null) return checkTry(c.sendP(fd, data.ptr, buf.length, flags), 'sendto');
+  if (sa === null) return checkTry(sendSmall(fd, buf.length, 0, flags), 'sendto');
   return checkTry(sendSmall(fd, buf.length, sa.copy(name.view), flags), 'sendto');
 }
 
@@ -255,7 +254,10 @@ export function recvBytes(fd: number, size: number, flags: number): { data: Buff
     const n = checkTry(c.recv(fd, buf, buf.length, flags), 'recv');
     return n === AGAIN ? n : { data: buf.subarray(0, Math.min(n, size)), n };
   }
-  const n = checkTry(c.recvP(fd, data.ptr, size, flags), 'recv');
+  // msg_namelen 0: no sender's address, as recv(2) (the kernel writes its length there, nothing else).
+  msgHdr.view.writeUInt32LE(0, HDR_NAMELEN);
+  msgHdr.view.writeUInt32LE(size, IOV_LEN);
+  const n = checkTry(c.recvmsgP(fd, msgHdr.ptr, flags), 'recv');
   return n === AGAIN ? n : { data: Buffer.from(data.view.subarray(0, Math.min(n, size))), n };
 }
 

@@ -1,6 +1,6 @@
 // The Data stream's behaviour beyond byte counts: modes and timeouts, a peer's reset, a reader
-// that stops (flow control bounds what the daemon buffers), close during a transfer, a client
-// killed mid-transfer, and makefile over it.
+// or a peer that stops (flow control bounds what the daemon buffers, both ways), close during a
+// transfer, a client killed mid-transfer, and makefile over it.
 import test, { type ExecutionContext } from 'ava';
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';

@@ -22,8 +22,10 @@ function checkPort(port: number, syscall: string): void {
   }
 }
 
-/** Resolves a host argument to numeric text for `family` (AF_INET or AF_INET6). */
-export async function resolveHost(host: string, family: number): Promise<{ host: string; scopeId?: number }> {
+type Resolved = { host: string; scopeId?: number };
+
+/** Resolves a host argument to numeric text for `family` (AF_INET or AF_INET6): at once unless getaddrinfo must answer. */
+export function resolveHost(host: string, family: number): Resolved | Promise<Resolved> {
   if (host.length > MAX_HOST) throw argumentError('value', 'host name too long', 'host');
   if (host.includes('\0')) throw argumentError('type', 'host name must not contain null character', 'host');
   if (host === '') return { host: family === C.AF_INET ? '0.0.0.0' : '::' };
@@ -35,6 +37,10 @@ export async function resolveHost(host: string, family: number): Promise<{ host:
   }
   // A dotted quad is checked in JS (every UDP sendto names one): no inet_pton call.
   if ((family === C.AF_INET && isIPv4Text(host)) || inetPton(family, host)) return { host };
+  return lookUp(host, family);
+}
+
+async function lookUp(host: string, family: number): Promise<Resolved> {
   let results;
   try {
     results = await getaddrinfo(host, null, { family, type: C.SOCK_DGRAM, protocol: 0, flags: 0 });
@@ -53,8 +59,8 @@ export async function resolveHost(host: string, family: number): Promise<{ host:
   throw gaiError(C.EAI_FAMILY ?? -6, 'ai_family not supported');
 }
 
-/** The kernel sockaddr for a proto address given to a socket of `family`. */
-export async function toSockaddr(address: Address | undefined, family: number, syscall: string, ifs?: Interfaces): Promise<Buffer> {
+/** The kernel sockaddr for a proto address given to a socket of `family`: at once unless a host name must be looked up. */
+export function toSockaddr(address: Address | undefined, family: number, syscall: string, ifs?: Interfaces): Buffer | Promise<Buffer> {
   const a = address ?? {};
   if (ifs) {
     const link = linkSockaddr(a, family, syscall, ifs);
@@ -64,16 +70,15 @@ export async function toSockaddr(address: Address | undefined, family: number, s
   if (family === C.AF_INET || family === C.AF_RDS) {
     if (!a.inet) throw argumentError('type', `${syscall}(): AF_INET address must be tuple, not ${kindOf(a)}`, 'address');
     checkPort(a.inet.port, syscall);
-    const { host } = await resolveHost(a.inet.host, C.AF_INET);
-    return encodeSockaddr({ family: 'inet', host, port: a.inet.port });
+    const port = a.inet.port;
+    return then(resolveHost(a.inet.host, C.AF_INET), ({ host }) => encodeSockaddr({ family: 'inet', host, port }));
   }
   if (family === C.AF_INET6) {
     if (!a.inet6) throw argumentError('type', `${syscall}(): AF_INET6 address must be tuple, not ${kindOf(a)}`, 'address');
     const v = a.inet6;
     checkPort(v.port, syscall);
     if (v.flowinfo > 0xfffff) throw argumentError('overflow', `${syscall}(): flowinfo must be 0-1048575.`, 'flowinfo');
-    const { host, scopeId } = await resolveHost(v.host, family);
-    return encodeSockaddr({ family: 'inet6', host, port: v.port, flowinfo: v.flowinfo, scopeId: v.scopeId || scopeId || 0 });
+    return then(resolveHost(v.host, family), ({ host, scopeId }) => encodeSockaddr({ family: 'inet6', host, port: v.port, flowinfo: v.flowinfo, scopeId: v.scopeId || scopeId || 0 }));
   }
   if (family === C.AF_UNIX) {
     if (!a.unix) throw argumentError('type', `${syscall}(): AF_UNIX address must be str or bytes, not ${kindOf(a)}`, 'address');
@@ -87,6 +92,11 @@ export async function toSockaddr(address: Address | undefined, family: number, s
     return encodeSockaddr({ family: 'netlink', pid: a.netlink.pid, groups: a.netlink.groups });
   }
   throw osErrorNamed('EAFNOSUPPORT', syscall);
+}
+
+/** `f(v)` now for a value, after it for a promise (errors thrown by `f` throw or reject alike). */
+function then<T, U>(v: T | Promise<T>, f: (v: T) => U): U | Promise<U> {
+  return v instanceof Promise ? v.then(f) : f(v);
 }
 
 function kindOf(a: Address): string {

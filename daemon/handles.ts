@@ -7,6 +7,7 @@ import { FifoLock } from './fifo-lock.js';
 import { countQuota } from './metrics.js';
 import type { LinkState } from './link-ops.js';
 import type { Interfaces } from './link-addresses.js';
+import type { SendTurn } from './socket-ops.js';
 
 /** A socket's family, type (without NONBLOCK/CLOEXEC) and protocol. */
 export interface SocketInfo {
@@ -23,6 +24,8 @@ export class SocketEntry {
   unreadBytes = 0;
   /** An error a read-ahead met and its client did not deliver: the next read raises it once `unread` is drained. */
   pendingError?: unknown;
+  /** Set in a turn whose first datagram was sent at once (socket-ops send). */
+  sendTurn?: SendTurn;
   /** Keeps send/sendto/sendall on this socket in arrival order. */
   readonly writes = new FifoLock();
   /** Set for sockets with link-level confinement or emulation (see link-ops.ts). */

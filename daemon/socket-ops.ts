@@ -26,7 +26,7 @@ import { sendmsg } from '../native/msg.js';
 import { callerCredentials } from './unix-creds.js';
 import { isTimeout } from '../native/errno.js';
 import { countBytesIn, countBytesOut, countDenial, countQuota, countReadAheadDropped } from './metrics.js';
-import { recvmmsg, MMSG_COUNT, MMSG_SLOT } from '../native/mmsg.js';
+import { recvmmsg, sendmmsg, MMSG_COUNT, MMSG_SLOT, SENDMMSG_NAME, SENDMMSG_SLOT } from '../native/mmsg.js';
 
 export interface Broker {
   reactor: Reactor;
@@ -139,6 +139,46 @@ function tryNow(entry: SocketEntry, signal: Cancel, attempt: () => number | type
     if (isAgain(err) || (err as { code?: string }).code === 'EINTR') return AGAIN;
     throw err;
   }
+}
+
+/**
+ * Whether no send on `entry` can meet an error an ICMP message left (the kernel keeps one only for
+ * a connected socket or one with IP_RECVERR/IPV6_RECVERR): sendmmsg loses the error of a datagram
+ * after its first, and a send alone would have raised it.
+ */
+function noPendingErrors(entry: SocketEntry): boolean {
+  try {
+    libc.getpeername(entry.fd);
+    return false;
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'ENOTCONN') return false;
+  }
+  try {
+    const on = (level: number, name: number): boolean => libc.getsockopt(entry.fd, level, name, 4).readInt32LE(0) !== 0;
+    if (on(C.IPPROTO_IP, C.IP_RECVERR)) return false;
+    return entry.info.family !== C.AF_INET6 || !on(C.IPPROTO_IPV6, C.IPV6_RECVERR);
+  } catch {
+    return false;
+  }
+}
+
+/** A datagram waiting for its turn's sendmmsg (see SocketOps.send). */
+interface QueuedSend {
+  data: Buffer;
+  addr: Buffer | null;
+  timeout: Timeout;
+  signal: Cancel;
+  syscall: string;
+  resolve: (sent: number) => void;
+  reject: (err: unknown) => void;
+}
+
+/** A turn in which a datagram was sent at once on a socket: later ones of the same turn queue. */
+export interface SendTurn {
+  flags: number;
+  queue: QueuedSend[] | null;
+  /** Starts the queued sends (set once they are). */
+  end?: () => void;
 }
 
 // ---- the broker-wide pieces every handler uses ----
@@ -415,7 +455,9 @@ export class SocketOps {
     const flags = validateInt(req.flags, 'flags');
     const timeout = dontWait(validateTimeout(req.timeout), flags);
     if (entry.link?.rcvall) throw osErrorNamed('EOPNOTSUPP', syscall, 'Operation not supported (the sniffer socket only receives)');
-    const sa = req.address ? await toSockaddr(req.address, entry.info.family, syscall, entry.ifs) : null;
+    // At once for a numeric host: the datagrams of one turn then meet below.
+    const to = req.address ? toSockaddr(req.address, entry.info.family, syscall, entry.ifs) : null;
+    const sa = to instanceof Promise ? await to : to;
     if (sa) this.link.checkAddress(ctx, entry, sa, syscall);
     this.link.checkCanSend(ctx, entry, data, syscall);
     const unix = sa !== null && entry.info.family === C.AF_UNIX;
@@ -425,11 +467,61 @@ export class SocketOps {
     const out = flags | noSignal(entry);
     const sendto = (): number | typeof AGAIN => (creds ? sendmsg(entry.fd, [data], creds, out, sa) : libc.sendtoTry(entry.fd, data, out, sa));
     const attempt = unix ? () => this.withCallerIds(ctx, sendto) : sendto;
-    let sent = entry.writes.idle ? tryNow(entry, ctx.signal, attempt) : AGAIN;
-    if (sent === AGAIN) sent = await entry.writes.run(() => drive(this.broker.reactor, entry, 'write', timeout, ctx.signal, syscall, attempt));
+    // A client's concurrent sendto calls on a datagram socket (one CallBatch) arrive in one turn:
+    // the first is sent at once, the rest wait for its end and go out in one sendmmsg, each
+    // with its own result; one sendmmsg stops at is sent alone, for its own error or wait.
+    const together = !creds && !unix && (entry.info.type === C.SOCK_DGRAM || entry.info.type === C.SOCK_RAW) && data.length <= SENDMMSG_SLOT && (sa === null || sa.length <= SENDMMSG_NAME);
+    const turn = entry.sendTurn;
+    let sent: number | typeof AGAIN;
+    if (together && turn !== undefined && turn.flags === out && (turn.queue !== null || entry.writes.idle)) {
+      if (turn.queue === null) {
+        const queue: QueuedSend[] = (turn.queue = []);
+        void entry.writes.run(async () => {
+          await new Promise<void>((resolve) => (turn.end = resolve));
+          await this.#sendQueued(entry, queue, out);
+        });
+      }
+      sent = await new Promise<number>((resolve, reject) => turn.queue!.push({ data, addr: sa, timeout, signal: ctx.signal, syscall, resolve, reject }));
+    } else {
+      sent = entry.writes.idle ? tryNow(entry, ctx.signal, attempt) : AGAIN;
+      if (sent === AGAIN) sent = await entry.writes.run(() => drive(this.broker.reactor, entry, 'write', timeout, ctx.signal, syscall, attempt));
+      else if (together && turn === undefined) {
+        const t: SendTurn = (entry.sendTurn = { flags: out, queue: null });
+        queueMicrotask(() => {
+          entry.sendTurn = undefined;
+          t.end?.();
+        });
+      }
+    }
     countBytesOut(ctx.session, sent);
     return { sent };
   };
+
+  /** The datagrams queued in a turn, in order, under the write lock (see send). */
+  async #sendQueued(entry: SocketEntry, queue: QueuedSend[], flags: number): Promise<void> {
+    let i = 0;
+    let together: boolean | undefined;
+    try {
+      while (i < queue.length) {
+        // The longest run of calls not cancelled, in one sendmmsg that stops at the first datagram it could not send.
+        let j = i;
+        while (j < queue.length && j - i < MMSG_COUNT && !queue[j]!.signal.aborted) j++;
+        if (j - i > 1 && !entry.closed) together ??= noPendingErrors(entry);
+        const sent = j - i > 1 && !entry.closed && together ? sendmmsg(entry.fd, queue.slice(i, j), flags) : [];
+        for (const n of sent) queue[i++]!.resolve(n);
+        if (i === queue.length) break;
+        // The next one alone, as if it had come alone: its error, its wait, EBADF or its cancellation.
+        const q = queue[i++]!;
+        try {
+          q.resolve(await drive(this.broker.reactor, entry, 'write', q.timeout, q.signal, q.syscall, () => libc.sendtoTry(entry.fd, q.data, flags, q.addr)));
+        } catch (err) {
+          q.reject(err);
+        }
+      }
+    } catch (err) {
+      for (; i < queue.length; i++) queue[i]!.reject(err);
+    }
+  }
 
   sendAll = async (ctx: CallContext, req: pb.SendAllRequest): Promise<pb.SendAllResponse> => {
     const entry = this.entry(ctx, req.handle, 'sendall');

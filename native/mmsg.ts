@@ -104,3 +104,57 @@ export function recvmmsg(fd: number, max: number, keep: number): Datagram[] | ty
   }
   return list;
 }
+
+/** Largest datagram, and sockaddr, sendmmsg takes here (bytes); larger ones are sent alone. */
+export const SENDMMSG_SLOT = 2048;
+export const SENDMMSG_NAME = 32;
+const S_IOV_AT = MMSG_COUNT * MSG;
+const S_NAME_AT = S_IOV_AT + MMSG_COUNT * 16;
+const S_DATA_AT = S_NAME_AT + MMSG_COUNT * SENDMMSG_NAME;
+const S_SIZE = S_DATA_AT + MMSG_COUNT * SENDMMSG_SLOT;
+
+/** The send arena: headers pointing at their iovec, name and data slot, written once. */
+let sendArena: { at: number; view: Buffer } | undefined;
+
+function setupSend(): NonNullable<typeof sendArena> {
+  const ptr = load({ library: 'libc', funcName: 'malloc', retType: External, paramsType: [U64], paramsValue: [S_SIZE] }) as unknown as JsExternal;
+  if (isNullPointer(ptr)) throw errnoException(12 /* ENOMEM */, 'malloc');
+  const at = load({ library: 'libc', funcName: 'memset', retType: I64, paramsType: [External, I32, U64], paramsValue: [ptr, 0, S_SIZE] }) as unknown as number;
+  const view = createExternalBuffer(ptr, S_SIZE);
+  for (let i = 0; i < MMSG_COUNT; i++) {
+    const h = i * MSG;
+    view.writeBigUInt64LE(BigInt(at + S_NAME_AT + i * SENDMMSG_NAME), h); // msg_name
+    view.writeBigUInt64LE(BigInt(at + S_IOV_AT + i * 16), h + 16); // msg_iov
+    view.writeBigUInt64LE(1n, h + 24); // msg_iovlen
+    view.writeBigUInt64LE(BigInt(at + S_DATA_AT + i * SENDMMSG_SLOT), S_IOV_AT + i * 16); // iov_base
+  }
+  return { at, view };
+}
+
+/**
+ * sendmmsg(2) of up to MMSG_COUNT datagrams (each at most SENDMMSG_SLOT bytes, its address at
+ * most SENDMMSG_NAME, or null for the connected peer) with one `flags`: the bytes sent of each
+ * datagram sent, in order, maybe fewer than given. An error, or EAGAIN, of the first datagram
+ * sends none (an empty list): the caller sends that one alone, to learn its own outcome.
+ */
+export function sendmmsg(fd: number, msgs: ReadonlyArray<{ data: Buffer; addr: Buffer | null }>, flags: number): number[] {
+  const a = (sendArena ??= setupSend());
+  const v = a.view;
+  const n = Math.min(msgs.length, MMSG_COUNT);
+  for (let i = 0; i < n; i++) {
+    const { data, addr } = msgs[i]!;
+    if (data.length > SENDMMSG_SLOT || (addr !== null && addr.length > SENDMMSG_NAME)) throw new RangeError('sendmmsg: a datagram or address beyond its slot');
+    const h = i * MSG;
+    data.copy(v, S_DATA_AT + i * SENDMMSG_SLOT);
+    v.writeUInt32LE(data.length, S_IOV_AT + i * 16 + 8); // iov_len (the high half stays 0)
+    if (addr) addr.copy(v, S_NAME_AT + i * SENDMMSG_NAME);
+    v.writeUInt32LE(addr ? addr.length : 0, h + 8); // msg_namelen: 0 is no address
+  }
+  const got = load({
+    library: 'libc', funcName: 'sendmmsg', retType: I32, paramsType: [I32, I64, U32, I32],
+    paramsValue: [fd, a.at, n, flags],
+  }) as unknown as number;
+  const sent: number[] = [];
+  for (let i = 0; i < got; i++) sent.push(v.readUInt32LE(i * MSG + 56));
+  return sent;
+}

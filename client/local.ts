@@ -15,6 +15,7 @@ import { dupCloexec } from '../native/fd.js';
 import { MMSG_COUNT, MMSG_SLOT, recvmmsg } from '../native/mmsg.js';
 import { ErrnoError, isTimeout, strerror } from '../native/errno.js';
 import { Reactor } from '../native/reactor.js';
+import { Cancellation, type Cancel } from '../native/cancel.js';
 import { attemptNow, deadlineFor, drive, isAgain, waitReady, type DrivenFd, type Timeout } from '../native/io-driver.js';
 import type { Direction } from '../native/reactor.js';
 import type { Address } from '../proto/gen/sockbroker/v1/address.js';
@@ -44,6 +45,23 @@ interface LocalEntry extends DrivenFd {
 }
 
 const never = new AbortController().signal;
+
+/**
+ * The Cancellation standing for an AbortSignal in waits (a socket's reads share one signal): the
+ * reactor adds and removes its listener on each wait, and on a Cancellation that is a Set, not
+ * the signal's EventTarget (more code to run and to warm up on every wait).
+ */
+const cancels = new WeakMap<AbortSignal, Cancellation>();
+function cancelOf(signal: AbortSignal): Cancel {
+  let c = cancels.get(signal);
+  if (!c) {
+    const made = (c = new Cancellation());
+    if (signal.aborted) made.abort(signal.reason);
+    else signal.addEventListener('abort', () => made.abort(signal.reason), { once: true });
+    cancels.set(signal, made);
+  }
+  return c;
+}
 
 const ERRNO = new Map(errnos.map(([n, name]) => [name, n] as [string, number]));
 /** OSError by errno name, as Python raises it; `text` replaces strerror. */
@@ -86,7 +104,7 @@ function then<T, U>(v: T | Promise<T>, f: (v: T) => U): U | Promise<U> {
  */
 function io<T>(e: LocalEntry, dir: Direction, timeout: Timeout, signal: AbortSignal, syscall: string, attempt: () => T | typeof libc.AGAIN): T | Promise<T> {
   const r = attemptNow(e, timeout, signal, syscall, attempt);
-  return r === libc.AGAIN ? drive(theReactor(), e, dir, timeout, signal, syscall, attempt) : r;
+  return r === libc.AGAIN ? drive(theReactor(), e, dir, timeout, cancelOf(signal), syscall, attempt) : r;
 }
 
 /** A UDP or raw IPv4/IPv6 socket: one whose datagrams the SDK may read ahead (as the daemon's readsAhead). */
@@ -364,7 +382,7 @@ export class LocalSockets {
     return (async () => {
       let offset = first === libc.AGAIN ? 0 : first;
       do {
-        offset += await drive(theReactor(), e, 'write', timeout, signal, 'sendall', () => libc.sendTry(e.fd, data.subarray(offset), flags), deadline);
+        offset += await drive(theReactor(), e, 'write', timeout, cancelOf(signal), 'sendall', () => libc.sendTry(e.fd, data.subarray(offset), flags), deadline);
       } while (offset < data.length);
       return {};
     })();

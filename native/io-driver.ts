@@ -129,6 +129,14 @@ export async function drive<T>(
     if (r !== AGAIN) return r;
     // No retry loop before waiting: readiness comes from the event loop itself (reactor.ts),
     // and each retry would cost an ffi call (~3-4 µs with EAGAIN) to save none.
-    await waitReady(reactor, entry, dir, deadline, signal, syscall);
+    if (deadline !== Infinity) await waitReady(reactor, entry, dir, deadline, signal, syscall);
+    else {
+      // Blocking: the reactor's wait itself, without waitReady's promise around it.
+      try {
+        await reactor.wait(entry.fd, dir, signal);
+      } catch (err) {
+        throw translate(err, syscall);
+      }
+    }
   }
 }

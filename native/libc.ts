@@ -93,7 +93,7 @@ const c = {
   recvfrom: fn('recvfrom', I64, [I32, U8Array, U64, I32, U8Array, U8Array]),
   shutdown: fn('shutdown', I32, [I32, I32]),
   close: fn('close', I32, [I32]),
-  getsockopt: fn('getsockopt', I32, [I32, I32, I32, U8Array, U8Array]),
+  getsockoptP: fn('getsockopt', I32, [I32, I32, I32, External, External]),
   setsockopt: fn('setsockopt', I32, [I32, I32, I32, U8Array, U32]),
   getsocknameP: fn('getsockname', I32, [I32, External, External]),
   getpeernameP: fn('getpeername', I32, [I32, External, External]),
@@ -135,7 +135,7 @@ function block(size: number): { ptr: JsExternal; view: Buffer } {
 const SMALL = 64 * 1024;
 const data = block(SMALL);
 const name = block(SOCKADDR_MAX);
-/** A socklen_t for getsockname/getpeername (their name goes to the name block). */
+/** A socklen_t for getsockname/getpeername (their name goes to the name block) and getsockopt (its value to the data block). */
 const nameLen = block(8);
 
 // A small send, sendto, recv or recvfrom is a sendmsg/recvmsg of one struct msghdr kept in native
@@ -319,10 +319,10 @@ export function getsockopt(fd: number, level: number, name: number, buflen: numb
   if (!Number.isInteger(buflen) || buflen < 0 || buflen > 65536) {
     throw new RangeError(`getsockopt buflen must be an integer in 0..65536, got ${buflen}`);
   }
-  const buf = Buffer.alloc(buflen);
-  const len = socklen(buflen);
-  check(c.getsockopt(fd, level, name, buf, len), 'getsockopt');
-  return buf.subarray(0, Math.min(len.readUInt32LE(), buflen));
+  // Into the data block through pointers (buflen <= SMALL), as getsockname: a copy of what the kernel wrote.
+  nameLen.view.writeUInt32LE(buflen, 0);
+  check(c.getsockoptP(fd, level, name, data.ptr, nameLen.ptr), 'getsockopt');
+  return Buffer.from(data.view.subarray(0, Math.min(nameLen.view.readUInt32LE(0), buflen)));
 }
 
 /** setsockopt(2); value's length is the optlen. */

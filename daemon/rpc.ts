@@ -14,7 +14,7 @@ import type { CallRequest, CallResponse } from '../proto/gen/sockbroker/v1/socke
 import { countCall, countQuota, outcomeOf } from './metrics.js';
 import { CallState } from './call-state.js';
 import { Cancellation } from '../native/cancel.js';
-import { encodeBatch, encodeCallResponse, MAX_BATCH_BYTES, MAX_BATCH_CALLS } from '../proto/codec/call.js';
+import { encodeCallResponse, encodeCalls } from '../proto/codec/call.js';
 
 export const SESSION_METADATA = 'sockbroker-session';
 /** A resumable session's Call stream silent for two of these is ended (its client pings every 2-3 s). */
@@ -199,23 +199,11 @@ export function unary<Req, Res>(
   };
 }
 
-/**
- * Writes `responses` as few messages as the batch bounds allow (CallResponse.batch: at most
- * MAX_BATCH_CALLS and MAX_BATCH_BYTES, the envelope and each response's key and length a few
- * bytes); a response alone goes as itself.
- */
+/** Writes `responses` as few messages as the batch bounds allow (encodeCalls); a response alone goes as itself. */
 function writeBatched(stream: ServerDuplexStream<CallRequest, CallResponse>, responses: CallResponse[]): void {
   if (responses.length === 1) return void stream.write(responses[0]!);
-  const encoded = responses.map(encodeCallResponse);
-  for (let from = 0; from < encoded.length; ) {
-    let n = 0;
-    let bytes = 8;
-    while (from + n < encoded.length && n < MAX_BATCH_CALLS && bytes + encoded[from + n]!.length + 8 <= MAX_BATCH_BYTES) bytes += encoded[from + n++]!.length + 8;
-    n = Math.max(n, 1);
-    // Already encoded: the stream's serializer writes a Buffer as it is.
-    stream.write((n === 1 ? encoded[from]! : encodeBatch(encoded.slice(from, from + n))) as unknown as CallResponse);
-    from += n;
-  }
+  // Already encoded: the stream's serializer writes a Buffer as it is.
+  for (const m of encodeCalls(responses.map(encodeCallResponse))) stream.write(m as unknown as CallResponse);
 }
 
 /** The Call stream: envelopes in, results out in completion order, per-call cancellation. */

@@ -207,22 +207,19 @@ export function accept4(fd: number, flags: number): { fd: number; addr: Buffer }
   return { fd: newFd, addr: addr.subarray(0, Math.min(len.readUInt32LE(), addr.length)) };
 }
 
-/** send(2): bytes sent. */
+/** send(2): bytes sent (EAGAIN thrown). */
 export function send(fd: number, buf: Buffer, flags: number): number {
-  if (buf.length > SMALL) return check(c.send(fd, buf, buf.length, flags), 'send');
-  buf.copy(data.view);
-  return check(sendSmall(fd, buf.length, 0, flags), 'send');
+  return orThrow(sendTry(fd, buf, flags), 'send');
 }
 
-/** sendto(2): bytes sent; a null address is send(2), since ffi-rs cannot pass NULL for a buffer. */
+/** sendto(2): bytes sent (EAGAIN thrown); a null address is send(2), since ffi-rs cannot pass NULL for a buffer. */
 export function sendto(fd: number, buf: Buffer, flags: number, sa: Buffer | null): number {
-  if (buf.length > SMALL || (sa !== null && sa.length > SOCKADDR_MAX)) {
-    if (sa === null) return check(c.send(fd, buf, buf.length, flags), 'sendto');
-    return check(c.sendto(fd, buf, buf.length, flags, sa, sa.length), 'sendto');
-  }
-  buf.copy(data.view);
-  if (sa === null) return check(sendSmall(fd, buf.length, 0, flags), 'sendto');
-  return check(sendSmall(fd, buf.length, sa.copy(name.view), flags), 'sendto');
+  return orThrow(sendtoTry(fd, buf, flags, sa), 'sendto');
+}
+
+function orThrow(n: number | typeof AGAIN, syscall: string): number {
+  if (n === AGAIN) throw errnoException(linux.EAGAIN!, syscall);
+  return n;
 }
 
 /** send(2) that returns AGAIN instead of throwing EAGAIN (the I/O driver waits on it without an error). */

@@ -192,7 +192,8 @@ function fastWrite(buf: Buffer, at: number, msg: CallRequest, body: number, size
 /**
  * The calls a transport writes together (each a request, or one already encoded), as few
  * messages as the batch bounds allow: each one a batch (encodeBatch's bytes) written in one
- * buffer, a call alone as itself.
+ * buffer, a call alone as itself. Encoded CallResponses batch the same way (CallResponse.batch
+ * has CallRequest.batch's field numbers: the same bytes).
  */
 export function encodeCalls(calls: Array<CallRequest | Buffer>): Buffer[] {
   if (calls.length === 1) {
@@ -399,19 +400,8 @@ const GENERATED = Symbol('generated decoder');
 
 /** A varint at `at` below 2^53 (else the generated decoder serves): [value, next offset]. */
 function varint(buf: Uint8Array, at: number, end: number): [number, number] {
-  let value = 0;
-  let scale = 1;
-  for (let i = 0; i < 8; i++) {
-    if (at >= end) throw GENERATED;
-    const b = buf[at++]!;
-    value += (b & 0x7f) * scale;
-    if (b < 0x80) {
-      if (value > Number.MAX_SAFE_INTEGER) throw GENERATED;
-      return [value, at];
-    }
-    scale *= 128;
-  }
-  throw GENERATED;
+  const value = varintAt(buf, at, end);
+  return [value, next];
 }
 
 /** The fields of a SendAllRequest or RecvRequest in buf[at, end), as the generated decoder makes them. */

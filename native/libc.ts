@@ -317,6 +317,9 @@ export function getsockopt(fd: number, level: number, name: number, buflen: numb
     throw new RangeError(`getsockopt buflen must be an integer in 0..65536, got ${buflen}`);
   }
   // Into the data block through pointers (buflen <= SMALL), as getsockname: a copy of what the kernel wrote.
+  // Zeroed first: some options read their input from the value (IP_MSFILTER's group, say), and the
+  // block still holds the last send's or recv's bytes (in the daemon, any session's).
+  data.view.fill(0, 0, buflen);
   nameLen.view.writeUInt32LE(buflen, 0);
   check(c.getsockoptP(fd, level, name, data.ptr, nameLen.ptr), 'getsockopt');
   return Buffer.from(data.view.subarray(0, Math.min(nameLen.view.readUInt32LE(0), buflen)));

@@ -318,3 +318,20 @@ test('inetPton and inetNtop use glibc formatting', (t) => {
   errnoOf(t, () => c.inetNtop(9999, Buffer.alloc(4)), 'EAFNOSUPPORT', 'inet_ntop');
 });
 
+
+test('getsockopt passes the kernel a zeroed value buffer, never the bytes of an earlier send (IP_MSFILTER reads its group from it)', (t) => {
+  const fds = fdTracker(t);
+  const u = fds.add(c.socket(L.AF_INET, L.SOCK_DGRAM | NB, 0));
+  const [a, b] = c.socketpair(L.AF_UNIX, L.SOCK_STREAM | NB, 0);
+  fds.add(a);
+  fds.add(b);
+  const group = Buffer.from([239, 1, 2, 3]);
+  const lo = Buffer.from([127, 0, 0, 1]);
+  c.setsockopt(u, L.IPPROTO_IP!, L.IP_ADD_MEMBERSHIP!, Buffer.concat([group, lo]));
+  const IP_MSFILTER = 41;
+  // A zeroed struct ip_msfilter names group 0.0.0.0: EINVAL, as a fresh buffer in C or python3.
+  errnoOf(t, () => c.getsockopt(u, L.IPPROTO_IP!, IP_MSFILTER, 20), 'EINVAL', 'getsockopt');
+  // Someone's payload (in the daemon: another session's) that happens to name the joined group.
+  c.send(a, Buffer.concat([group, lo, Buffer.alloc(12)]), 0);
+  errnoOf(t, () => c.getsockopt(u, L.IPPROTO_IP!, IP_MSFILTER, 20), 'EINVAL', 'getsockopt');
+});

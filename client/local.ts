@@ -12,7 +12,6 @@ import { errnos, linux as C, os } from '../native/constants.js';
 import { decodeSockaddr, encodeSockaddr } from '../native/sockaddr.js';
 import { cmsgSpace, decodeCmsgs, encodeCmsgs, recvmsg, sendmsg } from '../native/msg.js';
 import { dupCloexec } from '../native/fd.js';
-import { MMSG_COUNT, MMSG_SLOT, recvmmsg } from '../native/mmsg.js';
 import { ErrnoError, isTimeout, strerror } from '../native/errno.js';
 import { Reactor } from '../native/reactor.js';
 import { Cancellation, type Cancel } from '../native/cancel.js';
@@ -105,12 +104,6 @@ function then<T, U>(v: T | Promise<T>, f: (v: T) => U): U | Promise<U> {
 function io<T>(e: LocalEntry, dir: Direction, timeout: Timeout, signal: AbortSignal, syscall: string, attempt: () => T | typeof libc.AGAIN): T | Promise<T> {
   const r = attemptNow(e, timeout, signal, syscall, attempt);
   return r === libc.AGAIN ? drive(theReactor(), e, dir, timeout, cancelOf(signal), syscall, attempt) : r;
-}
-
-/** A UDP or raw IPv4/IPv6 socket: one whose datagrams the SDK may read ahead (as the daemon's readsAhead). */
-function readsAhead(e: LocalEntry): boolean {
-  const { family, type } = e.info;
-  return (family === C.AF_INET || family === C.AF_INET6) && (type === C.SOCK_DGRAM || type === C.SOCK_RAW);
 }
 
 function fromSockaddr(buf: Buffer, family: number): Address | undefined {
@@ -391,28 +384,11 @@ export class LocalSockets {
   op_recv(req: Req, signal: AbortSignal): unknown {
     const e = this.#entry(req.handle, req.wantAddress ? 'recvfrom' : 'recv');
     const timeout = dontWait(req.timeout, req.flags);
-    if (req.batch > 0 && req.flags === 0 && readsAhead(e)) return this.#recvBatch(e, req, timeout, signal);
     if (!req.wantAddress) return then(io(e, 'read', timeout, signal, 'recv', () => libc.recvBytes(e.fd, req.bufsize, req.flags)), (r) => ({ data: r.data }));
     return then(io(e, 'read', timeout, signal, 'recvfrom', () => libc.recvfromBytes(e.fd, req.bufsize, req.flags)), (r) => ({
       data: r.data,
       address: r.addr.length > 0 ? fromSockaddr(r.addr, e.info.family) : undefined,
     }));
-  }
-
-  /** A read that also brings the datagrams already waiting behind the first (the SDK reads them
-   * ahead, as from the broker: README, Datagrams read ahead), in one recvmmsg. */
-  #recvBatch(e: LocalEntry, req: Req, timeout: Timeout, signal: AbortSignal): unknown {
-    const syscall = req.wantAddress ? 'recvfrom' : 'recv';
-    const max = 1 + Math.min(req.batch, MMSG_COUNT - 1);
-    return then(io(e, 'read', timeout, signal, syscall, () => recvmmsg(e.fd, max, MMSG_SLOT)), (got) => {
-      const first = got[0]!;
-      const address = (d: { addr: Buffer }) => (d.addr.length > 0 ? fromSockaddr(d.addr, e.info.family) : undefined);
-      return {
-        data: first.data.subarray(0, Math.min(first.length, req.bufsize)),
-        address: req.wantAddress ? address(first) : undefined,
-        queued: got.slice(1).map((d) => ({ data: d.data, address: address(d) })),
-      };
-    });
   }
 
   async op_shutdown(req: Req): Promise<unknown> {

@@ -498,12 +498,11 @@ export class Socket {
     return [res.data, fromAddress(res.address)];
   }
 
-  /** A UDP or raw (not sniffer) IPv4/IPv6 socket that still reads datagrams ahead. */
+  /** A broker UDP or raw (not sniffer) IPv4/IPv6 socket that still reads datagrams ahead. */
   get #readsDatagramsAhead(): boolean {
     const { AF_INET, AF_INET6 } = this.#m.families;
     const t = this.type & 0xf;
-    // A handed-off socket reads ahead the same way, in this process (client/local.ts).
-    return DGRAM_READ_AHEAD > 0 && this.#dgramAhead && (this.family === AF_INET || this.family === AF_INET6) && (t === SOCK_DGRAM || (t === SOCK_RAW && !this.#sniffer));
+    return DGRAM_READ_AHEAD > 0 && this.#dgramAhead && this.#io === this.#m.transport && (this.family === AF_INET || this.family === AF_INET6) && (t === SOCK_DGRAM || (t === SOCK_RAW && !this.#sniffer));
   }
 
   /** Whether a read goes through #datagram: datagrams are queued or on their way, or may be (no await on other sockets' reads). */

@@ -2,15 +2,14 @@
 // brings those already waiting, and the next reads return them one by one exactly as the kernel
 // would — order, each sender's address, each cut at its own call's bufsize (MSG_TRUNC in recvmsg's
 // msg_flags), MSG_PEEK, timeouts and non-blocking mode, poll(), errors on the call that meets them
-// — compared with python3 where it can run the same. Sockets stay on the broker here;
-// read-ahead-handoff.test.ts runs the same file with them handed off (the SDK reads ahead with
-// recvmmsg in-process). No timing is asserted.
+// — compared with python3 where it can run the same. Sockets stay on the broker (the read-ahead is
+// the streamed path's); no timing is asserted.
 import test from 'ava';
 import { BlockingIOError, ConnectionRefusedError, timeout as SocketTimeout, type Socket, type SocketModule } from '../../client/index.js';
 import { useDaemon, portOf } from '../socket/helpers/fixture.js';
 import { pyValue } from '../socket/helpers/py.js';
 
-const fx = useDaemon(test);
+const fx = useDaemon(test, false);
 
 async function udp(socket: SocketModule): Promise<Socket> {
   const s = await socket.socket(socket.AF_INET, socket.SOCK_DGRAM);

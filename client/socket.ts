@@ -105,9 +105,13 @@ export class Socket {
   #ioRefs = 0;
   /** True once connected (connect, accept, socketpair): only then is sendall pipelined. */
   #connected = false;
-  /** Pipelined sendall calls not yet confirmed, and the error of one that failed (raised by the next call). */
-  readonly #inflight = new Set<Promise<unknown>>();
+  /**
+   * Pipelined sendall calls not yet confirmed (both streams), the Call stream's bytes of them,
+   * the waiters woken when one settles, and the error of one that failed (raised by the next call).
+   */
+  #inflight = 0;
   #inflightBytes = 0;
+  #onSettle: Array<() => void> = [];
   #deferred: Error | null = null;
   /** Pipelined sendall calls on the Data stream: later sends on the Call stream wait for them. */
   #bulkSending = 0;
@@ -319,26 +323,16 @@ export class Socket {
     if (this.#pipelinable(buf.length)) {
       while (this.#inflightBytes + buf.length > PIPELINE_WINDOW) {
         this.#m.transport.requestAck();
-        await Promise.race(this.#inflight);
+        await this.#oneSettles();
       }
+      this.#inflight++;
+      this.#inflightBytes += buf.length;
       // A copy: the caller may reuse its buffer as soon as sendall resolves. Its success comes
       // with the broker's next response (the cumulative acknowledgement), not one of its own.
-      const call = this.#m.transport.callAckOnly('sendAll', { handle, data: Buffer.from(buf), flags: f });
-      const size = buf.length;
-      this.#inflightBytes += size;
-      // One reaction for both outcomes (no finally: two promises fewer per call).
-      const settled = (): void => {
-        this.#inflight.delete(tracked);
-        this.#inflightBytes -= size;
-      };
-      const tracked: Promise<unknown> = call.then(settled, (err: Error) => {
-        settled();
-        this.#failLate(err);
-      });
-      this.#inflight.add(tracked);
+      this.#m.transport.callAckOnly('sendAll', { handle, data: Buffer.from(buf), flags: f }, this.#ackOnlyDone, buf.length);
       return;
     }
-    if (this.#inflight.size > 0) await this.#settled();
+    if (this.#inflight > 0) await this.#settled();
     else this.#check();
     const step = this.#m.maxSendBytes;
     let offset = 0;
@@ -358,7 +352,7 @@ export class Socket {
   async #bulkSendall(buf: Buffer, f: number): Promise<boolean> {
     while (this.#inflightBytes > 0) {
       this.#m.transport.requestAck();
-      await Promise.race(this.#inflight);
+      await this.#oneSettles();
     }
     this.#check();
     const ch = await this.#channel();
@@ -372,15 +366,37 @@ export class Socket {
     // Blocking mode pipelines as the small sendall does (see above), within the stream's window.
     await queued;
     this.#bulkSending++;
-    const tracked: Promise<unknown> = done.then(
+    this.#inflight++;
+    void done.then(
       () => undefined,
       (err: Error) => this.#failLate(err),
     ).finally(() => {
-      this.#inflight.delete(tracked);
+      this.#inflight--;
       this.#bulkSending--;
+      this.#wake();
     });
-    this.#inflight.add(tracked);
     return true;
+  }
+
+  /** A pipelined sendall on the Call stream settled (one callback for every call: no closures). */
+  readonly #ackOnlyDone = (err: Error | null, size: number): void => {
+    this.#inflight--;
+    this.#inflightBytes -= size;
+    // As a promise's rejection would: after the response being handled (and its batch).
+    if (err) queueMicrotask(() => this.#failLate(err));
+    this.#wake();
+  };
+
+  /** Resolves when the next pipelined sendall settles. */
+  #oneSettles(): Promise<void> {
+    return new Promise<void>((resolve) => this.#onSettle.push(resolve));
+  }
+
+  #wake(): void {
+    if (this.#onSettle.length === 0) return;
+    const waiters = this.#onSettle;
+    this.#onSettle = [];
+    for (const w of waiters) w();
   }
 
   /** A pipelined sendall failed: the next call raises its error. */
@@ -404,9 +420,9 @@ export class Socket {
 
   /** Waits for pipelined sends, then raises the error one of them left, if any. */
   async #settled(): Promise<void> {
-    while (this.#inflight.size > 0) {
+    while (this.#inflight > 0) {
       this.#m.transport.requestAck();
-      await Promise.race(this.#inflight);
+      await this.#oneSettles();
     }
     this.#check();
   }
@@ -669,7 +685,7 @@ export class Socket {
     if (this.#ioRefs > 0) return;
     // Bytes of a pipelined sendall go out before the close (its error, if any, is dropped as a
     // late write error is by close(2)).
-    while (this.#bulkSending > 0) await Promise.race(this.#inflight);
+    while (this.#bulkSending > 0) await this.#oneSettles();
     if (this.#closed) return;
     this.#closed = true;
     this.#sniff?.close();

@@ -28,8 +28,6 @@ const PING_AFTER_MS = 2000;
 const DEAD_AFTER_MS = 6000;
 /** Acknowledge at least every this many responses (else with the next request or tick). */
 const ACK_EVERY = 64;
-/** What an ack_only call resolves to (its result has no fields): one shared, frozen object. */
-const DONE = Object.freeze({});
 /** Reconnect backoff: jittered exponential from the first to the last delay; each attempt's deadline. */
 const BACKOFF_FIRST_MS = 50;
 const BACKOFF_MAX_MS = 2000;
@@ -68,8 +66,10 @@ export interface ResumedEvent {
 }
 
 interface Pending {
-  resolve: (res: any) => void;
-  reject: (err: Error) => void;
+  resolve: (res: any, tag?: number) => void;
+  reject: (err: Error, tag?: number) => void;
+  /** An ack_only call's: passed back to its callback (resolve and reject are that callback). */
+  tag?: number;
   op: Op;
   /** The request, kept until answered: a resumed stream resends it. */
   msg: CallRequest;
@@ -81,6 +81,11 @@ interface Pending {
   cancelReason?: Error;
   /** The calls its abort signal cancels, this one among them until it settles (see #watch). */
   watched?: Set<number>;
+}
+
+/** Rejects a pending call (an ack_only call's callback gets its tag too). */
+function fail(p: Pending, err: Error): void {
+  p.reject(err, p.tag);
 }
 
 export class Transport extends EventEmitter {
@@ -221,7 +226,8 @@ export class Transport extends EventEmitter {
       this.#pending.delete(res.callId);
       clearTimeout(p.timer);
       p.watched?.delete(res.callId);
-      if (res.error) p.reject(p.cancelReason && res.error.code === grpc.status.CANCELLED ? p.cancelReason : fromStatus(res.error));
+      if (res.error) fail(p, p.cancelReason && res.error.code === grpc.status.CANCELLED ? p.cancelReason : fromStatus(res.error));
+      else if (p.tag !== undefined) p.resolve(null, p.tag);
       else p.resolve((res as any)[p.op]);
     }
     // After the call's own result: a failed ack_only call is answered before an `acked` covering it.
@@ -231,7 +237,7 @@ export class Transport extends EventEmitter {
       const q = this.#pending.get(id);
       if (!q) continue;
       this.#pending.delete(id);
-      q.resolve(DONE);
+      q.resolve(null, q.tag);
     }
   }
 
@@ -359,7 +365,7 @@ export class Transport extends EventEmitter {
     for (const p of this.#pending.values()) {
       clearTimeout(p.timer);
       p.watched?.delete(p.msg.callId);
-      p.reject(lost);
+      fail(p, lost);
     }
     this.#pending.clear();
     this.#ackOnly.length = 0;
@@ -410,19 +416,19 @@ export class Transport extends EventEmitter {
    * An operation answered only by the stream's cumulative acknowledgement if it succeeds (its
    * own response if it fails): one message less per call. No timeout or cancellation. `req`
    * (its bytes too) must not change afterwards: it is encoded at the end of the turn, and kept
-   * for a resend.
+   * for a resend. `done(null, tag)` once it succeeded, `done(err, tag)` if it failed.
    */
-  callAckOnly<K extends Op>(op: K, req: Req<K>): Promise<Res<K>> {
-    if (this.#lost) return Promise.reject(this.#lost);
-    if (this.#closed) return Promise.reject(new SessionLostError('sockbroker: connection closed'));
+  callAckOnly<K extends Op>(op: K, req: Req<K>, done: (err: Error | null, tag: number) => void, tag: number): void {
+    if (this.#lost) return done(this.#lost, tag);
+    if (this.#closed) return done(new SessionLostError('sockbroker: connection closed'), tag);
     const callId = this.#nextId++;
-    return new Promise<Res<K>>((resolve, reject) => {
-      // Kept until `acked` covers it: a resumed stream resends it (the broker runs it once).
-      const msg = { callId, ackedSeq: 0, ackOnly: true, [op]: req } as CallRequest;
-      this.#pending.set(callId, { resolve, reject, op, msg, sent: this.#stream !== null });
-      this.#ackOnly.push(callId);
-      this.#write(msg);
-    });
+    // Kept until `acked` covers it: a resumed stream resends it (the broker runs it once).
+    const msg = { callId, ackedSeq: 0, ackOnly: true, [op]: req } as CallRequest;
+    // A callback, not a promise: no promise, executor or reaction closures per pipelined call.
+    const cb = done as Pending['resolve'];
+    this.#pending.set(callId, { resolve: cb, reject: cb, tag, op, msg, sent: this.#stream !== null });
+    this.#ackOnly.push(callId);
+    this.#write(msg);
   }
 
   /** Asks the broker to acknowledge the ack_only calls sent so far as soon as they are done
@@ -466,7 +472,7 @@ export class Transport extends EventEmitter {
     clearTimeout(p.timer);
     p.watched?.delete(callId);
     if (p.sent && !this.#lost && !this.#closed) this.#write({ callId, cancel: {} } as CallRequest);
-    p.reject(reason);
+    fail(p, reason);
   }
 
   /** A new Data stream (a socket's bulk stream), with the hand-written codec of its hot messages. */
@@ -546,7 +552,7 @@ export class Transport extends EventEmitter {
     for (const p of this.#pending.values()) {
       clearTimeout(p.timer);
       p.watched?.delete(p.msg.callId);
-      p.reject(sessionLost('closed', 'sockbroker: connection closed'));
+      fail(p, sessionLost('closed', 'sockbroker: connection closed'));
     }
     this.#pending.clear();
     this.#sessionClient.close();

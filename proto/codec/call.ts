@@ -621,7 +621,7 @@ function decodeResponseBatch(buf: Buffer): CallResponse | undefined {
       const len = varintAt(buf, at + 1, buf.length);
       const from = next;
       if (from + len > buf.length) return undefined;
-      responses.push(decodeResponse(buf.subarray(from, from + len)));
+      responses.push(decodeResponse(buf, from, from + len));
       at = from + len;
     }
     return { callId: 0, batch: { responses } } as unknown as CallResponse;
@@ -652,32 +652,36 @@ function varintAt(buf: Uint8Array, at: number, end: number): number {
   throw GENERATED;
 }
 
-function decodeResponse(buf: Buffer): CallResponse {
+/** What a recv result's `queued` is when the response has none: one shared, frozen array. */
+const NONE_QUEUED: never[] = Object.freeze([]) as never[];
+
+/** The response in buf[from, end) (a batch's element is decoded in place: no view of its own). */
+function decodeResponse(buf: Buffer, from = 0, end = buf.length): CallResponse {
   try {
     const msg: Record<string, unknown> = { callId: 0, acked: undefined, seq: undefined };
     let seen = 0;
-    let at = 0;
-    while (at < buf.length) {
+    let at = from;
+    while (at < end) {
       const key = buf[at]!;
       if (key === 0x92) {
         // Field 18 (recv), the last field the generated encoder writes here: only its data (field 1).
         if (buf[at + 1] !== 0x01) throw GENERATED;
-        const n = varintAt(buf, at + 2, buf.length);
+        const n = varintAt(buf, at + 2, end);
         const start = next;
-        if (start + n !== buf.length) throw GENERATED;
-        let data = buf.subarray(start, start);
+        if (start + n !== end) throw GENERATED;
+        let data: Buffer;
         if (n > 0) {
           if (buf[start] !== 0x0a) throw GENERATED;
-          const len = varintAt(buf, start + 1, buf.length);
-          if (next + len !== buf.length) throw GENERATED;
+          const len = varintAt(buf, start + 1, end);
+          if (next + len !== end) throw GENERATED;
           data = buf.subarray(next, next + len);
-        }
-        msg.recv = { data, address: undefined, queued: [] };
+        } else data = buf.subarray(start, start);
+        msg.recv = { data, address: undefined, queued: NONE_QUEUED };
         return msg as unknown as CallResponse;
       }
       if ((key !== 0x08 && key !== 0x10 && key !== 0x18) || seen & (1 << (key >> 3))) throw GENERATED;
       seen |= 1 << (key >> 3);
-      const v = varintAt(buf, at + 1, buf.length);
+      const v = varintAt(buf, at + 1, end);
       at = next;
       if (key === 0x08) msg.callId = v;
       else if (key === 0x10) msg.acked = v;
@@ -686,6 +690,6 @@ function decodeResponse(buf: Buffer): CallResponse {
     return msg as unknown as CallResponse;
   } catch (err) {
     if (err !== GENERATED) throw err;
-    return CallResponse.decode(buf);
+    return CallResponse.decode(from === 0 && end === buf.length ? buf : buf.subarray(from, end));
   }
 }

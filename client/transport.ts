@@ -83,6 +83,13 @@ interface Pending {
   watched?: Set<number>;
 }
 
+/** What `capture` took from the promise it ran for (read right after `new Promise(capture)`). */
+const captured: { resolve: (res: any) => void; reject: (err: Error) => void } = { resolve: () => undefined, reject: () => undefined };
+function capture(resolve: (res: any) => void, reject: (err: Error) => void): void {
+  captured.resolve = resolve;
+  captured.reject = reject;
+}
+
 /** Rejects a pending call (an ack_only call's callback gets its tag too). */
 function fail(p: Pending, err: Error): void {
   p.reject(err, p.tag);
@@ -248,19 +255,23 @@ export class Transport extends EventEmitter {
     msg.ackedSeq = this.#ackTold = this.#rxSeq;
     if (!this.#queue) {
       this.#queue = [];
-      process.nextTick(() => this.#flush(stream));
+      process.nextTick(this.#flushTurn);
     }
     this.#queue.push(msg.recv !== undefined || msg.ackOnly ? msg : encodeCallRequest(msg));
     return true;
   }
 
-  /** Writes what this turn queued: one message, or batches within the bounds. */
-  #flush(stream: grpc.ClientDuplexStream<CallRequest | Buffer, CallResponse>): void {
+  /**
+   * Writes what this turn queued: one message, or batches within the bounds. One function for
+   * every turn; a queue is only ever for the current stream (#openStream drops what was left).
+   */
+  readonly #flushTurn = (): void => {
     const queue = this.#queue;
-    if (this.#stream !== stream || !queue) return;
+    const stream = this.#stream;
+    if (!stream || !queue) return;
     this.#queue = null;
     for (const m of encodeCalls(queue)) stream.write(m);
-  }
+  };
 
   /** The Call stream failed: a status about the session ends it; anything else is the connection. */
   #broken(err: grpc.ServiceError): void {
@@ -394,22 +405,21 @@ export class Transport extends EventEmitter {
     if (this.#lost) return Promise.reject(this.#lost);
     if (this.#closed) return Promise.reject(new SessionLostError('sockbroker: connection closed'));
     const callId = this.#nextId++;
-    return new Promise<Res<K>>((resolve, reject) => {
-      const msg = { callId, ackedSeq: 0, [op]: req } as CallRequest;
-      const p: Pending = { resolve, reject, op, msg, sent: this.#stream !== null };
-      if (typeof timeoutS === 'number' && timeoutS > 0) {
-        p.timeoutMs = timeoutS * 1000;
-        p.timer = setTimeout(() => this.#cancel(callId, new TimeoutExc('timed out')), p.sent ? p.timeoutMs + DEADLINE_MARGIN_MS : p.timeoutMs);
-      }
-      if (signal) {
-        if (signal.aborted) return reject(signal.reason);
-        // Cancellation is a request: the broker answers either CANCELLED or, if the call had
-        // already completed, its result, which is then delivered (nothing read is lost).
-        p.watched = this.#watch(signal, callId);
-      }
-      this.#pending.set(callId, p);
-      this.#write(msg);
-    });
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    // One shared executor (no closure and context per call): it hands over resolve and reject.
+    const promise = new Promise<Res<K>>(capture);
+    const msg = { callId, ackedSeq: 0, [op]: req } as CallRequest;
+    const p: Pending = { resolve: captured.resolve, reject: captured.reject, op, msg, sent: this.#stream !== null };
+    if (typeof timeoutS === 'number' && timeoutS > 0) {
+      p.timeoutMs = timeoutS * 1000;
+      p.timer = setTimeout(() => this.#cancel(callId, new TimeoutExc('timed out')), p.sent ? p.timeoutMs + DEADLINE_MARGIN_MS : p.timeoutMs);
+    }
+    // Cancellation is a request: the broker answers either CANCELLED or, if the call had
+    // already completed, its result, which is then delivered (nothing read is lost).
+    if (signal) p.watched = this.#watch(signal, callId);
+    this.#pending.set(callId, p);
+    this.#write(msg);
+    return promise;
   }
 
   /**

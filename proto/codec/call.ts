@@ -201,9 +201,10 @@ export function encodeCalls(calls: Array<CallRequest | Buffer>): Buffer[] {
     return [Buffer.isBuffer(c) ? c : encodeCallRequest(c)];
   }
   // Each call's bytes and body size (-1: already encoded, or by the generated encoder, in `slowBufs`).
-  const sizes: number[] = [];
-  const bodies: number[] = [];
-  const slowBufs: Array<Buffer | undefined> = [];
+  const sizes = batchSizes;
+  const bodies = batchBodies;
+  const slowBufs = batchBufs;
+  sizes.length = bodies.length = slowBufs.length = 0;
   for (const c of calls) {
     const size = Buffer.isBuffer(c) || c.batch !== undefined ? -1 : fastSize(c);
     const b = Buffer.isBuffer(c) ? c : size < 0 ? encodeCallRequest(c) : undefined;
@@ -240,8 +241,15 @@ export function encodeCalls(calls: Array<CallRequest | Buffer>): Buffer[] {
     }
     from += n;
   }
+  // The buffers are the caller's now: the scratch arrays keep none alive.
+  slowBufs.length = 0;
   return out;
 }
+
+/** encodeCalls' scratch arrays (reused by every call: it does not reenter). */
+const batchSizes: number[] = [];
+const batchBodies: number[] = [];
+const batchBufs: Array<Buffer | undefined> = [];
 
 function slow(msg: CallRequest): Buffer {
   return Buffer.from(CallRequest.encode(msg).finish());

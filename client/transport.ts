@@ -90,6 +90,11 @@ function capture(resolve: (res: any) => void, reject: (err: Error) => void): voi
   captured.reject = reject;
 }
 
+/** A Pending with every field set (one object shape for all calls: #settle's loads stay monomorphic). */
+function pending(resolve: Pending['resolve'], reject: Pending['reject'], tag: number | undefined, op: Op, msg: CallRequest, sent: boolean): Pending {
+  return { resolve, reject, tag, op, msg, sent, timeoutMs: undefined, timer: undefined, cancelReason: undefined, watched: undefined };
+}
+
 /** Rejects a pending call (an ack_only call's callback gets its tag too). */
 function fail(p: Pending, err: Error): void {
   p.reject(err, p.tag);
@@ -409,7 +414,7 @@ export class Transport extends EventEmitter {
     // One shared executor (no closure and context per call): it hands over resolve and reject.
     const promise = new Promise<Res<K>>(capture);
     const msg = { callId, ackedSeq: 0, [op]: req } as CallRequest;
-    const p: Pending = { resolve: captured.resolve, reject: captured.reject, op, msg, sent: this.#stream !== null };
+    const p = pending(captured.resolve, captured.reject, undefined, op, msg, this.#stream !== null);
     if (typeof timeoutS === 'number' && timeoutS > 0) {
       p.timeoutMs = timeoutS * 1000;
       p.timer = setTimeout(() => this.#cancel(callId, new TimeoutExc('timed out')), p.sent ? p.timeoutMs + DEADLINE_MARGIN_MS : p.timeoutMs);
@@ -436,7 +441,7 @@ export class Transport extends EventEmitter {
     const msg = { callId, ackedSeq: 0, ackOnly: true, [op]: req } as CallRequest;
     // A callback, not a promise: no promise, executor or reaction closures per pipelined call.
     const cb = done as Pending['resolve'];
-    this.#pending.set(callId, { resolve: cb, reject: cb, tag, op, msg, sent: this.#stream !== null });
+    this.#pending.set(callId, pending(cb, cb, tag, op, msg, this.#stream !== null));
     this.#ackOnly.push(callId);
     this.#write(msg);
   }

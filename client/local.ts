@@ -15,7 +15,7 @@ import { dupCloexec } from '../native/fd.js';
 import { ErrnoError, isTimeout, strerror } from '../native/errno.js';
 import { Reactor } from '../native/reactor.js';
 import { Cancellation, type Cancel } from '../native/cancel.js';
-import { attemptNow, deadlineFor, drive, isAgain, waitReady, type DrivenFd, type Timeout } from '../native/io-driver.js';
+import { andThen, attemptNow, deadlineFor, drive, isAgain, waitReady, type DrivenFd, type Timeout } from '../native/io-driver.js';
 import type { Direction } from '../native/reactor.js';
 import type { Address } from '../proto/gen/sockbroker/v1/address.js';
 import { addressOf } from '../proto/codec/address.js';
@@ -90,11 +90,6 @@ function dontWait(timeout: Timeout, flags: number): Timeout {
 /** Rethrows a native error as Python's (for promise rejections). */
 function rethrowPy(err: unknown): never {
   throw pyError(err);
-}
-
-/** `f` of a value, now or once it resolves. */
-function then<T, U>(v: T | Promise<T>, f: (v: T) => U): U | Promise<U> {
-  return v instanceof Promise ? v.then(f) : f(v);
 }
 
 /**
@@ -237,7 +232,7 @@ export class LocalSockets {
       // A loop of sendto to one numeric address encodes it once (inet_pton is an ffi call).
       const key = `${family} ${v.host} ${v.port} ${v6?.flowinfo} ${v6?.scopeId}`;
       if (key === this.#lastKey) return this.#lastSa!;
-      return then(this.#resolve(v.host, family), ({ host, scopeId, numeric }) => {
+      return andThen(this.#resolve(v.host, family), ({ host, scopeId, numeric }) => {
         const sa = family === C.AF_INET
           ? encodeSockaddr({ family: 'inet', host, port: v.port })
           : encodeSockaddr({ family: 'inet6', host, port: v6!.port, flowinfo: v6!.flowinfo, scopeId: v6!.scopeId || scopeId || 0 });
@@ -359,8 +354,8 @@ export class LocalSockets {
     const e = this.#entry(req.handle, 'send');
     const flags = req.flags | C.MSG_NOSIGNAL;
     const send = (sa: Buffer | null) =>
-      then(io(e, 'write', dontWait(req.timeout, req.flags), signal, sa ? 'sendto' : 'send', () => libc.sendtoTry(e.fd, req.data, flags, sa)), (sent) => ({ sent }));
-    return req.address ? then(this.#sockaddr(req.address, e.info.family, 'sendto'), send) : send(null);
+      andThen(io(e, 'write', dontWait(req.timeout, req.flags), signal, sa ? 'sendto' : 'send', () => libc.sendtoTry(e.fd, req.data, flags, sa)), (sent) => ({ sent }));
+    return req.address ? andThen(this.#sockaddr(req.address, e.info.family, 'sendto'), send) : send(null);
   }
 
   op_sendAll(req: Req, signal: AbortSignal): unknown {
@@ -384,8 +379,8 @@ export class LocalSockets {
   op_recv(req: Req, signal: AbortSignal): unknown {
     const e = this.#entry(req.handle, req.wantAddress ? 'recvfrom' : 'recv');
     const timeout = dontWait(req.timeout, req.flags);
-    if (!req.wantAddress) return then(io(e, 'read', timeout, signal, 'recv', () => libc.recvBytes(e.fd, req.bufsize, req.flags)), (r) => ({ data: r.data }));
-    return then(io(e, 'read', timeout, signal, 'recvfrom', () => libc.recvfromBytes(e.fd, req.bufsize, req.flags)), (r) => ({
+    if (!req.wantAddress) return andThen(io(e, 'read', timeout, signal, 'recv', () => libc.recvBytes(e.fd, req.bufsize, req.flags)), (r) => ({ data: r.data }));
+    return andThen(io(e, 'read', timeout, signal, 'recvfrom', () => libc.recvfromBytes(e.fd, req.bufsize, req.flags)), (r) => ({
       data: r.data,
       address: r.addr.length > 0 ? fromSockaddr(r.addr, e.info.family) : undefined,
     }));

@@ -5,6 +5,7 @@
 import { linux as C } from '../native/constants.js';
 import { decodeSockaddr, encodeSockaddr, isIPv4Text } from '../native/sockaddr.js';
 import { inetPton } from '../native/libc.js';
+import { andThen } from '../native/io-driver.js';
 import { getaddrinfo, GaiError } from '../native/netdb.js';
 import type { Address } from '../proto/gen/sockbroker/v1/address.js';
 import { addressOf } from '../proto/codec/address.js';
@@ -71,14 +72,14 @@ export function toSockaddr(address: Address | undefined, family: number, syscall
     if (!a.inet) throw argumentError('type', `${syscall}(): AF_INET address must be tuple, not ${kindOf(a)}`, 'address');
     checkPort(a.inet.port, syscall);
     const port = a.inet.port;
-    return then(resolveHost(a.inet.host, C.AF_INET), ({ host }) => encodeSockaddr({ family: 'inet', host, port }));
+    return andThen(resolveHost(a.inet.host, C.AF_INET), ({ host }) => encodeSockaddr({ family: 'inet', host, port }));
   }
   if (family === C.AF_INET6) {
     if (!a.inet6) throw argumentError('type', `${syscall}(): AF_INET6 address must be tuple, not ${kindOf(a)}`, 'address');
     const v = a.inet6;
     checkPort(v.port, syscall);
     if (v.flowinfo > 0xfffff) throw argumentError('overflow', `${syscall}(): flowinfo must be 0-1048575.`, 'flowinfo');
-    return then(resolveHost(v.host, family), ({ host, scopeId }) => encodeSockaddr({ family: 'inet6', host, port: v.port, flowinfo: v.flowinfo, scopeId: v.scopeId || scopeId || 0 }));
+    return andThen(resolveHost(v.host, family), ({ host, scopeId }) => encodeSockaddr({ family: 'inet6', host, port: v.port, flowinfo: v.flowinfo, scopeId: v.scopeId || scopeId || 0 }));
   }
   if (family === C.AF_UNIX) {
     if (!a.unix) throw argumentError('type', `${syscall}(): AF_UNIX address must be str or bytes, not ${kindOf(a)}`, 'address');
@@ -92,11 +93,6 @@ export function toSockaddr(address: Address | undefined, family: number, syscall
     return encodeSockaddr({ family: 'netlink', pid: a.netlink.pid, groups: a.netlink.groups });
   }
   throw osErrorNamed('EAFNOSUPPORT', syscall);
-}
-
-/** `f(v)` now for a value, after it for a promise (errors thrown by `f` throw or reject alike). */
-function then<T, U>(v: T | Promise<T>, f: (v: T) => U): U | Promise<U> {
-  return v instanceof Promise ? v.then(f) : f(v);
 }
 
 function kindOf(a: Address): string {

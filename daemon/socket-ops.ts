@@ -8,7 +8,7 @@ import { AGAIN } from '../native/libc.js';
 import { linux as C, os } from '../native/constants.js';
 import type * as pb from '../proto/gen/sockbroker/v1/socket.js';
 import { argumentError, BrokerError, osError, osErrorNamed } from './errors.js';
-import { deadlineFor, drive, isAgain, waitReady, type Timeout } from '../native/io-driver.js';
+import { attemptNow, deadlineFor, drive, isAgain, waitReady, type Timeout } from '../native/io-driver.js';
 import type { Reactor } from '../native/reactor.js';
 import type { Cancel } from '../native/cancel.js';
 import type { HandleTable, SocketEntry, SocketInfo } from './handles.js';
@@ -124,21 +124,6 @@ function sleepUntil(deadline: number, signal: AbortSignal): Promise<void> {
 export function noSignal(entry: SocketEntry): number {
   const f = entry.info.family;
   return f === C.AF_INET || f === C.AF_INET6 || f === C.AF_UNIX ? C.MSG_NOSIGNAL : 0;
-}
-
-/**
- * One attempt of a write now, outside the socket's write lock (callers check it is idle): its
- * result, or AGAIN when the driver must take over (it would wait, was interrupted, or the socket
- * is closing or the call cancelled; the driver then raises what it finds). No promise, no lock.
- */
-function tryNow(entry: SocketEntry, signal: Cancel, attempt: () => number | typeof AGAIN): number | typeof AGAIN {
-  if (entry.closed || signal.aborted) return AGAIN;
-  try {
-    return attempt();
-  } catch (err) {
-    if (isAgain(err) || (err as { code?: string }).code === 'EINTR') return AGAIN;
-    throw err;
-  }
 }
 
 /**
@@ -483,7 +468,7 @@ export class SocketOps {
       }
       sent = await new Promise<number>((resolve, reject) => turn.queue!.push({ data, addr: sa, timeout, signal: ctx.signal, syscall, resolve, reject }));
     } else {
-      sent = entry.writes.idle ? tryNow(entry, ctx.signal, attempt) : AGAIN;
+      sent = entry.writes.idle ? attemptNow(entry, timeout, ctx.signal, syscall, attempt) : AGAIN;
       if (sent === AGAIN) sent = await entry.writes.run(() => drive(this.broker.reactor, entry, 'write', timeout, ctx.signal, syscall, attempt));
       else if (together && turn === undefined) {
         const t: SendTurn = (entry.sendTurn = { flags: out, queue: null });
@@ -535,7 +520,7 @@ export class SocketOps {
     const step = creds && entry.info.type === C.SOCK_STREAM ? 256 * 1024 : Infinity;
     // The first send at once when nothing else writes here (an echo's whole sendall); the rest,
     // or all of it when it would wait, in order under the lock. At least one send, as CPython's.
-    const first = entry.writes.idle && !creds ? tryNow(entry, ctx.signal, () => libc.sendTry(entry.fd, data, flags)) : AGAIN;
+    const first = entry.writes.idle && !creds ? attemptNow(entry, timeout, ctx.signal, 'sendall', () => libc.sendTry(entry.fd, data, flags)) : AGAIN;
     if (first === AGAIN || first < data.length) {
       await entry.writes.run(async () => {
         let offset = first === AGAIN ? 0 : first;

@@ -89,6 +89,12 @@ export function deadlineFor(timeout: Timeout): number {
   return timeout === undefined ? Infinity : performance.now() + timeout * 1000;
 }
 
+/** `f` of a value now, or once a promise of it resolves (errors thrown by `f` throw or reject alike):
+ * for calls whose result is usually ready at once (attemptNow's callers, numeric addresses). */
+export function andThen<T, U>(v: T | Promise<T>, f: (v: T) => U): U | Promise<U> {
+  return v instanceof Promise ? v.then(f) : f(v);
+}
+
 /**
  * The syscall made now, as drive's first attempt: its result, or AGAIN when the caller must wait
  * (then drive() it, which tries again first). Lets a caller whose socket is ready return without

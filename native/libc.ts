@@ -123,14 +123,24 @@ const offThread = {
 
 const SOCKADDR_MAX = abi.sizeof_sockaddr_storage;
 
+/** struct msghdr on LP64 glibc: name, namelen(u32), iov, iovlen(size_t), control, controllen(size_t), flags(int). */
+export const MSGHDR = { size: 56, name: 0, namelen: 8, iov: 16, iovlen: 24, control: 32, controllen: 40, flags: 48 } as const;
+/** struct iovec: base, len. */
+export const IOVEC = { size: 16, base: 0, len: 8 } as const;
+
+/** malloc(3) of `size` bytes: the pointer, its address (for pointers written into native structs) and a Buffer over it (no copy). */
+export function mallocBlock(size: number): { ptr: JsExternal; addr: number; view: Buffer } {
+  const ptr = load({ library: 'libc', funcName: 'malloc', retType: External, paramsType: [U64], paramsValue: [size] }) as unknown as JsExternal;
+  if (isNullPointer(ptr)) throw errnoException(12 /* ENOMEM */, 'malloc');
+  // memcpy(p, p, 0) returns p: the address as a number.
+  const addr = load({ library: 'libc', funcName: 'memcpy', retType: I64, paramsType: [External, External, U64], paramsValue: [ptr, ptr, 0] }) as unknown as number;
+  return { ptr, addr, view: createExternalBuffer(ptr, size) };
+}
+
 // Native memory for the hot synchronous calls of this (the main) thread: a pointer parameter
 // costs ffi-rs ~1.5 µs less than a Buffer one. Each block is reused by every call (JS runs one
 // call at a time; the threadpool calls above never use them) and lives as long as the process.
-function block(size: number): { ptr: JsExternal; view: Buffer } {
-  const ptr = load({ library: 'libc', funcName: 'malloc', retType: External, paramsType: [U64], paramsValue: [size] }) as unknown as JsExternal;
-  if (isNullPointer(ptr)) throw new Error('native/libc: out of memory');
-  return { ptr, view: createExternalBuffer(ptr, size) };
-}
+const block = mallocBlock;
 /** Data of a send or recv up to this size goes through native memory (a copy is cheaper than the Buffer parameter). */
 const SMALL = 64 * 1024;
 const data = block(SMALL);
@@ -139,23 +149,20 @@ const name = block(SOCKADDR_MAX);
 const nameLen = block(8);
 
 // A small send, sendto, recv or recvfrom is a sendmsg/recvmsg of one struct msghdr kept in native
-// memory (LP64 layout, as msg.ts's MSGHDR) that names the data and name blocks: 3 arguments
-// instead of 4 or 6 (ffi-rs charges ~0.4 µs per argument: ~0.4 or ~1.5 µs a call), and the same
-// kernel path (sock_sendmsg/sock_recvmsg) underneath. Each call sets only msg_namelen (0: no
-// address) and the iovec's length.
-const HDR_NAMELEN = 8;
-const IOV_LEN = 56 + 8;
-const msgHdr = block(56 + 16);
+// memory that names the data and name blocks: 3 arguments instead of 4 or 6 (ffi-rs charges
+// ~0.4 µs per argument: ~0.4 or ~1.5 µs a call), and the same kernel path
+// (sock_sendmsg/sock_recvmsg) underneath. Each call sets only msg_namelen (0: no address) and the
+// iovec's length.
+const HDR_NAMELEN = MSGHDR.namelen;
+const IOV_LEN = MSGHDR.size + IOVEC.len;
+const msgHdr = block(MSGHDR.size + IOVEC.size);
 {
-  // memcpy(p, p, 0) returns p: a block's address as a number.
-  const addr = (ptr: JsExternal): bigint =>
-    BigInt(load({ library: 'libc', funcName: 'memcpy', retType: I64, paramsType: [External, External, U64], paramsValue: [ptr, ptr, 0] }) as unknown as number);
   const v = msgHdr.view;
   v.fill(0); // no control data, msg_flags 0, the high half of iov_len 0
-  v.writeBigUInt64LE(addr(name.ptr), 0); // msg_name
-  v.writeBigUInt64LE(addr(msgHdr.ptr) + 56n, 16); // msg_iov: the iovec right after the header
-  v.writeBigUInt64LE(1n, 24); // msg_iovlen
-  v.writeBigUInt64LE(addr(data.ptr), 56); // iov_base
+  v.writeBigUInt64LE(BigInt(name.addr), MSGHDR.name);
+  v.writeBigUInt64LE(BigInt(msgHdr.addr + MSGHDR.size), MSGHDR.iov); // the iovec right after the header
+  v.writeBigUInt64LE(1n, MSGHDR.iovlen);
+  v.writeBigUInt64LE(BigInt(data.addr), MSGHDR.size + IOVEC.base);
 }
 
 /** sendmsg(2) of `n` bytes already in the data block to the `namelen`-byte sockaddr in the name block (0: none). */

@@ -5,14 +5,14 @@
 // Layout: COUNT struct mmsghdr (64 bytes each, the array the kernel walks), COUNT pairs of
 // struct iovec (32), COUNT sockaddr slots (40), then COUNT small data slots (SMALL bytes) and
 // COUNT overflow slots for the rest of a large datagram.
-import { createExternalBuffer, DataType, isNullPointer, load, open, type JsExternal } from 'ffi-rs';
+import { DataType, load, open } from 'ffi-rs';
 import { errnoException } from './errno.js';
-import { AGAIN, lastErrno } from './libc.js';
+import { AGAIN, lastErrno, mallocBlock } from './libc.js';
 import { linux } from './constants.js';
 
 open({ library: 'libc', path: '' });
 
-const { I32, I64, U32, U64, External } = DataType;
+const { I32, I64, U32 } = DataType;
 
 /** Most datagrams one call returns. */
 export const MMSG_COUNT = 64;
@@ -32,13 +32,9 @@ const SIZE = BIG_AT + MMSG_COUNT * BIG;
 let arena: { at: number; view: Buffer; headers: Buffer } | undefined;
 
 function setup(): NonNullable<typeof arena> {
-  const ptr = load({ library: 'libc', funcName: 'malloc', retType: External, paramsType: [U64], paramsValue: [SIZE] }) as unknown as JsExternal;
-  if (isNullPointer(ptr)) throw errnoException(12 /* ENOMEM */, 'malloc');
-  // memset(p, 0, 0) returns p: the address as a number, for the pointers in the headers.
-  const at = load({ library: 'libc', funcName: 'memset', retType: I64, paramsType: [External, I32, U64], paramsValue: [ptr, 0, 0] }) as unknown as number;
+  const { addr: at, view } = mallocBlock(SIZE);
   const headers = Buffer.alloc(DATA_AT);
   for (let i = 0; i < MMSG_COUNT; i++) writeHeader(headers, at, i);
-  const view = createExternalBuffer(ptr, SIZE);
   headers.copy(view);
   return { at, view, headers };
 }
@@ -117,10 +113,8 @@ const S_SIZE = S_DATA_AT + MMSG_COUNT * SENDMMSG_SLOT;
 let sendArena: { at: number; view: Buffer } | undefined;
 
 function setupSend(): NonNullable<typeof sendArena> {
-  const ptr = load({ library: 'libc', funcName: 'malloc', retType: External, paramsType: [U64], paramsValue: [S_SIZE] }) as unknown as JsExternal;
-  if (isNullPointer(ptr)) throw errnoException(12 /* ENOMEM */, 'malloc');
-  const at = load({ library: 'libc', funcName: 'memset', retType: I64, paramsType: [External, I32, U64], paramsValue: [ptr, 0, S_SIZE] }) as unknown as number;
-  const view = createExternalBuffer(ptr, S_SIZE);
+  const { addr: at, view } = mallocBlock(S_SIZE);
+  view.fill(0);
   for (let i = 0; i < MMSG_COUNT; i++) {
     const h = i * MSG;
     view.writeBigUInt64LE(BigInt(at + S_NAME_AT + i * SENDMMSG_NAME), h); // msg_name

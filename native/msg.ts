@@ -5,21 +5,19 @@
 // byte by byte; cmsg encoding/decoding is pure too. LP64 little-endian glibc only (x86_64,
 // aarch64), as the rest of native/.
 import { endianness } from 'node:os';
-import { createExternalBuffer, DataType, load, open, type JsExternal } from 'ffi-rs';
+import { DataType, load, open, type JsExternal } from 'ffi-rs';
 import { abi } from './constants.js';
 import { errnoException } from './errno.js';
-import { lastErrno } from './libc.js';
+import { IOVEC, lastErrno, mallocBlock, MSGHDR } from './libc.js';
+
+export { IOVEC, MSGHDR };
 
 if (endianness() !== 'LE' || abi.sizeof_long !== 8) throw new Error('native/msg: LP64 little-endian hosts only');
 
 open({ library: 'libc', path: '' });
 
-const { I32, I64, U64, External, BigInt: Big } = DataType;
+const { I32, I64, External } = DataType;
 
-/** struct msghdr on LP64 glibc: name, namelen(u32), iov, iovlen(size_t), control, controllen(size_t), flags(int). */
-export const MSGHDR = { size: 56, name: 0, namelen: 8, iov: 16, iovlen: 24, control: 32, controllen: 40, flags: 48 } as const;
-/** struct iovec: base, len. */
-export const IOVEC = { size: 16, base: 0, len: 8 } as const;
 /** struct cmsghdr: len (size_t), level, type; data follows at CMSG_ALIGN(sizeof(cmsghdr)). */
 const CMSG_HDR = abi.sizeof_cmsghdr;
 const CMSG_ALIGN = abi.cmsg_align;
@@ -133,11 +131,8 @@ interface Block {
 }
 
 function malloc(size: number): Block {
-  const ptr = load({ library: 'libc', funcName: 'malloc', retType: External, paramsType: [U64], paramsValue: [size] }) as unknown as JsExternal;
-  // memcpy(p, p, 0) returns p: the block's address as a number.
-  const addr = load({ library: 'libc', funcName: 'memcpy', retType: Big, paramsType: [External, External, U64], paramsValue: [ptr, ptr, 0] }) as unknown as bigint;
-  if (addr === 0n) throw errnoException(12 /* ENOMEM */, 'malloc');
-  return { ptr, addr, size, buf: createExternalBuffer(ptr, size) };
+  const b = mallocBlock(size);
+  return { ptr: b.ptr, addr: BigInt(b.addr), size, buf: b.view };
 }
 
 function free(b: Block): void {

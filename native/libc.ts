@@ -165,11 +165,14 @@ const msgHdr = block(MSGHDR.size + IOVEC.size);
   v.writeBigUInt64LE(BigInt(data.addr), MSGHDR.size + IOVEC.base);
 }
 
-/** sendmsg(2) of `n` bytes already in the data block to the `namelen`-byte sockaddr in the name block (0: none). */
-function sendSmall(fd: number, n: number, namelen: number, flags: number): Result {
+/**
+ * sendmsg(2) or recvmsg(2) through the kept header: `n` bytes of the data block, the sockaddr of
+ * `namelen` bytes in the name block (0: none; a recvmsg's kernel writes the sender's length there).
+ */
+function small(call: (fd: number, msg: JsExternal, flags: number) => Result, fd: number, n: number, namelen: number, flags: number): Result {
   msgHdr.view.writeUInt32LE(namelen, HDR_NAMELEN);
   msgHdr.view.writeUInt32LE(n, IOV_LEN);
-  return c.sendmsgP(fd, msgHdr.ptr, flags);
+  return call(fd, msgHdr.ptr, flags);
 }
 
 /** A socklen_t in/out parameter holding `n`. */
@@ -233,7 +236,7 @@ function orThrow(n: number | typeof AGAIN, syscall: string): number {
 export function sendTry(fd: number, buf: Buffer, flags: number): number | typeof AGAIN {
   if (buf.length > SMALL) return checkTry(c.send(fd, buf, buf.length, flags), 'send');
   buf.copy(data.view);
-  return checkTry(sendSmall(fd, buf.length, 0, flags), 'send');
+  return checkTry(small(c.sendmsgP, fd, buf.length, 0, flags), 'send');
 }
 
 /** sendto(2) that returns AGAIN instead of throwing EAGAIN; a null address is send(2). */
@@ -243,8 +246,8 @@ export function sendtoTry(fd: number, buf: Buffer, flags: number, sa: Buffer | n
     return checkTry(c.sendto(fd, buf, buf.length, flags, sa, sa.length), 'sendto');
   }
   buf.copy(data.view);
-  if (sa === null) return checkTry(sendSmall(fd, buf.length, 0, flags), 'sendto');
-  return checkTry(sendSmall(fd, buf.length, sa.copy(name.view), flags), 'sendto');
+  if (sa === null) return checkTry(small(c.sendmsgP, fd, buf.length, 0, flags), 'sendto');
+  return checkTry(small(c.sendmsgP, fd, buf.length, sa.copy(name.view), flags), 'sendto');
 }
 
 /** recv(2) into buf: bytes received, 0 at end of stream. */
@@ -261,9 +264,7 @@ export function recvBytes(fd: number, size: number, flags: number): { data: Buff
     return n === AGAIN ? n : { data: buf.subarray(0, Math.min(n, size)), n };
   }
   // msg_namelen 0: no sender's address, as recv(2) (the kernel writes its length there, nothing else).
-  msgHdr.view.writeUInt32LE(0, HDR_NAMELEN);
-  msgHdr.view.writeUInt32LE(size, IOV_LEN);
-  const n = checkTry(c.recvmsgP(fd, msgHdr.ptr, flags), 'recv');
+  const n = checkTry(small(c.recvmsgP, fd, size, 0, flags), 'recv');
   return n === AGAIN ? n : { data: Buffer.from(data.view.subarray(0, Math.min(n, size))), n };
 }
 
@@ -276,9 +277,7 @@ export function recvfromBytes(fd: number, size: number, flags: number): { data: 
     const n = checkTry(c.recvfrom(fd, buf, buf.length, flags, addr, len), 'recvfrom');
     return n === AGAIN ? n : { data: buf.subarray(0, Math.min(n, size)), n, addr: addr.subarray(0, Math.min(len.readUInt32LE(), addr.length)) };
   }
-  msgHdr.view.writeUInt32LE(SOCKADDR_MAX, HDR_NAMELEN);
-  msgHdr.view.writeUInt32LE(size, IOV_LEN);
-  const n = checkTry(c.recvmsgP(fd, msgHdr.ptr, flags), 'recvfrom');
+  const n = checkTry(small(c.recvmsgP, fd, size, SOCKADDR_MAX, flags), 'recvfrom');
   if (n === AGAIN) return n;
   const len = Math.min(msgHdr.view.readUInt32LE(HDR_NAMELEN), SOCKADDR_MAX);
   return { data: Buffer.from(data.view.subarray(0, Math.min(n, size))), n, addr: Buffer.from(name.view.subarray(0, len)) };

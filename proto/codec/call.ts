@@ -125,17 +125,34 @@ function writeRecv(buf: Buffer, at: number, m: RecvRequest): number {
  */
 export function encodeBatch(calls: Buffer[]): Buffer {
   let body = 0;
-  for (const c of calls) body += 1 + varintSize(c.length) + c.length;
-  const buf = Buffer.allocUnsafe(2 + varintSize(body) + body);
-  buf[0] = 0x82;
-  buf[1] = 0x06;
-  let at = writeVarint(buf, 2, body);
+  for (const c of calls) body += entrySize(c.length);
+  const buf = batchBuffer(body);
+  let at = buf.length - body;
   for (const c of calls) {
-    buf[at++] = 0x0a;
-    at = writeVarint(buf, at, c.length);
+    at = entryHead(buf, at, c.length);
     buf.set(c, at);
     at += c.length;
   }
+  return buf;
+}
+
+/** A batch entry's bytes for an encoded call of `n` bytes (CallBatch.calls, field 1). */
+function entrySize(n: number): number {
+  return 1 + varintSize(n) + n;
+}
+
+/** Writes an entry's key and length at `at`; returns where its call's bytes go. */
+function entryHead(buf: Buffer, at: number, n: number): number {
+  buf[at] = 0x0a;
+  return writeVarint(buf, at + 1, n);
+}
+
+/** A batch's buffer for entries of `body` bytes, its envelope (field 96, length) written: they go in its last `body` bytes. */
+function batchBuffer(body: number): Buffer {
+  const buf = Buffer.allocUnsafe(2 + varintSize(body) + body);
+  buf[0] = 0x82;
+  buf[1] = 0x06;
+  writeVarint(buf, 2, body);
   return buf;
 }
 
@@ -222,14 +239,11 @@ export function encodeCalls(calls: Array<CallRequest | Buffer>): Buffer[] {
     if (n === 1) out.push(slowBufs[from] ?? encodeCallRequest(calls[from] as CallRequest));
     else {
       let body = 0;
-      for (let i = from; i < from + n; i++) body += 1 + varintSize(sizes[i]!) + sizes[i]!;
-      const buf = Buffer.allocUnsafe(2 + varintSize(body) + body);
-      buf[0] = 0x82;
-      buf[1] = 0x06;
-      let at = writeVarint(buf, 2, body);
+      for (let i = from; i < from + n; i++) body += entrySize(sizes[i]!);
+      const buf = batchBuffer(body);
+      let at = buf.length - body;
       for (let i = from; i < from + n; i++) {
-        buf[at++] = 0x0a;
-        at = writeVarint(buf, at, sizes[i]!);
+        at = entryHead(buf, at, sizes[i]!);
         const b = slowBufs[i];
         if (b) {
           buf.set(b, at);

@@ -321,10 +321,7 @@ export class Socket {
     const bulkSends = this.#afterBulkSends();
     if (bulkSends) await bulkSends;
     if (this.#pipelinable(buf.length)) {
-      while (this.#inflightBytes + buf.length > PIPELINE_WINDOW) {
-        this.#m.transport.requestAck();
-        await this.#oneSettles();
-      }
+      while (this.#inflightBytes + buf.length > PIPELINE_WINDOW) await this.#acked();
       this.#inflight++;
       this.#inflightBytes += buf.length;
       // A copy: the caller may reuse its buffer as soon as sendall resolves. Its success comes
@@ -350,10 +347,7 @@ export class Socket {
    * those in order, so consecutive sendall calls stream back to back within its window.
    */
   async #bulkSendall(buf: Buffer, f: number): Promise<boolean> {
-    while (this.#inflightBytes > 0) {
-      this.#m.transport.requestAck();
-      await this.#oneSettles();
-    }
+    while (this.#inflightBytes > 0) await this.#acked();
     this.#check();
     const ch = await this.#channel();
     if (!ch || ch.broken) return false;
@@ -386,6 +380,12 @@ export class Socket {
     if (err) queueMicrotask(() => this.#failLate(err));
     this.#wake();
   };
+
+  /** Asks the broker for its acknowledgement; resolves when the next pipelined sendall settles. */
+  #acked(): Promise<void> {
+    this.#m.transport.requestAck();
+    return this.#oneSettles();
+  }
 
   /** Resolves when the next pipelined sendall settles. */
   #oneSettles(): Promise<void> {
@@ -420,10 +420,7 @@ export class Socket {
 
   /** Waits for pipelined sends, then raises the error one of them left, if any. */
   async #settled(): Promise<void> {
-    while (this.#inflight > 0) {
-      this.#m.transport.requestAck();
-      await this.#oneSettles();
-    }
+    while (this.#inflight > 0) await this.#acked();
     this.#check();
   }
 
@@ -457,7 +454,8 @@ export class Socket {
    */
   #bulkRecv(n: number, flags: number): Promise<Buffer | null> | null {
     if (flags !== 0 || n === 0 || this.#timeout === 0 || !this.#everConnected || !this.#tcp()) {
-      return this.#bulk?.active ? this.#bulk.quiesce().then(() => null) : null;
+      const q = this.#quiesce();
+      return q ? q.then(() => null) : null;
     }
     if (!this.#bulk?.active && !this.#preferBulk) {
       if (n < BULK_READ_MIN) this.#largeReads = 0;

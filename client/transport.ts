@@ -95,6 +95,12 @@ function pending(resolve: Pending['resolve'], reject: Pending['reject'], tag: nu
   return { resolve, reject, tag, op, msg, sent, timeoutMs: undefined, timer: undefined, cancelReason: undefined, watched: undefined };
 }
 
+/** A pending call no longer waits: its timer and its abort signal's hold on it go. */
+function release(p: Pending): void {
+  clearTimeout(p.timer);
+  p.watched?.delete(p.msg.callId);
+}
+
 /** Rejects a pending call (an ack_only call's callback gets its tag too). */
 function fail(p: Pending, err: Error): void {
   p.reject(err, p.tag);
@@ -236,8 +242,7 @@ export class Transport extends EventEmitter {
     const p = this.#pending.get(res.callId);
     if (p) {
       this.#pending.delete(res.callId);
-      clearTimeout(p.timer);
-      p.watched?.delete(res.callId);
+      release(p);
       if (res.error) fail(p, p.cancelReason && res.error.code === grpc.status.CANCELLED ? p.cancelReason : fromStatus(res.error));
       else if (p.tag !== undefined) p.resolve(null, p.tag);
       else p.resolve((res as any)[p.op]);
@@ -379,8 +384,7 @@ export class Transport extends EventEmitter {
     stream?.cancel();
     for (const call of this.#data) call.cancel();
     for (const p of this.#pending.values()) {
-      clearTimeout(p.timer);
-      p.watched?.delete(p.msg.callId);
+      release(p);
       fail(p, lost);
     }
     this.#pending.clear();
@@ -484,8 +488,7 @@ export class Transport extends EventEmitter {
     const p = this.#pending.get(callId);
     if (!p) return;
     this.#pending.delete(callId);
-    clearTimeout(p.timer);
-    p.watched?.delete(callId);
+    release(p);
     if (p.sent && !this.#lost && !this.#closed) this.#write({ callId, cancel: {} } as CallRequest);
     fail(p, reason);
   }
@@ -565,8 +568,7 @@ export class Transport extends EventEmitter {
     for (const call of this.#data) call.cancel();
     this.#data.clear();
     for (const p of this.#pending.values()) {
-      clearTimeout(p.timer);
-      p.watched?.delete(p.msg.callId);
+      release(p);
       fail(p, sessionLost('closed', 'sockbroker: connection closed'));
     }
     this.#pending.clear();

@@ -10,7 +10,7 @@
 // against ts-proto's, and that they know every field of the messages they write.
 import { CallRequest, CallResponse, type QueuedDatagram, type RecvRequest, type RecvResponse, type SendAllRequest, type SendRequest, type SendResponse } from '../gen/sockbroker/v1/socket.js';
 import type { Address } from '../gen/sockbroker/v1/address.js';
-import { varintSize, writeVarint } from './varint.js';
+import { varintField, varintSize, writeVarint } from './varint.js';
 
 /** A CallBatch's bounds (CallRequest.batch): calls, and bytes of the encoded CallRequest. */
 export const MAX_BATCH_CALLS = 64;
@@ -59,11 +59,6 @@ function plain(n: unknown, max = Number.MAX_SAFE_INTEGER): n is number {
   return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= max;
 }
 
-/** A one-byte key, then a varint value. */
-function varintField(buf: Buffer, at: number, key: number, n: number): number {
-  buf[at] = key;
-  return writeVarint(buf, at + 1, n);
-}
 
 /** Size of the fields of SendAllRequest, or -1 when the generated encoder must serve. */
 function sendAllSize(m: SendAllRequest): number {
@@ -76,8 +71,7 @@ function sendAllSize(m: SendAllRequest): number {
 function writeSendAll(buf: Buffer, at: number, m: SendAllRequest): number {
   if (m.handle) at = varintField(buf, at, 0x08, m.handle);
   if (m.data.length) {
-    buf[at++] = 0x12;
-    at = writeVarint(buf, at, m.data.length);
+    at = varintField(buf, at, 0x12, m.data.length);
     buf.set(m.data, at);
     at += m.data.length;
   }
@@ -129,7 +123,7 @@ export function encodeBatch(calls: Buffer[]): Buffer {
   const buf = batchBuffer(body);
   let at = buf.length - body;
   for (const c of calls) {
-    at = entryHead(buf, at, c.length);
+    at = varintField(buf, at, 0x0a, c.length); // the entry's key and length
     buf.set(c, at);
     at += c.length;
   }
@@ -139,12 +133,6 @@ export function encodeBatch(calls: Buffer[]): Buffer {
 /** A batch entry's bytes for an encoded call of `n` bytes (CallBatch.calls, field 1). */
 function entrySize(n: number): number {
   return 1 + varintSize(n) + n;
-}
-
-/** Writes an entry's key and length at `at`; returns where its call's bytes go. */
-function entryHead(buf: Buffer, at: number, n: number): number {
-  buf[at] = 0x0a;
-  return writeVarint(buf, at + 1, n);
 }
 
 /** A batch's buffer for entries of `body` bytes, its envelope (field 96, length) written: they go in its last `body` bytes. */
@@ -243,7 +231,7 @@ export function encodeCalls(calls: Array<CallRequest | Buffer>): Buffer[] {
       const buf = batchBuffer(body);
       let at = buf.length - body;
       for (let i = from; i < from + n; i++) {
-        at = entryHead(buf, at, sizes[i]!);
+        at = varintField(buf, at, 0x0a, sizes[i]!);
         const b = slowBufs[i];
         if (b) {
           buf.set(b, at);
@@ -301,11 +289,9 @@ function addressSize(a: Address): number {
 function writeAddress(buf: Buffer, at: number, a: Address): number {
   const inner = nested[nestedAt++]!;
   const m = (a.inet ?? a.inet6)!;
-  buf[at++] = a.inet ? 0x0a : 0x12;
-  at = writeVarint(buf, at, inner);
+  at = varintField(buf, at, a.inet ? 0x0a : 0x12, inner);
   if (m.host.length) {
-    buf[at++] = 0x0a;
-    at = writeVarint(buf, at, m.host.length);
+    at = varintField(buf, at, 0x0a, m.host.length);
     at += buf.write(m.host, at, 'latin1');
   }
   if (m.port) at = varintField(buf, at, 0x10, m.port);
@@ -331,8 +317,7 @@ function datagramSize(data: unknown, address: Address | undefined): number {
 
 function writeDatagram(buf: Buffer, at: number, data: Uint8Array, address: Address | undefined): number {
   if (data.length) {
-    buf[at++] = 0x0a;
-    at = writeVarint(buf, at, data.length);
+    at = varintField(buf, at, 0x0a, data.length);
     buf.set(data, at);
     at += data.length;
   }
@@ -365,8 +350,7 @@ function recvResponseSize(r: RecvResponse): number {
 function writeRecvResponse(buf: Buffer, at: number, r: RecvResponse): number {
   at = writeDatagram(buf, at, r.data, r.address);
   for (const q of (r.queued ?? []) as QueuedDatagram[]) {
-    buf[at++] = 0x22;
-    at = writeVarint(buf, at, nested[nestedAt++]!);
+    at = varintField(buf, at, 0x22, nested[nestedAt++]!);
     at = writeDatagram(buf, at, q.data, q.address);
   }
   return at;

@@ -5,7 +5,7 @@
 // data as views into the message (no copy) and joins seconds + nanos into one exact bigint of ns.
 // Rare messages (armed) go to the generated code.
 import { CaptureArmed } from '../gen/sockbroker/v1/capture.js';
-import { varintSize, writeVarint } from './varint.js';
+import { varintField, varintSize, writeVarint } from './varint.js';
 
 /** Largest encoded size of a CapturedPacket entry (tag + length + fields) besides its data. */
 export const PACKET_OVERHEAD = 64;
@@ -26,37 +26,30 @@ export function writePacket(
     + (ifindex ? 1 + varintSize(ifindex) : 0)
     + (direction ? 2 : 0)
     + (dataLen ? 1 + varintSize(dataLen) + dataLen : 0);
-  b[pos++] = 0x0a;
-  pos = writeVarint(b, pos, inner);
+  pos = varintField(b, pos, 0x0a, inner);
   if (originalLength) {
-    b[pos++] = 0x10;
-    pos = writeVarint(b, pos, originalLength);
+    pos = varintField(b, pos, 0x10, originalLength);
   }
   if (iface) {
-    b[pos++] = 0x18;
-    pos = writeVarint(b, pos, iface);
+    pos = varintField(b, pos, 0x18, iface);
   }
   if (ifindex) {
-    b[pos++] = 0x20;
-    pos = writeVarint(b, pos, ifindex);
+    pos = varintField(b, pos, 0x20, ifindex);
   }
   if (direction) {
     b[pos++] = 0x28;
     b[pos++] = direction;
   }
   if (dataLen) {
-    b[pos++] = 0x32;
-    pos = writeVarint(b, pos, dataLen);
+    pos = varintField(b, pos, 0x32, dataLen);
     if (header) pos = copyInto(b, pos, header, 0, header.length);
     pos = copyInto(b, pos, src, start, end);
   }
   if (sec) {
-    b[pos++] = 0x38;
-    pos = writeVarint(b, pos, sec);
+    pos = varintField(b, pos, 0x38, sec);
   }
   if (nsec) {
-    b[pos++] = 0x40;
-    pos = writeVarint(b, pos, nsec);
+    pos = varintField(b, pos, 0x40, nsec);
   }
   return pos;
 }
@@ -96,8 +89,7 @@ function encodeUintFields(values: number[]): Buffer {
   let pos = 0;
   values.forEach((v, i) => {
     if (!v) return;
-    b[pos++] = ((i + 1) << 3) | 0;
-    pos = writeVarint(b, pos, v);
+    pos = varintField(b, pos, ((i + 1) << 3) | 0, v);
   });
   return b.subarray(0, pos);
 }
@@ -110,18 +102,15 @@ export function encodeBatchResponse(packets: Buffer, stats: StatsValues, wmSec: 
   const s = encodeUintFields([stats.received, stats.captured, stats.droppedByKernel, stats.droppedByBroker, stats.pending, stats.freezeCount, stats.capturedBytes]);
   const tail = Buffer.alloc(2 + varintSize(s.length) + 11);
   let t = 0;
-  tail[t++] = 0x12;
-  t = writeVarint(tail, t, s.length);
+  t = varintField(tail, t, 0x12, s.length);
   const statsHead = tail.subarray(0, t);
   let w = 0;
   const wm = Buffer.alloc(22);
   if (wmSec) {
-    wm[w++] = 0x20;
-    w = writeVarint(wm, w, wmSec);
+    w = varintField(wm, w, 0x20, wmSec);
   }
   if (wmNsec) {
-    wm[w++] = 0x28;
-    w = writeVarint(wm, w, wmNsec);
+    w = varintField(wm, w, 0x28, wmNsec);
   }
   const batchLen = packets.length + statsHead.length + s.length + w;
   const head = Buffer.alloc(1 + varintSize(batchLen));
@@ -146,18 +135,15 @@ export function batchResponseAround(b: Buffer, start: number, end: number, stats
   for (let i = 0; i < values.length; i++) {
     const v = values[i]!;
     if (!v) continue;
-    b[pos++] = (i + 1) << 3;
-    pos = writeVarint(b, pos, v);
+    pos = varintField(b, pos, (i + 1) << 3, v);
   }
   b[end] = 0x12;
   b[end + 1] = pos - s0;
   if (wmSec) {
-    b[pos++] = 0x20;
-    pos = writeVarint(b, pos, wmSec);
+    pos = varintField(b, pos, 0x20, wmSec);
   }
   if (wmNsec) {
-    b[pos++] = 0x28;
-    pos = writeVarint(b, pos, wmNsec);
+    pos = varintField(b, pos, 0x28, wmNsec);
   }
   const batchLen = pos - start;
   const head = 1 + varintSize(batchLen);

@@ -5,7 +5,7 @@
 // grpc-js just allocated). Every other message goes through the generated codec. The wire bytes
 // are ordinary protobuf, so any client can speak the same contract with its own library.
 import { DataRequest, DataResponse, DataWrite } from '../gen/sockbroker/v1/socket.js';
-import { varintSize, writeVarint } from './varint.js';
+import { varintField, varintSize, writeVarint } from './varint.js';
 
 /** Wire tags: field 2, length-delimited (DataRequest.write, DataResponse.chunk, DataWrite.data). */
 const TAG_2_LEN = 0x12;
@@ -46,13 +46,11 @@ export function encodeDataRequest(req: DataRequest | Buffer, into?: Buffer): Buf
   const size = 1 + varintSize(sub) + sub;
   const out = into && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size);
   let at = 0;
-  out[at++] = TAG_2_LEN;
-  at = writeVarint(out, at, sub);
+  at = varintField(out, at, TAG_2_LEN, sub);
   out.set(head, at);
   at += head.length;
   if (n > 0) {
-    out[at++] = TAG_2_LEN;
-    at = writeVarint(out, at, n);
+    at = varintField(out, at, TAG_2_LEN, n);
     out.set(w.data, at);
   }
   return out;

@@ -35,3 +35,9 @@ export function writeVarint(b: Buffer, pos: number, v: number): number {
   b[pos++] = v;
   return pos;
 }
+
+/** A one-byte key, then a varint value, at `pos`; returns the new position. */
+export function varintField(b: Buffer, pos: number, key: number, v: number): number {
+  b[pos] = key;
+  return writeVarint(b, pos + 1, v);
+}
